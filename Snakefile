@@ -1,0 +1,25 @@
+# softlabels: the Collins (2022) thesis as one DAG.
+# raw downloads -> parsed human data -> soft labels -> training runs -> evaluation -> tables and figures.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/labels.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/corruption.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,5 @@
+import sys
+
+from softlabels.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""Configuration: load `config.yaml`, merge the chosen scale preset, validate, and explain errors by key.
+
+The same function serves the Snakemake workflow (`workflow/rules/common.smk`) and the `softlabels`
+command, so both see one effective configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+MIRROR_ENV = "SOFTLABELS_DATA_MIRROR"
+
+
+class ConfigError(ValueError):
+    """A configuration key is missing, unknown or has a wrong value; the message names the key."""
+
+
+def repo_root() -> Path:
+    """The checkout that holds `config.yaml` and `workflow/` (the package is installed editable)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def schema_path() -> Path:
+    return repo_root() / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
+    """Dicts merge key by key; any other value in `update` replaces the one in `base`."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def validate(config: Mapping[str, Any], where: str = "config") -> None:
+    """Check `config` against the JSON schema; raise ConfigError naming the offending key."""
+    import jsonschema
+
+    schema = yaml.safe_load(schema_path().read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    lines = []
+    for err in errors[:10]:
+        path = list(err.absolute_path)
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            for name in extra:
+                lines.append(f"unknown key '{_key_path(path + [name])}'")
+            continue
+        if err.validator == "required":
+            lines.append(f"'{_key_path(path)}': {err.message}")
+            continue
+        lines.append(f"key '{_key_path(path)}': {err.message}")
+    raise ConfigError(f"invalid {where}:\n  " + "\n  ".join(lines))
+
+
+def check_references(config: Mapping[str, Any]) -> None:
+    """Cross-key checks the schema cannot express (rows name defined schemes, models have a base LR)."""
+    schemes = config["schemes"]
+    for group in ("tables", "figures"):
+        for name, spec in config.get(group, {}).items():
+            for row in spec["rows"]:
+                if row not in schemes:
+                    raise ConfigError(f"key '{group}.{name}.rows': scheme '{row}' is not defined under 'schemes'")
+    for pname, proto in config["protocols"].items():
+        for model in proto["models"]:
+            if model not in proto["base_lr"]:
+                raise ConfigError(f"key 'protocols.{pname}.base_lr': no learning rate for model '{model}'")
+    for sname, scheme in schemes.items():
+        if scheme["protocol"] not in config["protocols"]:
+            raise ConfigError(f"key 'schemes.{sname}.protocol': protocol '{scheme['protocol']}' is not defined")
+
+
+def resolve(config: Mapping[str, Any]) -> dict:
+    """Effective configuration: the base validated, then `scales[scale]` merged over it and validated again."""
+    validate(config)
+    scale = config["scale"]
+    effective = deep_merge(config, config["scales"][scale])
+    if not effective.get("data_mirror"):
+        effective["data_mirror"] = os.environ.get(MIRROR_ENV, "")
+    validate(effective, where=f"config after merging scales.{scale}")
+    check_references(effective)
+    return effective
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` (value parsed as YAML), as in `snakemake --config key=value`."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value) if value != "" else ""
+
+
+def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Read config.yaml (default: the checkout's), apply top-level overrides, resolve the scale."""
+    path = Path(path) if path else repo_root() / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    for key, value in (overrides or {}).items():
+        config[key] = value
+    return resolve(config)

@@ -1,0 +1,5 @@
+"""Subcommands of the labels stage."""
+
+
+def register(subparsers) -> None:
+    """Add this stage's subcommands to the `softlabels` parser."""

@@ -1,0 +1,66 @@
+"""Shared fixtures. Tests that need the real public inputs use `data_mirror`, which reads the same setting
+as the pipeline (SOFTLABELS_DATA_MIRROR, as CI sets it to ../shared/data) and skips with a reason elsewhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mirror_path() -> Path | None:
+    value = os.environ.get("SOFTLABELS_DATA_MIRROR", "")
+    if not value:
+        import yaml
+
+        value = (yaml.safe_load((REPO / "config.yaml").read_text()) or {}).get("data_mirror", "")
+    return Path(value).resolve() if value else None
+
+
+@pytest.fixture(scope="session")
+def data_mirror() -> Path:
+    """The offline mirror of the public inputs (a folder with MANIFEST.tsv); skips when not configured."""
+    path = _mirror_path()
+    if path is None:
+        pytest.skip("needs the real inputs: set SOFTLABELS_DATA_MIRROR (or data_mirror in config.yaml)")
+    if not (path / "MANIFEST.tsv").exists():
+        pytest.skip(f"data_mirror {path} has no MANIFEST.tsv")
+    return path
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run this checkout's workflow with `workdir` as its working directory (results/ and resources/ land
+    there), using the interpreter that runs the tests."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(REPO / "config.yaml"),
+        *args,
+    ]
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def snakemake_runner():
+    return run_snakemake
+
+
+@pytest.fixture(scope="session")
+def smoke_workdir(tmp_path_factory, data_mirror) -> Path:
+    """A working directory shared by the tests that build smoke-scale targets from the mirror."""
+    return tmp_path_factory.mktemp("smoke")
