@@ -14,8 +14,10 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/labels.smk"
-include: "workflow/rules/train.smk"
 include: "workflow/rules/corruption.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/mixup.smk"
 include: "workflow/rules/report.smk"
 
 
