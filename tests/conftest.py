@@ -34,9 +34,11 @@ def data_mirror() -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, *args: str, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run this checkout's workflow with `workdir` as its working directory (results/ and resources/ land
-    there), using the interpreter that runs the tests."""
+    there), using the interpreter that runs the tests (`env`: the environment, default this process's)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
@@ -50,7 +52,7 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.C
         str(REPO / "config.yaml"),
         *args,
     ]
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
 

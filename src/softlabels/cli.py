@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every config-reading subcommand shares."""
-    parser.add_argument("--configfile", default=None, help="config file (default: the checkout's config.yaml)")
+    parser.add_argument(
+        "--configfile",
+        action="append",
+        default=None,
+        help="config file; repeat to merge several, later ones win (default: the checkout's config.yaml)",
+    )
     parser.add_argument(
         "--config",
         nargs="*",

@@ -105,15 +105,24 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value) if value != "" else ""
 
 
-def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
-    """Read config.yaml (default: the checkout's), apply top-level overrides, resolve the scale."""
-    path = Path(path) if path else repo_root() / "config.yaml"
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+def load(paths=None, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Read one or more config files (default: the checkout's config.yaml; later files merge over earlier
+    ones, as Snakemake's --configfile does), apply top-level overrides, resolve the scale."""
+    if paths is None or paths == [] or paths == ():
+        paths = [repo_root() / "config.yaml"]
+    elif isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    config: dict = {}
+    for path in map(Path, paths):
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
+        config = deep_merge(config, loaded)
     for key, value in (overrides or {}).items():
         config[key] = value
     return resolve(config)

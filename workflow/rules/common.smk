@@ -2,7 +2,10 @@
 # stage files share (paths, input functions, wildcard constraints).
 import json
 import os
+import shlex
 import sys
+
+import yaml
 
 from snakemake.utils import validate
 
@@ -23,6 +26,18 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 CLI = "softlabels"
 
 
+envvars:
+    "PATH",
+
+
+# A download damaged after it was fetched is deleted here, once per run (not in each job), so that its
+# fetch rule and everything built from it run again (softlabels.data.verify).
+if not (workflow.remote_exec or workflow.subprocess_exec):
+    from softlabels.data.verify import discard_corrupt_downloads
+
+    discard_corrupt_downloads(config, log=lambda msg: print(msg, file=sys.stderr))
+
+
 wildcard_constraints:
     scheme="|".join(sorted(config["schemes"])),
     seed=r"\d+",
@@ -35,13 +50,20 @@ def resource(name):
 
 
 def config_args():
-    """The CLI options that hand the effective top-level settings to a `softlabels` subcommand."""
-    args = [f"scale={SCALE}"]
+    """CLI options that hand a `softlabels` subcommand the same configuration this run uses: the config
+    files Snakemake read, then the top-level --config overrides and the effective scale and paths."""
+    files = [os.path.abspath(f) for f in workflow.configfiles]
+    overrides = dict(workflow.config_settings.overwrite_config or {})
+    overrides.update(scale=SCALE, resources_dir=RESOURCES, device=config["device"])
     if config.get("data_mirror"):
-        args.append(f"data_mirror={config['data_mirror']}")
-    args.append(f"resources_dir={RESOURCES}")
-    args.append(f"device={config['device']}")
-    return "--config " + " ".join(args)
+        overrides["data_mirror"] = config["data_mirror"]
+    pairs = []
+    for key, value in overrides.items():
+        text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+        if text.endswith("\n..."):
+            text = text[: -len("\n...")]
+        pairs.append(shlex.quote(f"{key}={text}"))
+    return " ".join([f"--configfile {shlex.quote(f)}" for f in files] + ["--config"] + pairs)
 
 
 # Stage files append their final targets here; `rule all` asks for all of them.
@@ -50,3 +72,49 @@ FINAL_OUTPUTS = []
 
 def get_final_output():
     return list(FINAL_OUTPUTS)
+
+
+# Helpers of the train and tables stages (kept here: `snakemake --lint` wants no functions beside rules).
+from softlabels.train.runs import runs_of
+
+# Resources of a training job where a protocol block has no `resources:`.
+DEFAULT_TRAIN_RESOURCES = {"gpu": 1, "mem_mb": 8000, "runtime_min": 240, "threads": 4}
+
+
+def run_dir(scheme, model, seed):
+    return f"results/runs/{scheme}/{model}/seed{seed}"
+
+
+def run_metrics(runs):
+    """metrics.json paths of (scheme, model, seed) runs."""
+    return [f"{run_dir(*run)}/metrics.json" for run in runs]
+
+
+def result_set_runs(result_set):
+    """The runs behind every row of a `tables:`/`figures:` entry."""
+    seeds = result_set.get("seeds", "main")
+    return [
+        run for row in result_set["rows"] for run in runs_of(config, row, result_set["all_models"], seeds)
+    ]
+
+
+def protocol_of(wildcards):
+    return config["schemes"][wildcards.scheme]["protocol"]
+
+
+def train_resource(name):
+    """Input function for one resource of a training job, from `protocols.<p>.resources` of the scale."""
+
+    def get(wildcards):
+        block = config["protocols"][protocol_of(wildcards)].get("resources", {})
+        return block.get(name, DEFAULT_TRAIN_RESOURCES[name])
+
+    return get
+
+
+def train_threads(wildcards):
+    return train_resource("threads")(wildcards)
+
+
+def result_category(name):
+    return "Appendix B" if name.startswith(("tableB", "figB")) else "Chapter 3"

@@ -1,1 +1,92 @@
-# Rules of the report stage.
+# Rules of the report stage: results that need no training, each beside the thesis' stated value.
+#   results/tables/cifar10s_summary.csv   CIFAR-10S dataset facts (§3.2) and how its labels differ from CIFAR-10H
+#   results/tables/hmix_summary.csv       H-Mix statistics (§4.2 mixing-factor study, §5.1 soft labels)
+#   results/figures/{figure}.png/.pdf/.csv  figures 3.2-3.4, B.1-B.2, 4.2, 4.4, 4.5, 5.1 (+ the plotted data)
+
+from softlabels.report.figures import FIGURE_CHAPTER, FIGURE_INPUTS
+
+
+rule cifar10s_summary:
+    input:
+        responses=f"{DATA}/cifar10s_responses.csv",
+        cifar10h=f"{DATA}/cifar10h.npz",
+    output:
+        report(
+            "results/tables/cifar10s_summary.csv",
+            caption="../report/cifar10s_summary.rst",
+            category="Chapter 3",
+        ),
+    log:
+        "logs/report/cifar10s_summary.log",
+    conda:
+        "../envs/softlabels.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        config_args=config_args(),
+    shell:
+        "softlabels cifar10s-summary --responses {input.responses} --cifar10h {input.cifar10h} --out {output} "
+        "{params.config_args} > {log} 2>&1"
+
+
+rule hmix_summary:
+    input:
+        judgments=f"{DATA}/hmix_judgments.csv",
+        soft=f"{DATA}/hmix_soft_responses.csv",
+        cifar10h=f"{DATA}/cifar10h.npz",
+    output:
+        report(
+            "results/tables/hmix_summary.csv",
+            caption="../report/hmix_summary.rst",
+            category="Chapter 4",
+        ),
+    log:
+        "logs/report/hmix_summary.log",
+    conda:
+        "../envs/softlabels.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        config_args=config_args(),
+    shell:
+        "softlabels hmix-summary --judgments {input.judgments} --soft-responses {input.soft} "
+        "--cifar10h {input.cifar10h} --out {output} {params.config_args} > {log} 2>&1"
+
+
+for _figure, _files in FIGURE_INPUTS.items():
+
+    rule:
+        name:
+            f"data_figure_{_figure}"
+        input:
+            [f"{DATA}/{name}" for name in _files],
+        output:
+            png=report(
+                f"results/figures/{_figure}.png",
+                caption=f"../report/{_figure}.rst",
+                category=FIGURE_CHAPTER[_figure],
+            ),
+            pdf=f"results/figures/{_figure}.pdf",
+            csv=f"results/figures/{_figure}.csv",
+        log:
+            f"logs/report/{_figure}.log",
+        conda:
+            "../envs/softlabels.yaml"
+        resources:
+            mem_mb=3000,
+            runtime=10,
+        params:
+            name=_figure,
+            data=lambda wildcards, input: os.path.dirname(input[0]),
+            config_args=config_args(),
+        shell:
+            "softlabels figure {params.name} --data-dir {params.data} --out {output.png} {params.config_args} "
+            "> {log} 2>&1"
+
+
+FINAL_OUTPUTS.extend(
+    ["results/tables/cifar10s_summary.csv", "results/tables/hmix_summary.csv"]
+    + [f"results/figures/{name}.{ext}" for name in FIGURE_INPUTS for ext in ("png", "pdf", "csv")]
+)

@@ -1,5 +1,249 @@
-"""Subcommands of the data stage."""
+"""Subcommands of the data stage: `fetch` one public source, `parse-*` raw files into `results/data/`, and
+`export-*` the parsed tables in the upstream JSON layouts.
+
+Inputs default to the configured download (`resources_dir/<file>`), fetched first when missing, so every
+command also works by hand; the Snakemake rules pass explicit paths.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+RESULTS = Path("results/data")
+
+
+def _user_errors(func):
+    """Report bad inputs (DataError) as a clean `softlabels` error (exit status 2)."""
+
+    @functools.wraps(func)
+    def wrapper(args):
+        from softlabels.cli import UserError
+        from softlabels.data.io import DataError
+
+        try:
+            return func(args)
+        except DataError as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapper
+
+
+def _config(args) -> dict:
+    from softlabels.cli import config_from_args
+
+    return config_from_args(args)
+
+
+def _source(path: str | None, config: dict, key: str) -> Path:
+    """An input file: the given path, or the configured download of `key` (fetched when missing)."""
+    from softlabels.data.download import fetch_from_config, resource_path
+
+    if path:
+        return Path(path)
+    default = resource_path(config, key)
+    return default if default.exists() else fetch_from_config(key, config)
+
+
+def _parsed_table(path: str | None, name: str, config: dict, build) -> Path:
+    """A parsed table: the given path, else results/data/<name>, else a cache under resources_dir/parsed/
+    built by `build(config, out_path)` when missing (so the exports work without the workflow)."""
+    if path:
+        return Path(path)
+    for candidate in (RESULTS / name, Path(config["resources_dir"]) / "parsed" / name):
+        if candidate.exists():
+            return candidate
+    cached = Path(config["resources_dir"]) / "parsed" / name
+    print(f"{name} not found under {RESULTS}; building it in {cached.parent}", flush=True)
+    build(config, cached)
+    return cached
+
+
+def _build_responses(config, out):
+    from softlabels.data.cifar10s import write_cifar10s
+
+    write_cifar10s(_source(None, config, "cifar10s_raw"), out)
+
+
+def _build_judgments(config, out):
+    from softlabels.data.hmix import write_judgments
+
+    write_judgments(_source(None, config, "hmix_mixing"), _source(None, config, "hmix_stimuli"), out)
+
+
+@_user_errors
+def cmd_fetch(args) -> int:
+    from softlabels.data.download import fetch_from_config
+
+    config = _config(args)
+    fetch_from_config(args.source, config, force=args.force)
+    return 0
+
+
+@_user_errors
+def cmd_parse_cifar10(args) -> int:
+    from softlabels.data.cifar10 import write_cifar10_test
+
+    config = _config(args)
+    write_cifar10_test(_source(args.archive, config, "cifar10"), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+@_user_errors
+def cmd_parse_splits(args) -> int:
+    from softlabels.data.cifar10 import write_splits
+
+    config = _config(args)
+    write_splits(_source(args.train, config, "train_indices"), _source(args.test, config, "test_indices"), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+@_user_errors
+def cmd_parse_cifar10h(args) -> int:
+    from softlabels.data.cifar10h import write_cifar10h
+
+    config = _config(args)
+    write_cifar10h(_source(args.counts, config, "cifar10h_counts"), _source(args.probs, config, "cifar10h_probs"),
+                   args.out, args.annotators)
+    print(f"wrote {args.out} and {args.annotators}")
+    return 0
+
+
+@_user_errors
+def cmd_parse_cifar10s(args) -> int:
+    from softlabels.data.cifar10s import write_cifar10s
+
+    config = _config(args)
+    table = write_cifar10s(_source(args.raw, config, "cifar10s_raw"), args.out)
+    per_image = table.groupby("image").size().value_counts().sort_index()
+    print(f"wrote {args.out}: {len(table)} responses, {table['subject'].nunique()} subjects, "
+          f"{table['image'].nunique()} images; responses per image {per_image.to_dict()}")
+    return 0
+
+
+@_user_errors
+def cmd_parse_hmix_judgments(args) -> int:
+    from softlabels.data.hmix import write_judgments
+
+    config = _config(args)
+    table = write_judgments(_source(args.raw, config, "hmix_mixing"),
+                            _source(args.stimulus_list, config, "hmix_stimuli"), args.out)
+    first = table[table["first_collection"]]
+    print(f"wrote {args.out}: {len(table)} judgments of {table['stimulus'].nunique()} stimuli; first collection "
+          f"{first['stimulus'].nunique()} stimuli, {len(first)} judgments, per stimulus "
+          f"{first.groupby('stimulus').size().value_counts().sort_index().to_dict()}")
+    return 0
+
+
+@_user_errors
+def cmd_parse_hmix_soft(args) -> int:
+    from softlabels.data.hmix import write_soft_responses
+
+    config = _config(args)
+    table = write_soft_responses(_source(args.raw, config, "hmix_soft"), args.out)
+    lambdas = table.drop_duplicates("stimulus")["lambda_f"].value_counts().sort_index()
+    print(f"wrote {args.out}: {len(table)} responses over {table['stimulus'].nunique()} stimuli; "
+          f"stimuli per lambda {lambdas.to_dict()}")
+    return 0
+
+
+@_user_errors
+def cmd_parse_hmix_stimuli(args) -> int:
+    from softlabels.data.hmix import write_stimuli
+
+    arrays = write_stimuli(args.judgments, args.soft, args.cifar10, args.out)
+    print(f"wrote {args.out}: {len(arrays['names'])} stimuli ({int(arrays['first_collection'].sum())} in the "
+          f"first collection)")
+    return 0
+
+
+@_user_errors
+def cmd_export_responses(args) -> int:
+    from softlabels.data.cifar10s import load_responses
+    from softlabels.data.exports import responses_json, write_json
+
+    config = _config(args)
+    path = _parsed_table(args.responses, "cifar10s_responses.csv", config, _build_responses)
+    data = responses_json(load_responses(path))
+    write_json(data, args.out)
+    print(f"wrote {args.out}: {len(data)} images, {sum(map(len, data.values()))} responses (from {path})")
+    return 0
+
+
+@_user_errors
+def cmd_export_hmix(args) -> int:
+    from softlabels.data.exports import hmix_inferences_json, write_json
+    from softlabels.data.hmix import load_judgments
+
+    config = _config(args)
+    path = _parsed_table(args.judgments, "hmix_judgments.csv", config, _build_judgments)
+    data = hmix_inferences_json(load_judgments(path))
+    write_json(data, args.out)
+    print(f"wrote {args.out}: {len(data)} stimuli (from {path})")
+    return 0
 
 
 def register(subparsers) -> None:
     """Add this stage's subcommands to the `softlabels` parser."""
+    from softlabels.cli import add_config_arguments
+
+    def command(name, func, help_text):
+        parser = subparsers.add_parser(name, help=help_text, description=help_text)
+        add_config_arguments(parser)
+        parser.set_defaults(func=func)
+        return parser
+
+    p = command("fetch", cmd_fetch, "download one public source (config 'sources') and verify its checksum")
+    p.add_argument("source", help="key under 'sources' in config.yaml, e.g. cifar10s_raw")
+    p.add_argument("--force", action="store_true", help="fetch again even if a verified file is present")
+
+    p = command("parse-cifar10", cmd_parse_cifar10, "CIFAR-10 test batch -> cifar10_test.npz")
+    p.add_argument("--archive", help="cifar-10-python.tar.gz (default: the configured download)")
+    p.add_argument("--out", default=str(RESULTS / "cifar10_test.npz"))
+
+    p = command("parse-splits", cmd_parse_splits, "Uma et al. train/test index files -> splits.npz")
+    p.add_argument("--train", help="train_indices.npy (default: the configured download)")
+    p.add_argument("--test", help="test_indices.npy (default: the configured download)")
+    p.add_argument("--out", default=str(RESULTS / "splits.npz"))
+
+    p = command("parse-cifar10h", cmd_parse_cifar10h,
+                "CIFAR-10H counts/probs -> cifar10h.npz and the per-annotator table")
+    p.add_argument("--counts", help="cifar10h-counts.npy (default: the configured download)")
+    p.add_argument("--probs", help="cifar10h-probs.npy (default: the configured download)")
+    p.add_argument("--out", default=str(RESULTS / "cifar10h.npz"))
+    p.add_argument("--annotators", default=str(RESULTS / "cifar10h_annotators.csv"))
+
+    p = command("parse-cifar10s", cmd_parse_cifar10s, "CIFAR-10S raw_human_data.csv -> cifar10s_responses.csv")
+    p.add_argument("--raw", help="raw_human_data.csv (default: the configured download)")
+    p.add_argument("--out", default=str(RESULTS / "cifar10s_responses.csv"))
+
+    p = command("parse-hmix-judgments", cmd_parse_hmix_judgments,
+                "H-Mix mixing-factor inferences -> hmix_judgments.csv")
+    p.add_argument("--raw", help="hmix_infer_mixing_factor.csv (default: the configured download)")
+    p.add_argument("--stimulus-list", help="first-collection stimulus list (default: the configured download)")
+    p.add_argument("--out", default=str(RESULTS / "hmix_judgments.csv"))
+
+    p = command("parse-hmix-soft", cmd_parse_hmix_soft,
+                "H-Mix categorical soft labels -> hmix_soft_responses.csv")
+    p.add_argument("--raw", help="hmix_categorical_soft_labels.csv (default: the configured download)")
+    p.add_argument("--out", default=str(RESULTS / "hmix_soft_responses.csv"))
+
+    p = command("parse-hmix-stimuli", cmd_parse_hmix_stimuli,
+                "rebuild every H-Mix stimulus image from the CIFAR-10 test set -> hmix_stimuli.npz")
+    p.add_argument("--judgments", default=str(RESULTS / "hmix_judgments.csv"))
+    p.add_argument("--soft", default=str(RESULTS / "hmix_soft_responses.csv"))
+    p.add_argument("--cifar10", default=str(RESULTS / "cifar10_test.npz"))
+    p.add_argument("--out", default=str(RESULTS / "hmix_stimuli.npz"))
+
+    p = command("export-responses", cmd_export_responses,
+                "CIFAR-10S responses in the layout of human_soft_labels_data.json")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--responses", help="responses table (default: results/data/cifar10s_responses.csv, else "
+                                       "built from the raw download in resources_dir/parsed/)")
+
+    p = command("export-hmix", cmd_export_hmix, "H-Mix judgments in the layout of processed_hmix_inferences.json")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--judgments", help="judgments table (default: results/data/hmix_judgments.csv, else "
+                                       "built from the raw downloads in resources_dir/parsed/)")

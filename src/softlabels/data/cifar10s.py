@@ -1,0 +1,207 @@
+"""CIFAR-10S raw elicitation data -> one row per response (protocol-facts §1.4).
+
+Every `survey-html-form` row of `raw_human_data.csv` is a response, repeat trials (`rerun_spec_conf`) included.
+Its `response` column holds the form as JSON: `classSelect` "mostProb<Class>", `prob` (free text, 0-100),
+`classSelect2` "secondProb<Class>" or "secondProbNo", `prob2`, and one key "improbClassSelect<Class>" per class
+ticked impossible. The image is the CIFAR-10 *test* index in `img_id` (the PNG name says "train" but is the
+same index). Probabilities are parsed with float(); two manual fixes as in the released processing: the text
+"8p" means 80, and a top probability of 0 means 100. The second probability is empty when the second class is
+"No" or its text box was left empty.
+
+Output (`cifar10s_responses.csv`, raw-file order): image, subject, task, trial, top_class, top_prob,
+second_class, second_prob, impossible ('|'-joined), rt_ms. This is also the format for users' own data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from softlabels import CLASSES
+from softlabels.data.io import DataError, atomic_outputs, csv_records
+
+RESPONSE_COLUMNS = ["top_class", "top_prob", "second_class", "second_prob", "impossible", "rt_ms"]
+COLUMNS = ["image", "subject", "task", "trial", *RESPONSE_COLUMNS]
+TASKS = ("spec_conf", "rerun_spec_conf")
+RESPONSE_TRIAL = "survey-html-form"
+RAW_COLUMNS = ("trial_type", "trial_index", "subject", "rt", "response", "filename", "task", "img_id")
+#: Probability texts corrected by hand in the released processing (protocol-facts §1.4).
+PROBABILITY_FIXES = {"8p": 80.0}
+
+_CLASS_BY_TAG = {name.capitalize(): name for name in CLASSES}
+_TOP = re.compile(r"mostProb(\w+)")
+_SECOND = re.compile(r"secondProb(\w+)")
+_IMPOSSIBLE = re.compile(r"improbClassSelect(\w+)")
+_PNG_INDEX = re.compile(r"cifar10_(?:train|test)_(\d+)_")
+
+
+class RowError(ValueError):
+    """A malformed field; the caller adds the file and line."""
+
+
+@dataclass
+class Elicitation:
+    top_class: str
+    top_prob: float
+    second_class: str  # "" when the annotator chose "No"
+    second_prob: float | None
+    impossible: list[str]
+
+
+def class_from_tag(tag: str, pattern: re.Pattern, what: str) -> str:
+    match = pattern.fullmatch(tag or "")
+    if not match or match.group(1) not in _CLASS_BY_TAG:
+        raise RowError(f"unknown {what} tag '{tag}'")
+    return _CLASS_BY_TAG[match.group(1)]
+
+
+def parse_probability(text, what: str) -> float:
+    """Free-text probability in 0..100, parsed with float() after the manual fixes."""
+    text = str(text).strip()
+    value = PROBABILITY_FIXES.get(text)
+    if value is None:
+        try:
+            value = float(text)
+        except ValueError:
+            raise RowError(f"{what} '{text}' is not a number") from None
+    if not math.isfinite(value) or not 0 <= value <= 100:
+        raise RowError(f"{what} {value} is outside 0..100")
+    return value
+
+
+def parse_elicitation(response_json: str) -> Elicitation:
+    """One form of the CIFAR-10S interface (also used over H-Mix images)."""
+    try:
+        form = json.loads(response_json)
+    except json.JSONDecodeError as exc:
+        raise RowError(f"response is not valid JSON ({exc.msg})") from None
+    if not isinstance(form, dict):
+        raise RowError("response JSON is not an object")
+    for key in ("classSelect", "prob", "classSelect2"):
+        if key not in form:
+            raise RowError(f"response has no '{key}'")
+    top = class_from_tag(form["classSelect"], _TOP, "classSelect")
+    top_prob = parse_probability(form["prob"], "prob")
+    if top_prob == 0:
+        top_prob = 100.0  # annotation error in the released data: a top probability of 0 means 100
+    second, second_prob = "", None
+    if form["classSelect2"] != "secondProbNo":
+        second = class_from_tag(form["classSelect2"], _SECOND, "classSelect2")
+        text = str(form.get("prob2", "")).strip()
+        second_prob = parse_probability(text, "prob2") if text else None
+    impossible = []
+    for key in form:
+        if key in ("classSelect", "prob", "classSelect2", "prob2"):
+            continue
+        if not _IMPOSSIBLE.fullmatch(key):
+            raise RowError(f"unexpected response key '{key}'")
+        impossible.append(class_from_tag(key, _IMPOSSIBLE, "impossible-class"))
+    return Elicitation(top, top_prob, second, second_prob, impossible)
+
+
+def elicitation_fields(e: Elicitation, rt: str) -> dict:
+    try:
+        rt_ms = float(rt)
+    except ValueError:
+        raise RowError(f"rt '{rt}' is not a number") from None
+    return {
+        "top_class": e.top_class,
+        "top_prob": e.top_prob,
+        "second_class": e.second_class,
+        "second_prob": e.second_prob,
+        "impossible": "|".join(e.impossible),
+        "rt_ms": rt_ms,
+    }
+
+
+def parse_int(text: str, what: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise RowError(f"{what} '{text}' is not a number") from None
+    if not value.is_integer():
+        raise RowError(f"{what} '{text}' is not an integer")
+    return int(value)
+
+
+def image_index(row: dict) -> int:
+    """The CIFAR-10 test index in `img_id`, which must agree with the index in the PNG name."""
+    image = parse_int(row["img_id"], "img_id")
+    if not 0 <= image < 10000:
+        raise RowError(f"img_id {image} is outside 0..9999")
+    match = _PNG_INDEX.search(row["filename"])
+    if match and int(match.group(1)) != image:
+        raise RowError(f"img_id {image} differs from the index in filename '{row['filename']}'")
+    return image
+
+
+def parse_cifar10s(raw_path) -> pd.DataFrame:
+    """All responses of `raw_human_data.csv`, in file order (see the module docstring)."""
+    rows = []
+    for line, row in csv_records(raw_path, required=RAW_COLUMNS):
+        if row["trial_type"] != RESPONSE_TRIAL:
+            continue
+        try:
+            if row["task"] not in TASKS:
+                raise RowError(f"task '{row['task']}' is not one of {', '.join(TASKS)}")
+            fields = {
+                "image": image_index(row),
+                "subject": row["subject"],
+                "task": row["task"],
+                "trial": parse_int(row["trial_index"], "trial_index"),
+            }
+            fields.update(elicitation_fields(parse_elicitation(row["response"]), row["rt"]))
+        except RowError as exc:
+            raise DataError(f"{raw_path}, line {line}: {exc}") from None
+        rows.append(fields)
+    if not rows:
+        raise DataError(f"{raw_path}: no '{RESPONSE_TRIAL}' rows")
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_table(table: pd.DataFrame, out_path) -> None:
+    with atomic_outputs(out_path) as (tmp,):
+        table.to_csv(tmp, index=False)
+
+
+def write_cifar10s(raw_path, out_path) -> pd.DataFrame:
+    table = parse_cifar10s(raw_path)
+    write_table(table, out_path)
+    return table
+
+
+def load_responses(path, key: str = "image") -> pd.DataFrame:
+    """Read a responses table (this module's output, or users' own data in that format); `key` is the column
+    naming what was labelled (`image`, or `stimulus` for H-Mix soft responses).
+
+    Text columns keep "" for empty cells; `second_prob` is NaN where empty. Raises DataError naming the file
+    for missing columns, unknown class names or probabilities outside 0..100."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    table = pd.read_csv(
+        path,
+        dtype={"subject": str, "task": str, "stimulus": str, "class1": str, "class2": str, "top_class": str, "second_class": str, "impossible": str},
+        keep_default_na=False,
+        na_values={"second_prob": [""], "top_prob": [""], "rt_ms": [""]},
+    )
+    missing = [c for c in (key, "top_class", "top_prob", "second_class", "second_prob", "impossible")
+               if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    known = set(CLASSES) | {""}
+    names = pd.concat([table["top_class"], table["second_class"], table["impossible"].str.split("|").explode()])
+    unknown = sorted(set(names) - known)
+    if unknown or (table["top_class"] == "").any():
+        raise DataError(f"{path}: unknown or empty class name(s) {unknown or ['']}")
+    for column in ("top_prob", "second_prob"):
+        values = table[column].to_numpy(dtype=float)
+        if np.nanmin(values, initial=0) < 0 or np.nanmax(values, initial=0) > 100:
+            raise DataError(f"{path}: column {column} has values outside 0..100")
+    return table

@@ -1,0 +1,72 @@
+"""Corruption cross-entropy of chapter 5 (thesis Tables 5.1, 5.2; decisions.md "Evaluation").
+
+For each corruption c of `evaluation.corruption.corruptions` (severity `evaluation.corruption.severity`),
+CE_c = −(1/n) Σ_i Σ_k y_ik log softmax(f(x_i^c))_k over the CIFAR-10H hold-out images, with the CIFAR-10H
+distribution y_i as the target; the reported corruption CE is the mean of CE_c over the corruptions. Both
+go into metrics.json["corruption"] = {"mean": mean, "per_corruption": {c: CE_c}, "n": n} (tables show `mean`
+as "Corruption CE").
+
+The corrupted hold-out is the corruption stage's npz (`softlabels.evaluate.corruptions`): one uint8
+[n, 32, 32, 3] array per corruption plus `indices`, the CIFAR-10 test index of each row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load_corrupted_holdout(path: str | Path, indices: np.ndarray, corruptions: Sequence[str]) -> dict[str, np.ndarray]:
+    """{corruption: uint8 [len(indices), 32, 32, 3]}: the rows of `path` for the CIFAR-10 test `indices`, in
+    that order. Errors name the file and the missing corruption or image."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"missing corrupted hold-out {path} (built by the corruption stage)")
+    with np.load(path, allow_pickle=False) as f:
+        if "indices" not in f.files:
+            raise ValueError(f"{path}: no 'indices' array (CIFAR-10 test index of each row)")
+        stored = f["indices"].astype(np.int64)
+        missing = [c for c in corruptions if c not in f.files]
+        if missing:
+            raise ValueError(f"{path}: no array for corruption(s) {', '.join(missing)} "
+                             f"(config key evaluation.corruption.corruptions)")
+        row_of = {int(i): r for r, i in enumerate(stored)}
+        absent = [int(i) for i in indices if int(i) not in row_of]
+        if absent:
+            raise ValueError(f"{path}: hold-out image(s) {absent[:5]} are not among its rows")
+        rows = np.asarray([row_of[int(i)] for i in indices], dtype=np.int64)
+        return {c: f[c][rows] for c in corruptions}
+
+
+@torch.no_grad()
+def predict_log_probs(model: torch.nn.Module, images_u8: np.ndarray, device: str | torch.device = "cpu",
+                      batch_size: int = 500) -> torch.Tensor:
+    """log softmax(f(x)) [n, K] (float32, CPU) for uint8 images [n, 32, 32, 3]; `model` takes normalised input,
+    as `softlabels.train.fit` returns it."""
+    from softlabels.train.trainer import normalise
+
+    model.eval()
+    out = []
+    for s in range(0, len(images_u8), batch_size):
+        x = torch.as_tensor(images_u8[s : s + batch_size]).to(device).permute(0, 3, 1, 2)
+        out.append(F.log_softmax(model(normalise(x)).float(), dim=1).cpu())
+    return torch.cat(out)
+
+
+def mean_cross_entropy(log_probs: torch.Tensor, targets: np.ndarray) -> float:
+    """−(1/n) Σ_i Σ_k y_ik log p_ik."""
+    y = torch.as_tensor(np.asarray(targets), dtype=torch.float64)
+    return float(-(y * log_probs.double()).sum(dim=1).mean())
+
+
+def corruption_metrics(model: torch.nn.Module, corrupted: Mapping[str, np.ndarray], targets: np.ndarray,
+                       device: str | torch.device = "cpu") -> dict:
+    """{"mean": CE averaged over corruptions, "per_corruption": {c: CE_c}, "n": images per corruption}."""
+    per = {name: mean_cross_entropy(predict_log_probs(model, images, device), targets)
+           for name, images in corrupted.items()}
+    mean = float(np.mean(list(per.values())))
+    return {"mean": mean, "per_corruption": per, "n": int(len(targets))}

@@ -1,0 +1,54 @@
+"""Baseline label schemes of chapter 3 and appendix B.2 (protocol-facts §2 "Other label methods", §8.1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from softlabels import NUM_CLASSES
+from softlabels.labels.pools import LabelPools
+
+
+def one_hot(y, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """One-hot rows [N, K] of integer labels y [N]."""
+    y = np.asarray(y, dtype=np.int64)
+    if y.ndim != 1 or np.any((y < 0) | (y >= num_classes)):
+        raise ValueError(f"labels must be a 1-d array of class indices 0..{num_classes - 1}")
+    out = np.zeros((y.shape[0], num_classes))
+    out[np.arange(y.shape[0]), y] = 1.0
+    return out
+
+
+def random_labels(n: int, seed: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """K independent U[0, 1) draws per image, normalised to sum to 1 (the released `random` labels)."""
+    draws = np.random.default_rng(seed).random((n, num_classes))
+    draws[draws.sum(axis=1) == 0] = 1.0  # measure-zero case, kept finite
+    return draws / draws.sum(axis=1, keepdims=True)
+
+
+def smoothed_labels(y, beta: float, normalised: bool = True) -> np.ndarray:
+    """Label smoothing (appendix B.2): (1 − β)·y + β/K, or the thesis-era (1 − β)·y + β when not normalised
+    (which sums to 1 + (K − 1)β; protocol-facts §8.1)."""
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"label smoothing beta must lie in [0, 1], got {beta}")
+    hard = one_hot(y)
+    return (1.0 - beta) * hard + (beta / NUM_CLASSES if normalised else beta)
+
+
+def hard_pools(y) -> LabelPools:
+    """The hard CIFAR-10 label of each image."""
+    return LabelPools.single(one_hot(y))
+
+
+def uniform_pools(n: int) -> LabelPools:
+    """1/K on every class."""
+    return LabelPools.single(np.full((n, NUM_CLASSES), 1.0 / NUM_CLASSES))
+
+
+def random_pools(n: int, seed: int) -> LabelPools:
+    """A random normalised vector per image (fixed for the run)."""
+    return LabelPools.single(random_labels(n, seed))
+
+
+def label_smoothing_pools(y, beta: float, normalised: bool = True) -> LabelPools:
+    """Label-smoothed hard labels (see `smoothed_labels`)."""
+    return LabelPools.single(smoothed_labels(y, beta, normalised))

@@ -1,0 +1,466 @@
+"""Result tables and figures built from training runs (chapter 3 and appendix B; generic over `tables:`).
+
+A table (config `tables.<name>`) lists rows (schemes) and evaluation sets. Each cell is the mean over runs and
+the half-width of its 95% confidence interval from the t-distribution,
+
+    mean = (1/n) Σ_i v_i,   ci = t_{0.975, n-1} · s / √n,   s² = Σ_i (v_i − mean)² / (n − 1),
+
+over the runs of the row (every model of the protocol when `all_models`, else `single_model`; the protocol's
+seeds, or `seeds_extra` for `seeds: extra`), shown beside the thesis value and CI
+(`softlabels.report.thesis.load_thesis_values`). Each row also records the settings that produced it
+(scale, models, seeds, epochs, γ, redistribution path, augmentation), taken from the runs' own specs.
+
+The per-label elicitation time (thesis §3.3.4-3.3.5) is `annotation_time.cifar10h_s` for CIFAR-10H labels and
+bits × `annotation_time.per_bit_s` for a CIFAR-10S variety (top class + its probability = 2 bits, the second
+class + probability 2 more, the impossible set 1 more: T1U 12.8 s, T1C 19.2 s, T2U 25.6 s, T2C 32 s). The
+annotation cost of a training label pool is M · t_per (figure 3.5, with t_per = cifar10h_s or cifar10s_s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Metrics in display order (others found in metrics.json follow alphabetically).
+METRIC_ORDER = ("ce", "calibration", "fgsm", "accuracy", "mean")
+METRIC_TITLES = {"ce": "CE", "calibration": "Calibration", "fgsm": "FGSM loss", "accuracy": "Accuracy", "mean": "Corruption CE"}
+EVAL_SET_TITLES = {"cifar10h": "CIFAR-10H hold-out", "cifar10s": "CIFAR-10S hold-out", "corruption": "CIFAR-10-C"}
+#: Columns of results/tables/<name>.csv, in order.
+TABLE_COLUMNS = (
+    "table", "eval_set", "row", "label", "metric", "mean", "ci", "n_runs", "thesis_value", "thesis_ci",
+    "time_per_label_s", "thesis_time_s", "scale", "models", "seeds", "epochs", "gamma", "redistribution_path",
+    "augmentation", "variety", "M", "aggregate", "n_soft",
+)  # fmt: skip
+#: The x axis of each figure: its column in the figure data and its title.
+FIGURE_X = {
+    "fig3_5": ("cost_s", "estimated annotation cost M · t_per (s)"),
+    "figB_3": ("M", "annotators per image M"),
+    "fig3_6": ("n_soft", "soft-labelled training images N'"),
+}
+FIGURE_METRICS = ("ce", "calibration", "fgsm")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------------------------
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """(mean, half-width of the `level` t-interval); the half-width is NaN for fewer than two values."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, float("nan")
+    half = stats.t.ppf(0.5 + level / 2, df=v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return mean, float(half)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading runs
+# ----------------------------------------------------------------------------------------------------------
+def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
+    runs = []
+    for path in paths:
+        try:
+            runs.append(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        for key in ("scheme", "model", "seed"):
+            if key not in runs[-1]:
+                raise ValueError(f"{path}: metrics file lacks key '{key}'")
+    return runs
+
+
+def long_metrics(runs: Sequence[Mapping], eval_sets: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (run, eval set, numeric metric): scheme, model, seed, eval_set, metric, value."""
+    records = []
+    for run in runs:
+        for eval_set, block in run.items():
+            if not isinstance(block, Mapping) or eval_set in ("spec", "train"):
+                continue
+            if eval_sets is not None and eval_set not in eval_sets:
+                continue
+            for metric, value in block.items():
+                if metric == "n" or isinstance(value, (Mapping, list, str, bool)) or value is None:
+                    continue
+                records.append(
+                    {"scheme": run["scheme"], "model": run["model"], "seed": int(run["seed"]), "eval_set": eval_set,
+                     "metric": metric, "value": float(value)}
+                )  # fmt: skip
+    return pd.DataFrame.from_records(records, columns=["scheme", "model", "seed", "eval_set", "metric", "value"])
+
+
+def _metric_rank(metric: str) -> tuple:
+    return (METRIC_ORDER.index(metric), "") if metric in METRIC_ORDER else (len(METRIC_ORDER), metric)
+
+
+def _joined(values: Iterable) -> str:
+    unique = []
+    for v in values:
+        text = "" if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        if text not in unique:
+            unique.append(text)
+    return "|".join(unique)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rows: labels, elicitation time, settings
+# ----------------------------------------------------------------------------------------------------------
+def row_label(scheme: Mapping) -> str:
+    """Human-readable name of a scheme, derived from its spec."""
+    if scheme.get("protocol") in ("chapter4", "chapter5"):
+        return mixing_row_label(scheme)
+    kind = scheme["labels"]
+    base = {"hard": "Hard labels", "random": "Random labels", "uniform": "Uniform labels",
+            "label_smoothing": "Label smoothing", "cifar10h": "CIFAR-10H"}.get(kind)  # fmt: skip
+    if kind == "cifar10s":
+        variety = scheme.get("variety", "t2_clamp")
+        top, redist = variety.split("_", 1)
+        base = f"CIFAR-10S ({top.upper()}, {redist.capitalize()})"
+    if base is None:
+        base = kind
+    details = []
+    if kind in ("cifar10h", "cifar10s"):
+        details.append("agg" if scheme.get("aggregate", "none") == "mean" else "sep")
+        details.append(f"M={scheme.get('M', 'all')}")
+    if "n_soft" in scheme:
+        details.append(f"N'={scheme['n_soft']}")
+    return f"{base} [{', '.join(details)}]" if details else base
+
+
+def elicitation_bits(variety: str) -> int:
+    """Bits of human knowledge in a CIFAR-10S variety: top class + prob (2), second class + prob (2), the
+    impossible set (1; used by Clamp and Semantic redistribution). T2-Clamp = 5."""
+    top, redist = variety.split("_", 1)
+    return 2 + (2 if top == "t2" else 0) + (1 if redist in ("clamp", "semantic") else 0)
+
+
+def time_per_label(scheme: Mapping, annotation_time: Mapping) -> float:
+    """Seconds one annotator spends on one label of this scheme (NaN for non-human labels)."""
+    if scheme["labels"] == "cifar10h":
+        return float(annotation_time["cifar10h_s"])
+    if scheme["labels"] == "cifar10s":
+        return elicitation_bits(scheme.get("variety", "t2_clamp")) * float(annotation_time["per_bit_s"])
+    return float("nan")
+
+
+def row_settings(runs: Sequence[Mapping]) -> dict:
+    """The settings behind a row, read from its runs' specs ('|'-joined when runs differ)."""
+    specs = [run.get("spec", {}) for run in runs]
+    return {
+        "scale": _joined(run.get("scale") for run in runs),
+        "models": _joined(sorted({run["model"] for run in runs})),
+        "seeds": _joined(sorted({int(run["seed"]) for run in runs})),
+        "epochs": _joined(s.get("protocol", {}).get("epochs") for s in specs),
+        "gamma": _joined(s.get("labels", {}).get("gamma") for s in specs),
+        "redistribution_path": _joined(s.get("labels", {}).get("redistribution_path") for s in specs),
+        "augmentation": _joined(s.get("protocol", {}).get("augmentation") for s in specs),
+    }
+
+
+def load_thesis() -> pd.DataFrame | None:
+    """The thesis values, or None while `softlabels.report.thesis` is not available."""
+    try:
+        from softlabels.report.thesis import load_thesis_values
+    except ImportError:
+        return None
+    return load_thesis_values()
+
+
+#: Chapter-4 labels of the 810 mixed stimuli (`augment`) and chapter-5 objectives, as the thesis names them.
+AUGMENT_LABELS = {None: "Regular (No Aug)", "uniform": "+ Uniform labels", "random": "+ Random labels",
+                  "mixup": "+ mixup labels (λ_f)", "agg": "Agg (mean λ_h)", "sep": "Sep (λ_h^m)",
+                  "agg_conf": "Agg (mean λ_h, mean ω)", "sep_conf": "Sep (λ_h^m, ω_m)"}  # fmt: skip
+OBJECTIVE_LABELS = {"ce": "CE", "mixup": "mixup", "mixmaxent": "Mix-MaxEnt", "entwc": "Ent-WC"}
+
+
+def mixing_row_label(scheme: Mapping) -> str:
+    """Name of a chapter-4 (augmenting-set labels) or chapter-5 / appendix-C (mixing objective) scheme."""
+    if scheme["protocol"] == "chapter4":
+        return AUGMENT_LABELS.get(scheme.get("augment"), str(scheme.get("augment")))
+    objective = scheme.get("objective", "ce")
+    name = OBJECTIVE_LABELS.get(objective, objective)
+    if scheme.get("target_mix") == "tau":
+        name = f"τ mixing{' + Ent-WC' if objective == 'entwc' else ''}"
+    details = [f"{scheme.get('endpoints', 'hard')} endpoints"]
+    if "alpha" in scheme:
+        details.append(f"α={scheme['alpha']:g}")
+    if "kappa" in scheme:
+        details.append(f"κ={scheme['kappa']:g}")
+    return f"{name} [{', '.join(details)}]"
+
+
+def _thesis_lookup(thesis: pd.DataFrame | None, table: str, eval_set: str, row: str, metric: str) -> tuple[float, float]:
+    if thesis is None:
+        return float("nan"), float("nan")
+    if eval_set == "corruption" and metric == "mean":  # the thesis' "Corruption CE" column (chapter 5)
+        eval_set, metric = "cifar10h", "corruption_ce"
+    hit = thesis[(thesis["table"] == table) & (thesis["eval_set"] == eval_set) & (thesis["row"] == row) & (thesis["metric"] == metric)]
+    if hit.empty:
+        return float("nan"), float("nan")
+    return float(hit["value"].iloc[0]), float(hit["ci"].iloc[0])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------------------
+def build_table(name: str, config: Mapping, runs: Sequence[Mapping], thesis: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The long table `name`: one line per (eval set, row, metric) with our mean ± CI beside the thesis'."""
+    table = config["tables"][name] if name in config.get("tables", {}) else config["figures"][name]
+    rows, eval_sets = table["rows"], table["eval_sets"]
+    data = long_metrics([r for r in runs if r["scheme"] in rows], eval_sets)
+    metrics = sorted(set(data["metric"]), key=_metric_rank)
+    annotation_time = config.get("annotation_time", {})
+    out = []
+    for eval_set in eval_sets:
+        # only the metrics this eval set has (corruption: its mean CE), all of them while no run has any
+        present = set(data.loc[data["eval_set"] == eval_set, "metric"])
+        set_metrics = [m for m in metrics if m in present] or metrics
+        for row in rows:
+            scheme = config["schemes"][row]
+            row_runs = [r for r in runs if r["scheme"] == row]
+            settings = row_settings(row_runs)
+            time_s = time_per_label(scheme, annotation_time) if annotation_time else float("nan")
+            thesis_time, _ = _thesis_lookup(thesis, name, "", row, "time_s")
+            for metric in set_metrics:
+                cell = data[(data["eval_set"] == eval_set) & (data["scheme"] == row) & (data["metric"] == metric)]
+                mean, ci = mean_ci(cell["value"].tolist())
+                t_value, t_ci = _thesis_lookup(thesis, name, eval_set, row, metric)
+                out.append(
+                    {"table": name, "eval_set": eval_set, "row": row, "label": row_label(scheme), "metric": metric,
+                     "mean": mean, "ci": ci, "n_runs": int(len(cell)), "thesis_value": t_value, "thesis_ci": t_ci,
+                     "time_per_label_s": time_s, "thesis_time_s": thesis_time, **settings,
+                     "variety": scheme.get("variety", ""), "M": scheme.get("M", ""),
+                     "aggregate": scheme.get("aggregate", ""), "n_soft": scheme.get("n_soft", "")}
+                )  # fmt: skip
+    return pd.DataFrame.from_records(out, columns=list(TABLE_COLUMNS))
+
+
+def _fmt(value: float, ci: float = float("nan"), digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = f"{value:.{digits}f}"
+    if ci is not None and not (isinstance(ci, float) and math.isnan(ci)):
+        text += f" ± {ci:.{digits}f}"
+    return text
+
+
+def table_markdown(frame: pd.DataFrame, title: str = "") -> str:
+    """Readable form of a long table: per eval set, rows × metrics as 'ours' and 'thesis' columns."""
+    lines = []
+    if title:
+        lines += [f"## {title}", ""]
+    if frame.empty:
+        return "\n".join(lines + ["(no rows)", ""])
+    first = frame.iloc[0]
+    lines.append(
+        f"Scale `{_joined(frame['scale'])}`; models {_joined(frame['models'])}; seeds {_joined(frame['seeds'])}; "
+        f"epochs {_joined(frame['epochs'])}; γ = {_joined(frame['gamma'])}; redistribution "
+        f"`{_joined(frame['redistribution_path'])}`; augmentation `{_joined(frame['augmentation'])}`. "
+        f"Cells: mean ± 95% CI (t) over runs; thesis value beside it."
+    )
+    lines.append("")
+    show_time = frame["time_per_label_s"].notna().any() and frame["thesis_time_s"].notna().any()
+    for eval_set, block in frame.groupby("eval_set", sort=False):
+        metrics = list(dict.fromkeys(block["metric"]))  # eval sets may differ (CIFAR-10-C: corruption CE only)
+        lines += [f"**{EVAL_SET_TITLES.get(eval_set, eval_set)}** (table {first['table']})", ""]
+        header = ["Labels"] + (["Time/label (s)", "Thesis time (s)"] if show_time else [])
+        for m in metrics:
+            header += [METRIC_TITLES.get(m, m), f"{METRIC_TITLES.get(m, m)} (thesis)"]
+        header.append("runs")
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * len(header)) + "|")
+        for row, cells in block.groupby("row", sort=False):
+            by_metric = cells.set_index("metric")
+            first_cell = cells.iloc[0]
+            line = [f"{first_cell['label']} (`{row}`)"]
+            if show_time:
+                line += [_fmt(first_cell["time_per_label_s"], digits=1), _fmt(first_cell["thesis_time_s"], digits=1)]
+            for m in metrics:
+                c = by_metric.loc[m]
+                line += [_fmt(c["mean"], c["ci"]), _fmt(c["thesis_value"], c["thesis_ci"])]
+            line.append(str(int(first_cell["n_runs"])))
+            lines.append("| " + " | ".join(line) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------------------
+def figure_data(name: str, config: Mapping, runs: Sequence[Mapping]) -> pd.DataFrame:
+    """Per (eval set, scheme, metric): mean, ci, n_runs, source (cifar10h | cifar10s), M, cost_s, n_soft."""
+    fig = config["figures"][name]
+    annotation_time = config["annotation_time"]
+    data = long_metrics([r for r in runs if r["scheme"] in fig["rows"]], fig["eval_sets"])
+    out = []
+    for row in fig["rows"]:
+        scheme = config["schemes"][row]
+        row_runs = [r for r in runs if r["scheme"] == row]
+        M = scheme.get("M", "all")
+        if M == "all":
+            recorded = [r.get("train", {}).get("annotators_per_image") for r in row_runs]
+            recorded = [v for v in recorded if v is not None]
+            M = float(np.mean(recorded)) if recorded else float("nan")
+        t_per = annotation_time["cifar10h_s"] if scheme["labels"] == "cifar10h" else annotation_time["cifar10s_s"]
+        for eval_set in fig["eval_sets"]:
+            for metric in FIGURE_METRICS:
+                cell = data[(data["eval_set"] == eval_set) & (data["scheme"] == row) & (data["metric"] == metric)]
+                mean, ci = mean_ci(cell["value"].tolist())
+                out.append(
+                    {"figure": name, "eval_set": eval_set, "row": row, "source": scheme["labels"], "metric": metric,
+                     "mean": mean, "ci": ci, "n_runs": int(len(cell)), "M": float(M), "cost_s": float(M) * t_per,
+                     "n_soft": float(scheme.get("n_soft", np.nan))}
+                )  # fmt: skip
+    return pd.DataFrame.from_records(out)
+
+
+def plot_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Rows = evaluation sets, columns = CE / calibration / FGSM; x = the figure's axis; bars = 95% CI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    x, x_title = FIGURE_X[name]
+    sns.set_theme(style="whitegrid", context="paper")
+    palette = {"cifar10h": "tab:red", "cifar10s": "tab:blue"}
+    titles = {"cifar10h": "CIFAR-10H labels", "cifar10s": "CIFAR-10S labels (T2 Clamp)"}
+    eval_sets = list(dict.fromkeys(frame["eval_set"]))
+    fig, axes = plt.subplots(len(eval_sets), len(FIGURE_METRICS), figsize=(4 * len(FIGURE_METRICS), 3.2 * len(eval_sets)), squeeze=False)
+    for i, eval_set in enumerate(eval_sets):
+        for j, metric in enumerate(FIGURE_METRICS):
+            ax = axes[i][j]
+            cells = frame[(frame["eval_set"] == eval_set) & (frame["metric"] == metric)]
+            for source, points in cells.groupby("source", sort=False):
+                points = points.sort_values(x)
+                ax.errorbar(
+                    points[x], points["mean"], yerr=points["ci"].fillna(0.0), fmt="o-", capsize=3,
+                    color=palette.get(source), label=titles.get(source, source),
+                )  # fmt: skip
+            if x in ("cost_s", "M"):
+                ax.set_xscale("log")
+            ax.set_xlabel(x_title)
+            ax.set_ylabel(METRIC_TITLES[metric])
+            ax.set_title(f"{METRIC_TITLES[metric]} on {EVAL_SET_TITLES.get(eval_set, eval_set)}")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    for path in (png, pdf):
+        _save_atomic(fig, path)
+    plt.close(fig)
+
+
+def _save_atomic(fig, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=150)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Files and command line
+# ----------------------------------------------------------------------------------------------------------
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _metrics_paths(args) -> list[str]:
+    from softlabels.cli import UserError
+
+    paths = list(args.metrics or [])
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UserError(f"metrics file(s) not found: {', '.join(missing[:5])}")
+    return paths
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from softlabels.cli import UserError, config_from_args
+
+    config = config_from_args(args)
+    if args.name not in config.get("tables", {}):
+        raise UserError(f"table '{args.name}' is not defined under 'tables' (known: {', '.join(sorted(config['tables']))})")
+    try:
+        runs = read_metrics(_metrics_paths(args))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    frame = build_table(args.name, config, runs, load_thesis())
+    out_csv = Path(args.out_csv or f"results/tables/{args.name}.csv")
+    out_md = Path(args.out_md) if args.out_md else out_csv.with_suffix(".md")
+    write_text_atomic(out_csv, frame.to_csv(index=False))
+    write_text_atomic(out_md, table_markdown(frame, title=args.title or args.name))
+    return 0
+
+
+def _cmd_figure(args: argparse.Namespace) -> int:
+    from softlabels.cli import UserError, config_from_args
+
+    config = config_from_args(args)
+    if args.name not in FIGURE_X or args.name not in config.get("figures", {}):
+        raise UserError(f"figure '{args.name}' is not one of {', '.join(sorted(FIGURE_X))} defined under 'figures'")
+    try:
+        runs = read_metrics(_metrics_paths(args))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    frame = figure_data(args.name, config, runs)
+    out_png = Path(args.out or f"results/figures/{args.name}.png")
+    plot_figure(args.name, frame, out_png, out_png.with_suffix(".pdf"))
+    write_text_atomic(out_png.with_suffix(".csv"), frame.to_csv(index=False))
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    parts = [f"# {args.title}", ""] if args.title else []
+    for path in args.tables:
+        parts.append(Path(path).read_text().rstrip() + "\n")
+    write_text_atomic(args.out, "\n".join(parts))
+    return 0
+
+
+def register_tables(sub) -> None:
+    """The `table`, `run-figure` and `collect-tables` subcommands (called by softlabels.report.cli.register)."""
+    from softlabels.cli import add_config_arguments
+
+    p = sub.add_parser("table", help="build a result table (CSV + Markdown) from run metrics",
+                       description="Aggregate metrics.json files into results/tables/<name>.csv and .md.")  # fmt: skip
+    p.add_argument("name", help="table name under config `tables` (e.g. table3_1)")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files of the runs")
+    p.add_argument("--out-csv", default=None)
+    p.add_argument("--out-md", default=None)
+    p.add_argument("--title", default=None)
+    add_config_arguments(p)
+    p.set_defaults(func=_cmd_table)
+
+    p = sub.add_parser("run-figure", help="plot a figure from training runs (thesis figs 3.5, 3.6, B.3)",
+                       description="Plot figure 3.5, 3.6 or B.3 from run metrics: PNG, and PDF + CSV of the "
+                       "plotted values beside it.")  # fmt: skip
+    p.add_argument("name", choices=sorted(FIGURE_X))
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files of the runs")
+    p.add_argument("--out", default=None, help="output .png (default results/figures/<name>.png)")
+    add_config_arguments(p)
+    p.set_defaults(func=_cmd_figure)
+
+    p = sub.add_parser("collect-tables", help="concatenate table Markdown files into one document")
+    p.add_argument("tables", nargs="+", help="Markdown files, in order")
+    p.add_argument("--out", required=True)
+    p.add_argument("--title", default="")
+    p.set_defaults(func=_cmd_collect)

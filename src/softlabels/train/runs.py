@@ -1,0 +1,425 @@
+"""Run specifications and the data sets of one training run.
+
+A run is (scheme, model, seed). `run_spec` turns the effective configuration into the exact settings that
+produce the run (written to `results/runs/{scheme}/{model}/seed{seed}/spec.json`, so every run records what
+made it); `build_run_sets` turns a spec and the parsed data into the training images + label pools and the
+evaluation sets.
+
+Chapter 3 (thesis §3.3, decisions.md, protocol-facts §3.3-3.4, §4.1):
+- images: the CIFAR-10 *test* images at `splits.train` (7000, file order);
+- CIFAR-10S hold-out: `evaluation.cifar10s_holdout.size` (100) of the 1000 CIFAR-10S images, drawn as the
+  released code does (`random.seed(s); random.sample(list(set(images)), size)`) with s = the training seed
+  when `resample_per_seed`, else `split_seed`;
+- training: the other 900 CIFAR-10S images with the scheme's labels + the 6000 remaining split images with
+  their hard CIFAR-10 label (a class-balanced `hard_image_limit` of them when set, see `balanced_prefix`)
+  = 6900 images. With `n_soft: N'`
+  only N' of the 900 soft images are used (a seeded permutation's first N', so smaller sets nest in larger
+  ones) and no hard images (figure 3.6);
+- evaluation: CIFAR-10H hold-out = the 3000 `splits.test` images (class-balanced `cifar10h_holdout_limit`) with the
+  CIFAR-10H distribution as target; CIFAR-10S hold-out = the held-out images with the mean T2-Clamp label
+  over at most `max_responses` responses.
+
+Annotator subsets (M) are fixed per image by (`labels.annotator_subsample_seed`, image index) (see
+`softlabels.labels.pools`), so an image's subset does not depend on which images were held out.
+
+Other protocols (chapters 4-5) register their own builder in `TRAINING_SET_BUILDERS` (see
+`register_protocol`); a builder is `builder(spec, data: RunData) -> RunSets`.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from softlabels import NUM_CLASSES
+
+#: Keys of a protocol block that list which runs exist (or what a job asks the scheduler for) rather than
+#: how one run is trained; left out of a run's spec so that adding a seed or a model re-runs nothing else.
+RUN_LIST_KEYS = ("models", "seeds", "seeds_extra", "resources")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data of a run
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class RunData:
+    """The parsed inputs a builder reads (the agreed files under `results/data/`).
+
+    `cifar10s_responses` is the tidy response table (`cifar10s_responses.csv`); `glove_path` the GloVe rows
+    (read only by the semantic varieties); `data_dir` lets other protocols' builders read further files.
+    """
+
+    images: np.ndarray  # uint8 [10000, 32, 32, 3], CIFAR-10 test set
+    labels: np.ndarray  # int64 [10000]
+    split_train: np.ndarray  # int64 [7000]
+    split_test: np.ndarray  # int64 [3000]
+    cifar10h_counts: np.ndarray  # int64 [10000, 10]
+    cifar10h_probs: np.ndarray  # float64 [10000, 10]
+    cifar10s_responses: Any  # pandas.DataFrame
+    glove_path: Path | None = None
+    data_dir: Path | None = None
+
+    @classmethod
+    def from_dir(cls, data_dir: str | Path, glove_path: str | Path | None = None) -> "RunData":
+        import pandas as pd
+
+        data_dir = Path(data_dir)
+
+        def need(name: str) -> Path:
+            path = data_dir / name
+            if not path.exists():
+                raise FileNotFoundError(f"missing input {path} (built by the data stage)")
+            return path
+
+        with np.load(need("cifar10_test.npz")) as f:
+            images, labels = f["images"], f["labels"].astype(np.int64)
+        with np.load(need("splits.npz")) as f:
+            split_train, split_test = f["train"].astype(np.int64), f["test"].astype(np.int64)
+        with np.load(need("cifar10h.npz")) as f:
+            counts, probs = f["counts"].astype(np.int64), f["probs"].astype(np.float64)
+        responses = pd.read_csv(need("cifar10s_responses.csv"), keep_default_na=False, na_values={"second_prob": [""]})
+        return cls(
+            images=images,
+            labels=labels,
+            split_train=split_train,
+            split_test=split_test,
+            cifar10h_counts=counts,
+            cifar10h_probs=probs,
+            cifar10s_responses=responses,
+            glove_path=Path(glove_path) if glove_path else None,
+            data_dir=data_dir,
+        )
+
+    def cifar10s_images(self) -> np.ndarray:
+        """The annotated images in order of first appearance in the response table (raw-file order)."""
+        return np.asarray(self.cifar10s_responses["image"].drop_duplicates().to_numpy(), dtype=np.int64)
+
+
+@dataclass
+class EvalSet:
+    """One evaluation set: images, soft targets [n, K], hard labels, FGSM targets, calibration bin size."""
+
+    images: np.ndarray
+    targets: np.ndarray
+    hard_labels: np.ndarray
+    fgsm_targets: np.ndarray
+    bin_size: int
+    indices: np.ndarray  # CIFAR-10 test indices (or stimulus numbers) of the images
+    #: Optional replacement of `softlabels.evaluate.evaluate_model` for this set: f(model, device) -> dict.
+    evaluate: Callable[..., dict] | None = None
+
+
+@dataclass
+class RunSets:
+    """Training images + label pools and the evaluation sets of one run."""
+
+    train_images: np.ndarray
+    train_pools: Any  # softlabels.labels.LabelPools
+    train_indices: np.ndarray
+    eval_sets: dict[str, EvalSet]
+    #: Facts recorded in metrics.json["train"] (e.g. numbers of soft/hard images, annotators per image).
+    info: dict = field(default_factory=dict)
+    #: Loss hook handed to `softlabels.train.fit` (chapter-5 mixing objectives); None = soft CE.
+    objective: Callable | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Specs
+# ----------------------------------------------------------------------------------------------------------
+#: Protocol name -> builder(spec, data) -> RunSets.
+TRAINING_SET_BUILDERS: dict[str, Callable[[Mapping, RunData], RunSets]] = {}
+#: Protocol name -> (label keys, evaluation keys) that its runs depend on (None = the whole block).
+SPEC_KEYS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...] | None]] = {}
+#: Modules imported on first lookup so that they can register builders of further protocols.
+BUILDER_MODULES: list[str] = ["softlabels.train.synthetic"]  # chapters 4-5, appendix C
+
+
+def register_protocol(
+    name: str,
+    builder: Callable[[Mapping, RunData], RunSets],
+    label_keys: tuple[str, ...] | None = None,
+    evaluation_keys: tuple[str, ...] | None = None,
+) -> None:
+    """Make `builder` build the runs of protocol `name`; `label_keys`/`evaluation_keys` name the config keys
+    of `labels`/`evaluation` its runs depend on (they go into spec.json; None = all)."""
+    TRAINING_SET_BUILDERS[name] = builder
+    SPEC_KEYS[name] = (label_keys, evaluation_keys)
+
+
+def _load_builder_modules() -> None:
+    for module in BUILDER_MODULES:
+        importlib.import_module(module)
+
+
+def get_builder(protocol: str) -> Callable[[Mapping, RunData], RunSets]:
+    if protocol not in TRAINING_SET_BUILDERS:
+        _load_builder_modules()
+    try:
+        return TRAINING_SET_BUILDERS[protocol]
+    except KeyError:
+        raise ValueError(
+            f"no training-set builder registered for protocol '{protocol}' "
+            f"(known: {', '.join(sorted(TRAINING_SET_BUILDERS))})"
+        ) from None
+
+
+def _subset(block: Mapping, keys: tuple[str, ...] | None) -> dict:
+    block = copy.deepcopy(dict(block))
+    return block if keys is None else {k: block[k] for k in keys if k in block}
+
+
+def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
+    """The effective settings of run (scheme, model, seed): everything that changes its result.
+
+    The protocol block keeps only this model's learning rate and drops the run lists (models, seeds), and the
+    labels/evaluation blocks keep the keys the protocol registered, so unrelated edits do not re-run it.
+    """
+    if scheme not in config["schemes"]:
+        raise ValueError(f"scheme '{scheme}' is not defined under 'schemes'")
+    scheme_spec = copy.deepcopy(config["schemes"][scheme])
+    protocol_name = scheme_spec["protocol"]
+    protocol = {k: copy.deepcopy(v) for k, v in config["protocols"][protocol_name].items() if k not in RUN_LIST_KEYS}
+    if model not in protocol["base_lr"]:
+        raise ValueError(f"key 'protocols.{protocol_name}.base_lr': no learning rate for model '{model}'")
+    protocol["base_lr"] = {model: protocol["base_lr"][model]}
+    _load_builder_modules()
+    label_keys, evaluation_keys = SPEC_KEYS.get(protocol_name, (None, None))
+    return {
+        "scheme": scheme,
+        "model": model,
+        "seed": int(seed),
+        "scale": config["scale"],
+        "device": config["device"],
+        "scheme_spec": scheme_spec,
+        "protocol_name": protocol_name,
+        "protocol": protocol,
+        "labels": _subset(config["labels"], label_keys),
+        "evaluation": _subset(config["evaluation"], evaluation_keys),
+    }
+
+
+def runs_of(config: Mapping, scheme: str, all_models: bool, seeds: str = "main") -> list[tuple[str, str, int]]:
+    """The (scheme, model, seed) runs behind one row of a table or figure: every model of the protocol when
+    `all_models`, else `single_model[protocol]`; the protocol's `seeds`, or `seeds_extra` when seeds='extra'."""
+    protocol_name = config["schemes"][scheme]["protocol"]
+    protocol = config["protocols"][protocol_name]
+    models = list(protocol["models"]) if all_models else [config["single_model"][protocol_name]]
+    seed_list = protocol.get("seeds_extra", protocol["seeds"]) if seeds == "extra" else protocol["seeds"]
+    return [(scheme, m, int(s)) for m in models for s in seed_list]
+
+
+def build_run_sets(spec: Mapping, data: RunData) -> RunSets:
+    """Dispatch on the spec's protocol."""
+    return get_builder(spec["protocol_name"])(spec, data)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Chapter 3
+# ----------------------------------------------------------------------------------------------------------
+def cifar10s_holdout(cifar10s_images: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """The held-out CIFAR-10S images, drawn as the released code (data.py): Python `random.seed(seed)`, then
+    `random.sample(list(set(images)), size)`; returned in sample order."""
+    pool = list(set(int(i) for i in cifar10s_images))
+    if size >= len(pool):
+        raise ValueError(f"evaluation.cifar10s_holdout.size = {size} leaves no CIFAR-10S image to train on")
+    rng = random.Random(seed)
+    return np.asarray(rng.sample(pool, size), dtype=np.int64)
+
+
+def balanced_prefix(indices: np.ndarray, labels: np.ndarray, n: int | None) -> np.ndarray:
+    """The first ⌈n/K⌉ images of every class of `indices` (file order within a class; the classes with the
+    lowest index fill any remainder), kept in file order; all of `indices` when n is None or ≥ its length.
+
+    The split files list the images grouped by class, so a plain prefix `indices[:n]` would hold only the
+    first few classes; this is the class-balanced reading of "use only the first n" (`hard_image_limit`,
+    `cifar10h_holdout_limit`)."""
+    indices = np.asarray(indices)
+    if n is None or n >= len(indices):
+        return indices
+    y = np.asarray(labels)[indices]
+    rank = np.zeros(len(indices), dtype=np.int64)
+    for k in np.unique(y):
+        members = np.flatnonzero(y == k)
+        rank[members] = np.arange(len(members))
+    chosen = np.lexsort((y, rank))[:n]  # by within-class rank, then class
+    return indices[np.sort(chosen)]
+
+
+def holdout_seed(evaluation: Mapping, seed: int) -> int:
+    block = evaluation["cifar10s_holdout"]
+    return int(seed) if block["resample_per_seed"] else int(block["split_seed"])
+
+
+def one_hot(y: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
+    out = np.zeros((len(y), k), dtype=np.float32)
+    out[np.arange(len(y)), y] = 1.0
+    return out
+
+
+def chapter3_split(spec: Mapping, data: RunData) -> dict[str, np.ndarray]:
+    """Image indices of a chapter-3 run: `soft` (CIFAR-10S training images, split order), `hard` (the other
+    split images, split order, balanced_prefix of hard_image_limit), `holdout` (CIFAR-10S hold-out), `test`
+    (CIFAR-10H hold-out, balanced_prefix of cifar10h_holdout_limit)."""
+    scheme, protocol, evaluation = spec["scheme_spec"], spec["protocol"], spec["evaluation"]
+    s_images = data.cifar10s_images()
+    outside = np.setdiff1d(s_images, data.split_train)
+    if len(outside):
+        raise ValueError(f"CIFAR-10S images outside splits.train: {outside[:5].tolist()}")
+    holdout = cifar10s_holdout(s_images, evaluation["cifar10s_holdout"]["size"], holdout_seed(evaluation, spec["seed"]))
+    train = data.split_train[~np.isin(data.split_train, holdout)]
+    is_soft = np.isin(train, s_images)
+    soft, hard = train[is_soft], train[~is_soft]
+    hard = balanced_prefix(hard, data.labels, protocol.get("hard_image_limit"))
+    n_soft = scheme.get("n_soft")
+    if n_soft is not None:
+        if n_soft > len(soft):
+            raise ValueError(
+                f"key 'schemes.{spec['scheme']}.n_soft': {n_soft} > the {len(soft)} soft-labelled training images"
+            )
+        order = np.random.default_rng(int(spec["seed"])).permutation(len(soft))
+        soft = soft[np.sort(order[:n_soft])]
+        hard = hard[:0]
+    test = balanced_prefix(data.split_test, data.labels, evaluation.get("cifar10h_holdout_limit"))
+    return {"soft": soft, "hard": hard, "holdout": holdout, "test": test}
+
+
+def _pool_sizes(pools) -> np.ndarray:
+    return np.asarray(pools.sizes)
+
+
+def soft_label_pools(spec: Mapping, data: RunData, images: np.ndarray):
+    """Label pools of the soft-labelled images under the scheme (thesis §3.2-3.3, appendix B.2/B.4).
+
+    hard / uniform / random (seeded by the run seed) / label_smoothing ((1-β)·y + β/K) / cifar10h (per-annotator
+    one-hots, M of them) / cifar10s (one label per response of the variety, M of them); `aggregate: mean`
+    replaces each pool by its mean. Returns (pools, annotators per image before aggregation).
+    """
+    from softlabels import labels as L
+
+    scheme, lab = spec["scheme_spec"], spec["labels"]
+    kind = scheme["labels"]
+    y = data.labels[images]
+    if kind == "hard":
+        pools = L.hard_pools(y)
+    elif kind == "uniform":
+        pools = L.uniform_pools(len(images))
+    elif kind == "random":
+        pools = L.random_pools(len(images), int(spec["seed"]))
+    elif kind == "label_smoothing":
+        pools = L.label_smoothing_pools(y, lab["label_smoothing_beta"], normalised=lab["label_smoothing_normalised"])
+    elif kind in ("cifar10h", "cifar10s"):
+        M = scheme.get("M", "all")
+        if kind == "cifar10h":
+            pools = L.cifar10h_pools(data.cifar10h_counts[images], M, lab["annotator_subsample_seed"], image_ids=images)
+        else:
+            variety = scheme.get("variety", "t2_clamp")
+            similarity = None
+            if "semantic" in variety:
+                if data.glove_path is None:
+                    raise ValueError(f"scheme '{spec['scheme']}' (variety {variety}) needs the GloVe rows (--glove)")
+                similarity = L.semantic_similarity(data.glove_path)
+            pools = L.cifar10s_pools(
+                data.cifar10s_responses,
+                images,
+                variety,
+                M,
+                lab["annotator_subsample_seed"],
+                lab["gamma"],
+                similarity=similarity,
+                path=lab["redistribution_path"],
+            )
+    else:
+        raise ValueError(f"key 'schemes.{spec['scheme']}.labels': unknown label source '{kind}'")
+    annotators = float(_pool_sizes(pools).mean()) if len(images) else 0.0
+    if scheme.get("aggregate", "none") == "mean":
+        pools = pools.mean()
+    return pools, annotators
+
+
+def cifar10s_eval_targets(spec: Mapping, data: RunData, images: np.ndarray) -> np.ndarray:
+    """CIFAR-10S hold-out labels: the mean T2-Clamp label over at most `max_responses` responses (the fixed
+    subset of `labels.annotator_subsample_seed`)."""
+    from softlabels import labels as L
+
+    lab, block = spec["labels"], spec["evaluation"]["cifar10s_holdout"]
+    pools = L.cifar10s_pools(
+        data.cifar10s_responses,
+        images,
+        "t2_clamp",
+        block["max_responses"],
+        lab["annotator_subsample_seed"],
+        lab["gamma"],
+        path=lab["redistribution_path"],
+    ).mean()
+    return np.asarray(pools.labels[:, 0], dtype=np.float64)
+
+
+def chapter3_eval_sets(spec: Mapping, data: RunData, split: Mapping[str, np.ndarray]) -> dict[str, EvalSet]:
+    evaluation = spec["evaluation"]
+    test, holdout = split["test"], split["holdout"]
+    h_targets = data.cifar10h_probs[test]
+    h_fgsm = one_hot(data.labels[test]) if evaluation["fgsm"]["cifar10h_target"] == "hard" else h_targets
+    s_targets = cifar10s_eval_targets(spec, data, holdout)
+    return {
+        "cifar10h": EvalSet(
+            images=data.images[test],
+            targets=h_targets,
+            hard_labels=data.labels[test],
+            fgsm_targets=h_fgsm,
+            bin_size=evaluation["calibration"]["bin_size"],
+            indices=test,
+        ),
+        "cifar10s": EvalSet(
+            images=data.images[holdout],
+            targets=s_targets,
+            hard_labels=data.labels[holdout],
+            fgsm_targets=s_targets,
+            bin_size=evaluation["calibration"]["bin_size_cifar10s"],
+            indices=holdout,
+        ),
+    }
+
+
+def build_chapter3_set(spec: Mapping, data: RunData) -> RunSets:
+    """Chapter-3 run: soft-labelled CIFAR-10S training images + hard-labelled rest, two evaluation sets."""
+    from softlabels import labels as L
+
+    split = chapter3_split(spec, data)
+    soft_pools, annotators = soft_label_pools(spec, data, split["soft"])
+    pools = soft_pools.concat(L.hard_pools(data.labels[split["hard"]])) if len(split["hard"]) else soft_pools
+    indices = np.concatenate([split["soft"], split["hard"]])
+    info = {
+        "n_train": int(len(indices)),
+        "n_soft": int(len(split["soft"])),
+        "n_hard": int(len(split["hard"])),
+        "annotators_per_image": annotators,
+        "cifar10s_holdout_seed": holdout_seed(spec["evaluation"], spec["seed"]),
+        "cifar10s_holdout": sorted(int(i) for i in split["holdout"]),
+    }
+    return RunSets(
+        train_images=data.images[indices],
+        train_pools=pools,
+        train_indices=indices,
+        eval_sets=chapter3_eval_sets(spec, data, split),
+        info=info,
+    )
+
+
+register_protocol(
+    "chapter3",
+    build_chapter3_set,
+    label_keys=(
+        "gamma",
+        "redistribution_path",
+        "label_smoothing_beta",
+        "label_smoothing_normalised",
+        "annotator_subsample_seed",
+    ),
+    evaluation_keys=("calibration", "fgsm", "cifar10s_holdout", "cifar10h_holdout_limit"),
+)

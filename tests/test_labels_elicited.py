@@ -1,0 +1,264 @@
+"""Soft labels from one elicited response (protocol-facts §2): worked examples, edge cases, properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from softlabels import CLASSES
+from softlabels.labels import PATHS, VARIETIES, response_label, response_labels
+
+C = {name: k for k, name in enumerate(CLASSES)}
+WORKED_IMPOSSIBLE = [C[n] for n in ("frog", "automobile", "truck", "bird", "airplane", "ship")]
+
+
+def vec(**mass) -> np.ndarray:
+    out = np.zeros(len(CLASSES))
+    for name, value in mass.items():
+        out[C[name]] = value
+    return out
+
+
+def worked(variety: str) -> np.ndarray:
+    return response_label(C["deer"], 80, C["horse"], 10, WORKED_IMPOSSIBLE, variety=variety, gamma=0.1)
+
+
+# --------------------------------------------------------------------------- worked example (protocol-facts §2)
+
+
+def test_worked_example_t2_clamp():
+    np.testing.assert_allclose(worked("t2_clamp"), vec(cat=0.05, deer=0.80, dog=0.05, horse=0.10), atol=1e-12)
+
+
+def test_worked_example_t2_unif():
+    expected = np.full(10, 0.0125)
+    expected[C["deer"]], expected[C["horse"]] = 0.80, 0.10
+    np.testing.assert_allclose(worked("t2_unif"), expected, atol=1e-12)
+
+
+def test_worked_example_t1_clamp():
+    np.testing.assert_allclose(worked("t1_clamp"), vec(deer=0.8, cat=0.2 / 3, dog=0.2 / 3, horse=0.2 / 3), atol=1e-12)
+    assert worked("t1_clamp")[C["cat"]] == pytest.approx(0.0667, abs=1e-4)
+
+
+def test_worked_example_t1_unif():
+    label = worked("t1_unif")
+    assert label[C["deer"]] == pytest.approx(0.80)
+    others = np.delete(label, C["deer"])
+    np.testing.assert_allclose(others, 0.2 / 9)
+    assert others[0] == pytest.approx(0.0222, abs=1e-4)
+
+
+@pytest.mark.parametrize("variety", ["t2_clamp", "t2_unif", "t2_semantic"])
+def test_all_impossible_keeps_the_two_answers(variety):
+    label = response_label(C["deer"], 95, C["horse"], 5, range(10), variety=variety, similarity=np.eye(10))
+    np.testing.assert_allclose(label, vec(deer=0.95, horse=0.05), atol=1e-12)
+
+
+def test_second_equal_to_first_with_zero_prob_overwrites_top():
+    impossible = [k for k in range(10) if k != C["automobile"]]
+    label = response_label(C["automobile"], 100, C["automobile"], 0, impossible, variety="t2_clamp")
+    np.testing.assert_allclose(label, vec(automobile=1.0))
+
+
+def test_second_equal_to_first_overwrites_not_adds():
+    # s[deer] = 30 (overwritten), A = 0.3, leftover 0.7 over the 9 other possible classes.
+    label = response_label(C["deer"], 60, C["deer"], 30, [], variety="t2_clamp")
+    assert label[C["deer"]] == pytest.approx(0.3)
+    np.testing.assert_allclose(np.delete(label, C["deer"]), 0.7 / 9)
+
+
+def test_sum_over_100_is_normalised_then_clamp_reinjects_gamma():
+    label = response_label(C["deer"], 80, C["horse"], 30, [], variety="t2_clamp", gamma=0.1)
+    assert label[C["deer"]] == pytest.approx(0.9 * 80 / 110)
+    assert label[C["horse"]] == pytest.approx(0.9 * 30 / 110)
+    np.testing.assert_allclose(np.delete(label, [C["deer"], C["horse"]]), 0.1 / 8)
+
+
+def test_sum_over_100_unif_only_normalises():
+    label = response_label(C["deer"], 80, C["horse"], 30, [], variety="t2_unif", gamma=0.1)
+    np.testing.assert_allclose(label, vec(deer=80 / 110, horse=30 / 110))
+
+
+def test_missing_second_prob_ignores_the_second_class():
+    with_class = response_label(C["deer"], 80, C["horse"], None, WORKED_IMPOSSIBLE, variety="t2_clamp")
+    np.testing.assert_allclose(with_class, worked("t1_clamp"))
+
+
+def test_top_class_marked_impossible_still_gets_its_mass():
+    # c1 impossible: n_free counts c1's non-zero entry, so the 9 possible classes get 0.5/8 each before the
+    # final renormalisation (the documented quirk, kept).
+    label = response_label(C["cat"], 50, None, None, [C["cat"]], variety="t1_clamp")
+    raw = np.full(10, 0.5 / 8)
+    raw[C["cat"]] = 0.5
+    np.testing.assert_allclose(label, raw / raw.sum())
+
+
+def test_negative_n_free_does_not_give_negative_mass():
+    # c1 and c2 impossible and exactly one other class possible: the original code would add r / (1 - 2) < 0.
+    impossible = [k for k in range(10) if k != C["dog"]]
+    label = response_label(C["cat"], 40, C["deer"], 30, impossible, variety="t2_clamp")
+    np.testing.assert_allclose(label, vec(cat=4 / 7, deer=3 / 7))
+
+
+# ------------------------------------------------------------------------------------------ released path
+
+
+def test_released_code_path_t1_is_one_hot():
+    for variety in ("t1_unif", "t1_clamp", "t1_semantic"):
+        label = response_label(C["deer"], 80, C["horse"], 10, WORKED_IMPOSSIBLE, variety, path="released_code")
+        np.testing.assert_allclose(label, vec(deer=1.0))
+
+
+def test_released_code_path_t2_is_renormalised_top2():
+    label = response_label(C["deer"], 80, C["horse"], 10, WORKED_IMPOSSIBLE, "t2_clamp", path="released_code")
+    np.testing.assert_allclose(label, vec(deer=8 / 9, horse=1 / 9))
+    assert np.array_equal(label, response_label(C["deer"], 80, C["horse"], 10, [], "t2_unif", path="released_code"))
+
+
+def test_released_code_zero_over_zero_falls_back_to_one_hot():
+    # Image 1633 in the released data: Automobile 100 / Automobile 0 gives 0/0 (NaN) in the released dataloader.
+    label = response_label(C["automobile"], 100, C["automobile"], 0, [], "t2_clamp", path="released_code")
+    np.testing.assert_array_equal(label, vec(automobile=1.0))
+
+
+# -------------------------------------------------------------------------------------------------- semantic
+
+
+def test_semantic_spreads_in_proportion_to_clipped_similarity():
+    sim = np.eye(10)
+    sim[C["deer"], C["cat"]] = 0.3
+    sim[C["deer"], C["dog"]] = 0.1
+    sim[C["deer"], C["horse"]] = -0.5  # clipped to 0
+    label = response_label(C["deer"], 80, None, None, WORKED_IMPOSSIBLE, "t1_semantic", similarity=sim)
+    np.testing.assert_allclose(label, vec(deer=0.8, cat=0.15, dog=0.05))
+
+
+def test_semantic_with_all_zero_similarity_is_uniform_over_possible():
+    sim = -np.ones((10, 10))
+    label = response_label(C["deer"], 80, None, None, WORKED_IMPOSSIBLE, "t1_semantic", similarity=sim)
+    np.testing.assert_allclose(label, worked("t1_clamp"))
+
+
+def test_semantic_needs_similarity():
+    with pytest.raises(ValueError, match="similarity"):
+        response_label(C["deer"], 80, None, None, [], "t2_semantic")
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"variety": "t3_clamp"}, "variety"),
+        ({"path": "notebook"}, "path"),
+        ({"p1": 101}, "top probability"),
+        ({"p1": float("nan")}, "top probability"),
+        ({"p2": -1}, "second probability"),
+        ({"top": 10}, "top class"),
+        ({"impossible": [12]}, "impossible"),
+        ({"gamma": 1.5}, "gamma"),
+    ],
+)
+def test_bad_input_is_a_value_error(kwargs, match):
+    args = {"top": 4, "p1": 80, "second": 7, "p2": 10, "impossible": [], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        response_label(**args)
+
+
+# --------------------------------------------------------------------------------------------- DataFrames
+
+
+def responses_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "image": [5, 5, 9],
+            "top_class": ["deer", "automobile", "cat"],
+            "top_prob": [80.0, 100.0, 60.0],
+            "second_class": ["horse", "automobile", ""],
+            "second_prob": [10.0, 0.0, np.nan],
+            "impossible": ["frog|automobile|truck|bird|airplane|ship", "", np.nan],
+        }
+    )
+
+
+def test_response_labels_from_a_table_match_single_responses():
+    labels = response_labels(responses_frame(), "t2_clamp", gamma=0.1)
+    np.testing.assert_allclose(labels[0], worked("t2_clamp"))
+    np.testing.assert_allclose(labels[1], response_label(1, 100, 1, 0, [], "t2_clamp"))
+    np.testing.assert_allclose(labels[2], response_label(3, 60, None, None, [], "t2_clamp"))
+
+
+def test_response_labels_name_the_row_of_an_unknown_class():
+    df = responses_frame()
+    df.loc[2, "impossible"] = "cat|unicorn"
+    with pytest.raises(ValueError, match="row 2.*unicorn"):
+        response_labels(df, "t2_clamp")
+
+
+# ------------------------------------------------------------------------------------------------ properties
+
+classes = st.integers(min_value=0, max_value=9)
+probs = st.one_of(st.integers(0, 100).map(float), st.floats(0, 100, allow_nan=False))
+responses = st.fixed_dictionaries(
+    {
+        "top": classes,
+        "p1": st.one_of(st.integers(1, 100).map(float), st.floats(1e-6, 100)),
+        "second": st.one_of(st.none(), classes),
+        "p2": st.one_of(st.none(), probs),
+        "impossible": st.frozensets(classes),
+    }
+)
+similarities = st.lists(st.floats(-1, 1), min_size=100, max_size=100).map(lambda v: np.array(v).reshape(10, 10))
+
+
+@settings(max_examples=200, deadline=None)
+@given(response=responses, variety=st.sampled_from(VARIETIES), path=st.sampled_from(PATHS),
+       gamma=st.floats(0, 1), sim=similarities)
+def test_every_variety_gives_a_probability_vector(response, variety, path, gamma, sim):
+    label = response_label(**response, variety=variety, gamma=gamma, similarity=sim, path=path)
+    assert label.shape == (10,)
+    assert np.all(np.isfinite(label))
+    assert np.all(label >= 0)
+    assert label.sum() == pytest.approx(1.0, abs=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(response=responses, gamma=st.floats(0, 1), tops=st.sampled_from(["t1", "t2"]))
+def test_semantic_with_constant_similarity_equals_clamp(response, gamma, tops):
+    semantic = response_label(**response, variety=f"{tops}_semantic", gamma=gamma, similarity=np.ones((10, 10)))
+    clamp = response_label(**response, variety=f"{tops}_clamp", gamma=gamma)
+    np.testing.assert_allclose(semantic, clamp, atol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(response=responses, gamma=st.floats(0, 1))
+def test_clamp_puts_mass_only_on_possible_or_answered_classes(response, gamma):
+    label = response_label(**response, variety="t2_clamp", gamma=gamma)
+    answered = {response["top"]}
+    if response["second"] is not None and response["p2"] is not None:
+        answered.add(response["second"])
+    allowed = (set(range(10)) - set(response["impossible"])) | answered
+    assert set(np.flatnonzero(label)) <= allowed
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=st.lists(responses, min_size=1, max_size=20), variety=st.sampled_from(VARIETIES))
+def test_table_labels_equal_single_labels(batch, variety):
+    sim = np.eye(10) + 0.1
+    df = pd.DataFrame(
+        {
+            "top_class": [CLASSES[r["top"]] for r in batch],
+            "top_prob": [r["p1"] for r in batch],
+            "second_class": ["" if r["second"] is None else CLASSES[r["second"]] for r in batch],
+            "second_prob": [np.nan if r["p2"] is None else r["p2"] for r in batch],
+            "impossible": ["|".join(CLASSES[k] for k in sorted(r["impossible"])) for r in batch],
+        }
+    )
+    table = response_labels(df, variety, gamma=0.1, similarity=sim)
+    single = np.stack([response_label(**r, variety=variety, gamma=0.1, similarity=sim) for r in batch])
+    np.testing.assert_allclose(table, single, atol=1e-12)

@@ -1,0 +1,163 @@
+"""Chapter-4 labels of mixed images and the appendix-C logistic τ."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from softlabels.labels import (
+    HMIX_VARIANTS,
+    class_pair_tau,
+    confidence_smoothed_label,
+    fit_class_pair_taus,
+    hmix_pools,
+    mixup_label,
+    tau,
+)
+from softlabels.labels.mixed import parse_stimulus_name
+
+STIMULI = ["mixed_0.25_Cat_336_Truck_2817.png", "mixed_0.5_Dog_2205_Frog_6908.png"]
+
+
+def judgments() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "stimulus": [STIMULI[0], STIMULI[0], STIMULI[1], "mixed_0.1_Airplane_4126_Frog_5936.png"],
+            "lambda_h": [0.2, 0.4, 0.9, 0.0],
+            "confidence": [1.0, 0.0, 0.5, 1.0],
+        }
+    )
+
+
+def test_mixup_label_two_hot():
+    label = mixup_label(3, 9, 0.25)
+    assert label[3] == pytest.approx(0.25) and label[9] == pytest.approx(0.75) and label.sum() == pytest.approx(1)
+    np.testing.assert_allclose(mixup_label(4, 4, 0.3), np.eye(10)[4])
+    batch = mixup_label(np.array([0, 1]), np.array([2, 3]), np.array([1.0, 0.0]))
+    np.testing.assert_allclose(batch, np.eye(10)[[0, 3]])
+
+
+def test_confidence_smoothing_endpoints():
+    np.testing.assert_allclose(confidence_smoothed_label(3, 9, 0.25, 0.0, gamma=0.005), np.full(10, 0.1))
+    full = confidence_smoothed_label(3, 9, 0.25, 1.0, gamma=0.005)
+    np.testing.assert_allclose(full, 0.995 * mixup_label(3, 9, 0.25) + 0.0005)
+    half = confidence_smoothed_label(3, 9, 0.25, 0.5, gamma=0.01)
+    np.testing.assert_allclose(half, 0.9 * mixup_label(3, 9, 0.25) + 0.01)
+
+
+def test_parse_stimulus_name():
+    info = parse_stimulus_name(STIMULI[0])
+    assert info == {"lambda_f": 0.25, "class1": 3, "image1": 336, "class2": 9, "image2": 2817}
+    with pytest.raises(ValueError, match="mixed_"):
+        parse_stimulus_name("cat.png")
+
+
+def test_hmix_pools_variants():
+    j = judgments()
+    mix = hmix_pools(j, STIMULI, "mixup")
+    np.testing.assert_allclose(mix.labels[0, 0], mixup_label(3, 9, 0.25))
+    agg = hmix_pools(j, STIMULI, "agg")
+    np.testing.assert_allclose(agg.labels[0, 0], mixup_label(3, 9, 0.3), rtol=1e-6)
+    sep = hmix_pools(j, STIMULI, "sep")
+    assert sep.sizes.tolist() == [2, 1]
+    np.testing.assert_allclose(sep.labels[0, 1], mixup_label(3, 9, 0.4), rtol=1e-6)
+    agg_conf = hmix_pools(j, STIMULI, "agg_conf", conf_gamma=0.005)
+    np.testing.assert_allclose(agg_conf.labels[0, 0], confidence_smoothed_label(3, 9, 0.3, 0.5), rtol=1e-6)
+    sep_conf = hmix_pools(j, STIMULI, "sep_conf", conf_gamma=0.005)
+    np.testing.assert_allclose(sep_conf.labels[0, 1], np.full(10, 0.1), rtol=1e-6)  # confidence 0
+    np.testing.assert_allclose(hmix_pools(None, STIMULI, "uniform").labels, 0.1)
+    rand = hmix_pools(None, STIMULI, "random", seed=4)
+    np.testing.assert_array_equal(rand.labels, hmix_pools(None, STIMULI, "random", seed=4).labels)
+
+
+def test_hmix_pools_accepts_the_stimuli_arrays():
+    arrays = {"names": np.array(STIMULI), "lambda_f": np.array([0.25, 0.5]), "class1": np.array([3, 5]),
+              "class2": np.array([9, 6])}
+    np.testing.assert_array_equal(hmix_pools(judgments(), arrays, "sep").labels,
+                                  hmix_pools(judgments(), STIMULI, "sep").labels)
+
+
+@pytest.mark.parametrize("variant", HMIX_VARIANTS)
+def test_every_variant_gives_probability_pools(variant):
+    pools = hmix_pools(judgments(), STIMULI, variant, seed=0)
+    assert len(pools) == 2
+    for n in range(2):
+        np.testing.assert_allclose(pools.labels[n, : pools.sizes[n]].sum(-1), 1, rtol=1e-6)
+
+
+def test_hmix_stimulus_without_judgments_is_an_error():
+    with pytest.raises(ValueError, match="mixed_0.9_Cat_1_Dog_2.png"):
+        hmix_pools(judgments(), ["mixed_0.9_Cat_1_Dog_2.png"], "agg")
+    with pytest.raises(ValueError, match="variant"):
+        hmix_pools(judgments(), STIMULI, "median")
+
+
+# ----------------------------------------------------------------------------------------------------------- τ
+
+
+def test_tau_endpoints_monotone_and_linear_limit():
+    lam = np.linspace(0, 1, 101)
+    for k, x0 in ((10, 0.5), (3, 0.2), (0.5, 0.9)):
+        values = tau(lam, k, x0)
+        assert values[0] == pytest.approx(0, abs=1e-12) and values[-1] == pytest.approx(1)
+        assert np.all(np.diff(values) >= 0)
+    np.testing.assert_allclose(tau(lam, 1e-9, 0.5), lam, atol=1e-6)
+    assert tau(0.5, 10, 0.5) == pytest.approx(0.5)
+
+
+def synthetic_judgments(k: float, x0: float, n_each: int = 30, seed: int = 0) -> pd.DataFrame:
+    """cat/dog stimuli in both orientations whose λ_h follows τ_cat,dog with (k, x0) plus a little noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for lam_f in (0.1, 0.25, 0.5, 0.75, 0.9):
+        for _ in range(n_each):
+            noise = rng.normal(0, 0.01)
+            rows.append(("cat", "dog", lam_f, float(tau(lam_f, k, x0)) + noise))  # λ relative to cat
+            rows.append(("dog", "cat", lam_f, 1 - float(tau(1 - lam_f, k, x0)) + noise))  # relative to dog
+    return pd.DataFrame(rows, columns=["class1", "class2", "lambda_f", "lambda_h"])
+
+
+def test_fit_recovers_parameters_from_both_orientations():
+    taus = fit_class_pair_taus(synthetic_judgments(8.0, 0.35))
+    assert len(taus) == 1
+    row = taus.iloc[0]
+    assert (row["class_i"], row["class_j"], row["name_i"], row["name_j"]) == (3, 5, "cat", "dog")
+    assert row["k"] == pytest.approx(8.0, rel=0.05)
+    assert row["x0"] == pytest.approx(0.35, abs=0.01)
+    assert row["n"] == 300
+    assert row["rmse"] < row["rmse_linear"]
+
+
+def test_fit_accepts_class_indices():
+    j = synthetic_judgments(8.0, 0.35)
+    j["class1"] = j["class1"].map({"cat": 3, "dog": 5})
+    j["class2"] = j["class2"].map({"cat": 3, "dog": 5})
+    assert fit_class_pair_taus(j).iloc[0]["k"] == pytest.approx(8.0, rel=0.05)
+
+
+def test_symmetric_fit_centres_the_midpoint():
+    taus = fit_class_pair_taus(synthetic_judgments(8.0, 0.35), symmetric=True)
+    assert taus.iloc[0]["x0"] == pytest.approx(0.5, abs=0.01)
+    assert taus.iloc[0]["n"] == 300
+
+
+@settings(max_examples=100, deadline=None)
+@given(lam=st.floats(0, 1), k=st.floats(0.01, 50), x0=st.floats(0, 1), pair=st.permutations(range(10)))
+def test_class_pair_tau_orders_agree(lam, k, x0, pair):
+    i, j = pair[0], pair[1]
+    taus = pd.DataFrame({"class_i": [min(i, j)], "class_j": [max(i, j)], "k": [k], "x0": [x0]})
+    forward = class_pair_tau(lam, i, j, taus)
+    backward = class_pair_tau(1 - lam, j, i, taus)
+    assert forward == pytest.approx(1 - backward, abs=1e-9)
+    assert 0 <= forward <= 1 + 1e-12
+
+
+def test_class_pair_tau_same_class_and_missing_pair():
+    taus = pd.DataFrame({"class_i": [3], "class_j": [5], "k": [8.0], "x0": [0.35]})
+    np.testing.assert_allclose(class_pair_tau(np.array([0.3, 0.3]), np.array([2, 3]), np.array([2, 5]), taus),
+                               [0.3, tau(0.3, 8.0, 0.35)])
+    with pytest.raises(ValueError, match="airplane, bird"):
+        class_pair_tau(0.3, 2, 0, taus)

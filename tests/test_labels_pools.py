@@ -1,0 +1,201 @@
+"""LabelPools, the baseline schemes and the CIFAR-10H / CIFAR-10S pool builders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from softlabels.labels import (
+    LabelPools,
+    cifar10h_pools,
+    cifar10s_pools,
+    hard_pools,
+    label_smoothing_pools,
+    random_pools,
+    response_label,
+    uniform_pools,
+)
+
+
+def pools_of(*lists) -> LabelPools:
+    return LabelPools.from_lists([np.asarray(p, dtype=np.float32) for p in lists])
+
+
+def onehot(k):
+    v = np.zeros(10)
+    v[k] = 1
+    return v
+
+
+# ------------------------------------------------------------------------------------------------ LabelPools
+
+
+def test_pools_layout_and_length():
+    pools = pools_of([onehot(1), onehot(2)], [onehot(3)])
+    assert len(pools) == 2
+    assert pools.labels.shape == (2, 2, 10) and pools.labels.dtype == np.float32
+    assert pools.sizes.tolist() == [2, 1] and pools.sizes.dtype == np.int64
+    np.testing.assert_array_equal(pools.labels[1, 1], 0)  # padding
+
+
+def test_pools_reject_bad_sizes():
+    with pytest.raises(ValueError, match="sizes"):
+        LabelPools(np.zeros((2, 3, 10)), np.array([0, 2]))
+    with pytest.raises(ValueError, match="sizes"):
+        LabelPools(np.zeros((2, 3, 10)), np.array([1, 4]))
+    with pytest.raises(ValueError, match=r"\[N, P, K\]"):
+        LabelPools(np.zeros((2, 10)), np.array([1, 1]))
+
+
+def test_concat_pads_to_the_larger_pool():
+    a = pools_of([onehot(0)])
+    b = pools_of([onehot(1), onehot(2), onehot(3)])
+    both = a.concat(b)
+    assert both.labels.shape == (2, 3, 10)
+    assert both.sizes.tolist() == [1, 3]
+    np.testing.assert_array_equal(both.labels[1, 2], onehot(3))
+
+
+def test_take_selects_and_trims():
+    pools = pools_of([onehot(0)], [onehot(1), onehot(2), onehot(3)], [onehot(4), onehot(5)])
+    sub = pools.take([2, 0])
+    assert sub.sizes.tolist() == [2, 1]
+    assert sub.labels.shape == (2, 2, 10)
+    np.testing.assert_array_equal(sub.labels[0, 1], onehot(5))
+
+
+def test_mean_averages_only_the_real_candidates():
+    pools = pools_of([onehot(0), onehot(1)], [onehot(2)])
+    mean = pools.mean()
+    assert mean.sizes.tolist() == [1, 1]
+    np.testing.assert_allclose(mean.labels[0, 0], 0.5 * (onehot(0) + onehot(1)))
+    np.testing.assert_allclose(mean.labels[1, 0], onehot(2))
+
+
+# --------------------------------------------------------------------------------------------------- baselines
+
+
+def test_hard_and_uniform_pools():
+    hard = hard_pools(np.array([3, 0]))
+    np.testing.assert_array_equal(hard.labels[:, 0], [onehot(3), onehot(0)])
+    uni = uniform_pools(4)
+    np.testing.assert_allclose(uni.labels, 0.1)
+    assert uni.sizes.tolist() == [1] * 4
+
+
+def test_random_pools_are_seeded_normalised_and_varied():
+    a, b, c = random_pools(50, seed=1), random_pools(50, seed=1), random_pools(50, seed=2)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert not np.allclose(a.labels, c.labels)
+    np.testing.assert_allclose(a.labels.sum(-1), 1, rtol=1e-6)
+    assert a.labels.min() >= 0 and a.labels[:, 0].std() > 0.01
+
+
+def test_label_smoothing_normalised_and_unnormalised():
+    ls = label_smoothing_pools(np.array([2]), beta=0.05).labels[0, 0]
+    assert ls[2] == pytest.approx(0.95 + 0.005) and ls[0] == pytest.approx(0.005)
+    assert ls.sum() == pytest.approx(1.0)
+    raw = label_smoothing_pools(np.array([2]), beta=0.05, normalised=False).labels[0, 0]
+    assert raw[2] == pytest.approx(1.0) and raw[0] == pytest.approx(0.05)
+    assert raw.sum() == pytest.approx(1.45)
+
+
+# ------------------------------------------------------------------------------------------------- CIFAR-10H
+
+COUNTS = np.array([[2, 0, 1, 0, 0, 0, 0, 0, 0, 3], [0, 5, 0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]])
+
+
+def test_cifar10h_all_expands_counts_class_by_class():
+    pools = cifar10h_pools(COUNTS, "all", seed=0)
+    assert pools.sizes.tolist() == [6, 5, 10]
+    classes = pools.labels[0, :6].argmax(axis=1)
+    assert classes.tolist() == [0, 0, 2, 9, 9, 9]
+    np.testing.assert_allclose(pools.mean().labels[:, 0], COUNTS / COUNTS.sum(1, keepdims=True), rtol=1e-6)
+
+
+def test_cifar10h_m_larger_than_available_names_the_image():
+    with pytest.raises(ValueError, match=r"image 1001 has only 5"):
+        cifar10h_pools(COUNTS, 6, seed=0, image_ids=[1000, 1001, 1002])
+
+
+def test_cifar10h_subset_is_fixed_nested_and_keyed_by_image():
+    ids = [7, 8, 9]
+    m2 = cifar10h_pools(COUNTS, 2, seed=3, image_ids=ids)
+    again = cifar10h_pools(COUNTS, 2, seed=3, image_ids=ids)
+    np.testing.assert_array_equal(m2.labels, again.labels)
+    assert m2.sizes.tolist() == [2, 2, 2]
+    m3 = cifar10h_pools(COUNTS, 3, seed=3, image_ids=ids)
+    # The 10-annotator image: the M = 2 subset is inside the M = 3 subset.
+    two = set(m2.labels[2].argmax(1).tolist())
+    assert two <= set(m3.labels[2].argmax(1).tolist())
+    # Asking for one image alone gives it the same annotators.
+    alone = cifar10h_pools(COUNTS[2:], 2, seed=3, image_ids=[9])
+    np.testing.assert_array_equal(alone.labels[0], m2.labels[2])
+
+
+def test_cifar10h_different_seeds_differ_somewhere():
+    counts = np.tile(np.arange(1, 11), (20, 1))
+    a = cifar10h_pools(counts, 3, seed=0).labels
+    b = cifar10h_pools(counts, 3, seed=1).labels
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("M", [0, -1, 2.5, "some"])
+def test_cifar10h_bad_m(M):
+    with pytest.raises(ValueError, match="M must"):
+        cifar10h_pools(COUNTS, M, seed=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts=st.lists(st.lists(st.integers(0, 6), min_size=10, max_size=10).filter(lambda r: sum(r) > 0),
+                       min_size=1, max_size=8), M=st.integers(1, 6), seed=st.integers(0, 100))
+def test_cifar10h_subsets_only_hold_real_votes(counts, M, seed):
+    counts = np.array(counts)
+    if M > counts.sum(1).min():
+        with pytest.raises(ValueError):
+            cifar10h_pools(counts, M, seed)
+        return
+    pools = cifar10h_pools(counts, M, seed)
+    votes = pools.labels.sum(axis=1)
+    assert np.all(votes <= counts) and np.all(votes.sum(1) == M)
+
+
+# ------------------------------------------------------------------------------------------------- CIFAR-10S
+
+
+def responses() -> pd.DataFrame:
+    rows = []
+    for image, n in ((11, 3), (12, 7), (13, 1)):
+        for r in range(n):
+            rows.append({"image": image, "top_class": "cat", "top_prob": 50.0 + r, "second_class": "dog",
+                         "second_prob": 10.0, "impossible": "frog"})
+    return pd.DataFrame(rows)
+
+
+def test_cifar10s_pools_follow_the_requested_order():
+    pools = cifar10s_pools(responses(), [13, 11], "t2_clamp", "all", seed=0, gamma=0.1)
+    assert pools.sizes.tolist() == [1, 3]
+    np.testing.assert_allclose(pools.labels[1, 2], response_label(3, 52, 5, 10, [6]), rtol=1e-6)
+
+
+def test_cifar10s_m_larger_than_available_keeps_all():
+    pools = cifar10s_pools(responses(), [11, 12, 13], "t2_clamp", 6, seed=0, gamma=0.1)
+    assert pools.sizes.tolist() == [3, 6, 1]
+
+
+def test_cifar10s_subset_is_fixed_and_a_subset():
+    df = responses()
+    a = cifar10s_pools(df, [12], "t1_unif", 4, seed=5, gamma=0.1)
+    b = cifar10s_pools(df, [11, 12], "t1_unif", 4, seed=5, gamma=0.1)
+    np.testing.assert_array_equal(a.labels[0], b.labels[1])
+    everything = cifar10s_pools(df, [12], "t1_unif", "all", seed=5, gamma=0.1).labels[0]
+    for label in a.labels[0]:
+        assert any(np.array_equal(label, row) for row in everything)
+
+
+def test_cifar10s_unknown_image_is_an_error():
+    with pytest.raises(ValueError, match="image 99"):
+        cifar10s_pools(responses(), [11, 99], "t2_clamp", "all", seed=0, gamma=0.1)

@@ -1,0 +1,128 @@
+"""Appendix-B.5 simulator and the GloVe semantic similarity, on small hand-made inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from softlabels import CLASSES
+from softlabels.labels import SimulatorParams, fit_simulator, semantic_similarity, simulate_labels
+from softlabels.labels.simulator import BetaFit, GroupParams, beta_fit, entropy, label_statistics
+
+
+def test_label_statistics_second_is_second_largest_unique_value():
+    labels = np.array(
+        [
+            [0.8, 0.1, 0.1, 0, 0, 0, 0, 0, 0, 0],  # second unique value 0.1
+            [1.0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # second 0
+            [0.1] * 10,  # all equal: second = top
+            [0.45, 0.45, 0.1, 0, 0, 0, 0, 0, 0, 0],  # tie at the top: second = 0.1
+        ]
+    )
+    stats = label_statistics(labels)
+    np.testing.assert_allclose(stats["top"], [0.8, 1.0, 0.1, 0.45])
+    np.testing.assert_allclose(stats["second"], [0.1, 0.0, 0.1, 0.1])
+    assert stats["n_also_possible"].tolist() == [2, 0, 9, 2]
+
+
+def test_beta_fit_maps_ones_and_zeros_and_fixes_loc():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.beta(4.0, 2.0, 2000), np.ones(5), np.zeros(5)])
+    fit = beta_fit(x)
+    assert fit.loc == 0.0
+    assert np.isfinite([fit.a, fit.b, fit.scale]).all()
+    assert fit.a * fit.scale / (fit.a + fit.b) == pytest.approx(x.mean(), abs=0.03)
+
+
+def test_entropy_natural_log():
+    assert entropy(np.array([0.5, 0.5] + [0] * 8)) == pytest.approx(np.log(2))
+    assert entropy(np.eye(10)[3]) == 0
+
+
+def toy_data():
+    """Two images: a one-hot CIFAR-10H image (low entropy) and a split one (high entropy)."""
+    probs = np.zeros((10000, 10))
+    probs[0, 3] = 1.0
+    probs[1, [3, 5]] = 0.5
+    rows = []
+    for r in range(12):
+        rows.append({"image": 0, "top_class": "cat", "top_prob": 90.0 + r % 5, "second_class": "",
+                     "second_prob": np.nan, "impossible": "|".join(c for c in CLASSES if c not in ("cat", "dog"))})
+        rows.append({"image": 1, "top_class": "dog", "top_prob": 50.0 + r, "second_class": "cat",
+                     "second_prob": 30.0 - r, "impossible": ""})
+    return pd.DataFrame(rows), probs
+
+
+def test_fit_routes_by_entropy():
+    df, probs = toy_data()
+    params = fit_simulator(df, probs, threshold=0.25, gamma=0.1)
+    assert params.low.n_responses == 12 and params.high.n_responses == 12
+    assert params.low.n_also_possible == [0, 12] + [0] * 8  # cat + dog possible
+    assert params.high.n_also_possible == [0] * 9 + [12]  # all possible
+    assert params.low.top_mean > params.high.top_mean
+    assert SimulatorParams.from_dict(params.to_dict()) == params
+
+
+def fixed_params(hist_low, hist_high, gamma=0.1) -> SimulatorParams:
+    group = lambda hist: GroupParams(10, 0.8, 0.1, BetaFit(8.0, 2.0, 0.0, 0.99), BetaFit(2.0, 8.0, 0.0, 0.5), hist)
+    return SimulatorParams(0.25, gamma, group(hist_low), group(hist_high))
+
+
+def test_simulated_labels_are_probability_vectors_on_the_hard_label():
+    params = fixed_params([1, 1, 1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 5, 0, 0, 0, 0, 0, 0])
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(10, 0.3), size=500)
+    sim = np.corrcoef(rng.normal(size=(10, 50)))
+    labels = simulate_labels(params, probs, sim, seed=1)
+    assert labels.shape == (500, 10)
+    assert np.all(np.isfinite(labels)) and labels.min() >= 0
+    np.testing.assert_allclose(labels.sum(1), 1)
+    np.testing.assert_array_equal(labels, simulate_labels(params, probs, sim, seed=1))
+    assert not np.array_equal(labels, simulate_labels(params, probs, sim, seed=2))
+
+
+def test_k_p_zero_gives_one_hot_on_a_class_cifar10h_saw():
+    params = fixed_params([1] + [0] * 9, [1] + [0] * 9)
+    probs = np.zeros((50, 10))
+    probs[:, 2] = 0.6
+    probs[:, 7] = 0.4
+    labels = simulate_labels(params, probs, np.eye(10), seed=0)
+    assert set(np.unique(labels)) == {0.0, 1.0}
+    assert set(labels.argmax(1)) == {2, 7}
+
+
+def test_k_p_spreads_over_the_closest_classes():
+    # Low-entropy image of class cat; K_p = 3 always; the three closest to cat by similarity get the mass.
+    params = fixed_params([0, 0, 0, 1, 0, 0, 0, 0, 0, 0], [0] * 10)
+    probs = np.zeros((20, 10))
+    probs[:, 3] = 1.0
+    sim = np.eye(10)
+    sim[3, [5, 6, 2]] = [0.9, 0.8, 0.7]
+    labels = simulate_labels(params, probs, sim, seed=0)
+    assert set(np.flatnonzero(labels.sum(0))) == {2, 3, 5, 6}
+    # p2 on dog (the closest); the remainder is shared equally by frog and bird.
+    np.testing.assert_allclose(labels[:, 6], labels[:, 2])
+    assert np.all(labels[:, 5] > 0) and np.all(labels[:, 2] > 0)
+
+
+def write_glove(path, rows):
+    path.write_text("".join(f"{word} {' '.join(map(str, vec))}\n" for word, vec in rows))
+
+
+def test_semantic_similarity_is_cosine(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(10, 5))
+    glove = tmp_path / "glove.txt"
+    write_glove(glove, [("the", np.ones(5))] + list(zip(CLASSES[::-1], vectors[::-1])))
+    sim = semantic_similarity(glove)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(sim, unit @ unit.T)
+    np.testing.assert_allclose(np.diag(sim), 1)
+
+
+def test_semantic_similarity_names_a_missing_class(tmp_path):
+    glove = tmp_path / "glove.txt"
+    write_glove(glove, [(c, np.ones(3)) for c in CLASSES if c != "frog"])
+    with pytest.raises(ValueError, match="frog"):
+        semantic_similarity(glove)

@@ -1,0 +1,34 @@
+"""Quality gates: `snakemake --lint` finds nothing in the workflow, and snakefmt leaves every Snakemake file
+as it is (`snakefmt --check`; the line length is set in pyproject.toml, [tool.snakefmt])."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_snakemake
+
+SNAKEMAKE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+
+
+def test_snakemake_lint_has_no_findings(tmp_path):
+    done = run_snakemake(tmp_path, "--lint", "--config", "scale=smoke")
+    output = done.stdout + done.stderr
+    assert "Lints for" not in output, output
+    assert done.returncode == 0, output
+
+
+def test_snakefmt_check_passes():
+    snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
+    if snakefmt is None:
+        pytest.skip("snakefmt is not installed (pip install -e '.[test]')")
+    done = subprocess.run(
+        [snakefmt, "--check", "--diff", *map(str, SNAKEMAKE_FILES)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, "snakefmt would reformat (run `snakefmt Snakefile workflow/rules`):\n" + (
+        done.stdout + done.stderr
+    )[-6000:]

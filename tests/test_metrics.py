@@ -1,0 +1,161 @@
+"""Metrics of protocol-facts §4.2 against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softlabels.evaluate import evaluate_model, fgsm_loss, rms_calibration_error, soft_cross_entropy
+from softlabels.evaluate.metrics import fgsm_images
+from softlabels.models import build_model, with_normalization
+
+EVAL_CFG = {"calibration": {"skip_last_bin": True}, "fgsm": {"epsilon": 4 / 255}}
+
+
+def test_soft_cross_entropy_hand_values():
+    # softmax([0, log 3]) = [1/4, 3/4].
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, math.log(3.0)]])
+    targets = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
+    first = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    second = -math.log(0.75)
+    assert soft_cross_entropy(logits, targets).item() == pytest.approx((first + second) / 2, rel=1e-6)
+    assert soft_cross_entropy(logits, targets, reduction="sum").item() == pytest.approx(first + second, rel=1e-6)
+    per = soft_cross_entropy(logits, targets, reduction="none")
+    assert per.tolist() == pytest.approx([first, second], rel=1e-6)
+    # Class indices are one-hot targets.
+    assert soft_cross_entropy(logits, np.array([1, 1])).item() == pytest.approx(second, rel=1e-6)
+
+
+def _two_class(confidences, correct):
+    """Binary predictions with the given confidences; target class = prediction where correct."""
+    probs = np.array([[c, 1 - c] for c in confidences])
+    targets = np.array([[1.0, 0.0] if ok else [0.0, 1.0] for ok in correct])
+    return probs, targets
+
+
+# Sorted by confidence: (0.55, ✓) (0.60, ✗) | (0.70, ✓) (0.80, ✓) | (0.90, ✗) (0.95, ✓); given shuffled.
+CONF = [0.9, 0.55, 0.8, 0.6, 0.95, 0.7]
+CORRECT = [False, True, True, False, True, True]
+
+
+def test_rms_calibration_skips_last_bin_by_default():
+    probs, targets = _two_class(CONF, CORRECT)
+    # bins: mean conf 0.575 vs acc 0.5; 0.75 vs 1.0; (0.925 vs 0.5 skipped); weights 2/6 of N = 6.
+    expected = math.sqrt(2 / 6 * 0.075**2 + 2 / 6 * 0.25**2)
+    assert expected == pytest.approx(0.150692, abs=1e-6)
+    assert rms_calibration_error(probs, targets, bin_size=2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_rms_calibration_complete_metric():
+    probs, targets = _two_class(CONF, CORRECT)
+    expected = math.sqrt(2 / 6 * 0.075**2 + 2 / 6 * 0.25**2 + 2 / 6 * 0.425**2)
+    assert expected == pytest.approx(0.287952, abs=1e-6)
+    assert rms_calibration_error(probs, targets, bin_size=2, skip_last_bin=False) == pytest.approx(expected, rel=1e-9)
+
+
+def test_rms_calibration_stretches_last_bin_to_n():
+    # N = 7, β = 2: bins [0,2) [2,4) [4,7); the 7th example (0.99, ✓) joins the last bin.
+    probs, targets = _two_class(CONF + [0.99], CORRECT + [True])
+    last = (0.9 + 0.95 + 0.99) / 3 - 2 / 3
+    full = math.sqrt(2 / 7 * 0.075**2 + 2 / 7 * 0.25**2 + 3 / 7 * last**2)
+    skipped = math.sqrt(2 / 7 * 0.075**2 + 2 / 7 * 0.25**2)
+    assert rms_calibration_error(probs, targets, 2, skip_last_bin=False) == pytest.approx(full, rel=1e-9)
+    assert rms_calibration_error(probs, targets, 2) == pytest.approx(skipped, rel=1e-9)
+
+
+def test_rms_calibration_uses_argmax_of_soft_targets_and_accepts_indices():
+    probs, hard = _two_class(CONF, CORRECT)
+    soft = 0.8 * hard + 0.1  # same argmax
+    assert rms_calibration_error(probs, soft, 2) == rms_calibration_error(probs, hard, 2)
+    assert rms_calibration_error(probs, hard.argmax(1), 2) == rms_calibration_error(probs, hard, 2)
+
+
+def test_rms_calibration_perfectly_calibrated_is_zero():
+    probs, targets = _two_class([1.0, 1.0, 1.0, 1.0], [True] * 4)
+    assert rms_calibration_error(probs, targets, bin_size=2, skip_last_bin=False) == 0.0
+
+
+def test_rms_calibration_rejects_mismatched_lengths():
+    probs, targets = _two_class(CONF, CORRECT)
+    with pytest.raises(ValueError, match="targets"):
+        rms_calibration_error(probs, targets[:5], 2)
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.linear = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.linear(torch.flatten(F.avg_pool2d(torch.tanh(self.conv(x)), 4), 1))
+
+
+def _hand_fgsm(pixel_model, x, targets, eps):
+    x = x.clone().requires_grad_(True)
+    loss = soft_cross_entropy(pixel_model(x), targets, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x)
+    return torch.clamp(x + eps * grad.sign(), 0, 1).detach()
+
+
+@pytest.fixture
+def tiny_setup():
+    torch.manual_seed(0)
+    pixel_model = with_normalization(TinyNet()).eval()
+    x = torch.rand(12, 3, 32, 32)
+    soft = torch.softmax(3 * torch.randn(12, 10), dim=1)
+    return pixel_model, x, soft
+
+
+def test_torchattacks_fgsm_equals_hand_written_step_for_soft_targets(tiny_setup):
+    pixel_model, x, soft = tiny_setup
+    eps = 4 / 255
+    adversarial = fgsm_images(pixel_model, x, soft, eps, batch_size=5)  # several batches
+    expected = _hand_fgsm(pixel_model, x, soft, eps)
+    assert torch.equal(adversarial, expected)
+    assert not torch.equal(adversarial, x)
+    assert (adversarial - x).abs().max() <= eps + 1e-6
+
+
+def test_fgsm_hard_indices_equal_one_hot_targets(tiny_setup):
+    pixel_model, x, _ = tiny_setup
+    classes = torch.arange(12) % 10
+    one_hot = F.one_hot(classes, 10).float()
+    assert torch.equal(fgsm_images(pixel_model, x, classes, 0.03), fgsm_images(pixel_model, x, one_hot, 0.03))
+    assert fgsm_loss(pixel_model, x, classes, 0.03) == pytest.approx(fgsm_loss(pixel_model, x, one_hot, 0.03), rel=1e-6)
+
+
+def test_fgsm_loss_is_soft_ce_of_adversarial_images(tiny_setup):
+    pixel_model, x, soft = tiny_setup
+    adversarial = _hand_fgsm(pixel_model, x, soft, 0.05)
+    with torch.no_grad():
+        expected = soft_cross_entropy(pixel_model(adversarial), soft).item()
+        clean = soft_cross_entropy(pixel_model(x), soft).item()
+    value = fgsm_loss(pixel_model, x, soft, 0.05, batch_size=7)
+    assert value == pytest.approx(expected, rel=1e-5)
+    assert value > clean  # the attack raises the loss
+
+
+def test_evaluate_model_combines_the_metrics():
+    torch.manual_seed(0)
+    model = build_model("resnet8a").eval()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    targets = rng.dirichlet(np.ones(10), 20).astype(np.float32)
+    hard = rng.integers(0, 10, 20)
+    result = evaluate_model(model, images, targets, EVAL_CFG, hard_labels=hard, fgsm_targets=hard, bin_size=5, batch_size=8)
+    assert set(result) == {"ce", "calibration", "fgsm", "accuracy", "n"}
+    assert result["n"] == 20
+    pixel_model = with_normalization(model).eval()
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        logits = pixel_model(x)
+    assert result["ce"] == pytest.approx(soft_cross_entropy(logits, targets).item(), rel=1e-5)
+    assert result["accuracy"] == pytest.approx(float((logits.argmax(1).numpy() == hard).mean()))
+    probs = torch.softmax(logits.double(), 1).numpy()
+    assert result["calibration"] == pytest.approx(rms_calibration_error(probs, targets, 5), rel=1e-6)
+    assert result["fgsm"] == pytest.approx(fgsm_loss(pixel_model, x, hard, 4 / 255), rel=1e-5)
+    assert all(isinstance(v, (int, float)) for v in result.values())

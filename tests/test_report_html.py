@@ -1,0 +1,93 @@
+"""`snakemake --report results/report.html` after a smoke run: one self-contained page that holds every table
+and figure of the run, each with a caption naming the thesis table or figure it reproduces, grouped by chapter.
+An optional check renders the page in headless Chromium (skipped where Chromium is not installed)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_snakemake
+
+pytestmark = [pytest.mark.slow, pytest.mark.mirror]
+
+# What the smoke run builds (empty = the default target, `rule all`: every table and figure).
+TARGETS: list[str] = []
+THESIS_ITEM = re.compile(r"\b(Table|Figure|Fig\.)\s*(<[^>]+>)*\s*[0-9A-C]+\.\d+")
+CHAPTER = re.compile(r"^(Chapter [3-5]|Appendix [BC])\b")
+
+
+def report_data(html: str) -> tuple[dict, dict, str]:
+    """The report's embedded `results` (path -> name, caption, data_uri, ...), `categories`
+    (category -> subcategory -> paths) and the rendered top page."""
+
+    def var(name: str) -> str:
+        match = re.search(rf"^\s*var {name} = (.*);\s*$", html, flags=re.MULTILINE)
+        assert match, f"report has no `var {name}`"
+        return match.group(1)
+
+    return json.loads(var("results")), json.loads(var("categories")), json.loads(var("workflow_desc"))
+
+
+def expected_items(workdir: Path) -> list[str]:
+    """Every table and figure the smoke run produced."""
+    found = sorted(workdir.glob("results/tables/*.csv")) + sorted(workdir.glob("results/figures/*.png"))
+    return [str(p.relative_to(workdir)) for p in found]
+
+
+@pytest.fixture(scope="module")
+def report(smoke_workdir, data_mirror) -> tuple[Path, str]:
+    """The smoke run (shared with the other tests that build the whole DAG: a no-op when one already did)."""
+    workdir = smoke_workdir
+    config = ["--config", "scale=smoke", f"data_mirror={data_mirror}"]  # last: it takes every word after it
+    done = run_snakemake(workdir, "--cores", "2", *TARGETS, *config, timeout=1800)
+    assert done.returncode == 0, done.stderr[-6000:]
+    made = run_snakemake(workdir, "--report", "results/report.html", *TARGETS, *config)
+    assert made.returncode == 0, made.stderr[-6000:]
+    return workdir, (workdir / "results" / "report.html").read_text()
+
+
+def test_report_holds_every_table_and_figure_with_a_thesis_caption(report):
+    workdir, html = report
+    results, categories, top = report_data(html)
+    expected = expected_items(workdir)
+    assert expected, "the smoke run made no table or figure"
+    in_categories = {path: cat for cat, subs in categories.items() for paths in subs.values() for path in paths}
+    for path in expected:
+        assert path in results, f"{path} is not in the report (it has {sorted(results)})"
+        item = results[path]
+        assert item["data_uri"].startswith("data:"), f"{path} is not embedded"
+        assert THESIS_ITEM.search(item["caption"] or ""), f"caption of {path} names no thesis table/figure"
+        assert path in in_categories and CHAPTER.match(in_categories[path]), f"{path} is not under a chapter"
+    assert "Collins (2022)" in top and "smoke" in top
+
+
+def test_report_is_self_contained(report):
+    _, html = report
+    external = re.findall(r"<(?:script|img|link)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//", html)
+    assert not external, external[:5]
+
+
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    """Optional: the page renders (non-blank screenshot). Skips where Chromium is not installed."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("headless Chromium not installed (Debian: apt-get install chromium)")
+    workdir, _ = report
+    shot = tmp_path / "report.png"
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1000",
+         f"--screenshot={shot}", "--virtual-time-budget=5000", (workdir / "results" / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and shot.exists(), done.stderr[-3000:]
+    from PIL import Image
+
+    pixels = Image.open(shot).convert("L")
+    low, high = pixels.getextrema()
+    assert high - low > 100, "the screenshot is blank"
