@@ -9,6 +9,8 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+
+from softlabels.data.splits import balanced_prefix
 import pytest
 import yaml
 from PIL import Image
@@ -502,7 +504,7 @@ def test_cli_download_source_reads_the_tar_and_reports_bad_input(tmp_path, monke
 def test_cli_holdout_limit_cuts_the_rows(tmp_path):
     from softlabels.cli import main
 
-    _, _, test = write_inputs(tmp_path)
+    _, labels, test = write_inputs(tmp_path)
     config = yaml.safe_load(write_config(tmp_path, corruptions=["brightness"]).read_text())
     config["evaluation"]["cifar10h_holdout_limit"] = 4
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -511,7 +513,7 @@ def test_cli_holdout_limit_cuts_the_rows(tmp_path):
                  str(tmp_path / "splits.npz"), "--output", str(out), "--configfile",
                  str(tmp_path / "config.yaml"), "--config", "scale=paper"]) == 0
     with np.load(out) as data:
-        np.testing.assert_array_equal(data["indices"], test[:4])
+        np.testing.assert_array_equal(data["indices"], balanced_prefix(test, labels, 4))
         assert data["brightness"].shape == (4, 32, 32, 3)
 
 

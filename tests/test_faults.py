@@ -39,11 +39,23 @@ def smoke_args(mirror: Path, *targets: str) -> list[str]:
     return ["--cores", "2", *targets, "--config", "scale=smoke", f"data_mirror={mirror}"]
 
 
+# Chapter-3 smoke runs long enough (many epochs) to be interrupted or overlapped reliably.
+LONG_RUNS = "scales:\n  smoke:\n    protocols:\n      chapter3: {epochs: 30, lr_milestones: [29, 30]}\n"
+
+
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    """Snakemake on this checkout with config.yaml and, merged over it, `workdir/long_runs.yaml`."""
+    (workdir / "long_runs.yaml").write_text(LONG_RUNS)
     return [
         sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-        "--configfile", str(REPO / "config.yaml"), *args,
+        "--configfile", str(REPO / "config.yaml"), str(workdir / "long_runs.yaml"), *args,
     ]  # fmt: skip
+
+
+def run_long(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Like conftest.run_snakemake, with the long-runs config (same spec as `start_snakemake`)."""
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run(snakemake_cmd(workdir, *args), cwd=workdir, env=env, capture_output=True, text=True)
 
 
 def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
@@ -186,11 +198,11 @@ def test_sigterm_leaves_no_output_taken_for_complete(workdir, data_mirror):
     assert proc.returncode != 0, output_of(proc)[-3000:]
     assert not metrics.exists(), "a run stopped by SIGTERM left metrics.json"
     # The next run sees the job as not done, and reruns it to a complete, valid output.
-    plan = ok(run_snakemake(workdir, "-n", *smoke_args(data_mirror, f"{run}/metrics.json")))
+    plan = ok(run_long(workdir, "-n", *smoke_args(data_mirror, f"{run}/metrics.json")))
     assert "train_run" in plan
-    ok(run_snakemake(workdir, "--rerun-incomplete", *smoke_args(data_mirror, f"{run}/metrics.json")))
+    ok(run_long(workdir, "--rerun-incomplete", *smoke_args(data_mirror, f"{run}/metrics.json")))
     assert json.loads(metrics.read_text())["scheme"] == "hard"
-    assert "Nothing to be done" in ok(run_snakemake(workdir, "-n", *smoke_args(data_mirror, f"{run}/metrics.json")))
+    assert "Nothing to be done" in ok(run_long(workdir, "-n", *smoke_args(data_mirror, f"{run}/metrics.json")))
 
 
 def test_second_run_in_the_same_workdir_is_refused(workdir, data_mirror):
@@ -198,9 +210,14 @@ def test_second_run_in_the_same_workdir_is_refused(workdir, data_mirror):
     train_log = workdir / f"logs/{run[len('results/'):]}/train.log"
     first = start_snakemake(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
     wait_for(lambda: train_log.exists() and "run uniform/" in train_log.read_text(), first, "the training job")
-    second = run_snakemake(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
+    # Plain: the running job's outputs are marked incomplete, so the second run stops before doing anything.
+    second = run_long(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
     assert second.returncode != 0
-    assert "cannot be locked" in second.stdout + second.stderr, (second.stdout + second.stderr)[-3000:]
+    assert "IncompleteFilesException" in second.stderr or "cannot be locked" in second.stderr, second.stderr[-3000:]
+    # With --rerun-incomplete (the default profile's setting) it would rerun that job: the lock refuses it.
+    third = run_long(workdir, "--rerun-incomplete", *smoke_args(data_mirror, f"{run}/metrics.json"))
+    assert third.returncode != 0
+    assert "cannot be locked" in third.stderr, third.stderr[-3000:]
     assert first.wait(timeout=600) == 0, output_of(first)[-4000:]
     assert json.loads((workdir / run / "metrics.json").read_text())["scheme"] == "uniform"
 

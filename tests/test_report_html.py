@@ -27,9 +27,10 @@ def report_data(html: str) -> tuple[dict, dict, str]:
     (category -> subcategory -> paths) and the rendered top page."""
 
     def var(name: str) -> str:
-        match = re.search(rf"^\s*var {name} = (.*);\s*$", html, flags=re.MULTILINE)
-        assert match, f"report has no `var {name}`"
-        return match.group(1)
+        # The data blocks are JSON literals (the bundled libraries also declare a `var results`).
+        found = re.findall(rf"^\s*var {name} = ([{{\"].*);\s*$", html, flags=re.MULTILINE)
+        assert found, f"report has no `var {name}` data"
+        return found[-1]
 
     return json.loads(var("results")), json.loads(var("categories")), json.loads(var("workflow_desc"))
 

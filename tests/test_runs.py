@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from softlabels.data.splits import balanced_prefix
 import pandas as pd
 import pytest
 
@@ -110,7 +112,7 @@ def test_holdout_follows_released_sampling():
 def test_evaluation_sets(config, data):
     _, sets = sets_for(config, data, "uniform", evaluation={"cifar10h_holdout_limit": 250})
     h, s = sets.eval_sets["cifar10h"], sets.eval_sets["cifar10s"]
-    np.testing.assert_array_equal(h.indices, R.balanced_prefix(data.split_test, data.labels, 250))
+    np.testing.assert_array_equal(h.indices, balanced_prefix(data.split_test, data.labels, 250))
     assert len(h.indices) == 250 and set(h.indices.tolist()) <= set(data.split_test.tolist())
     np.testing.assert_allclose(h.targets, data.cifar10h_probs[h.indices])
     np.testing.assert_array_equal(h.fgsm_targets.argmax(1), data.labels[h.indices])  # hard FGSM target
@@ -135,11 +137,11 @@ def test_n_soft_trains_on_soft_images_only_and_nests(config, data):
 def test_balanced_prefix_takes_the_first_of_every_class_in_file_order():
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])  # image i has class labels[i]
     indices = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])  # grouped by class, as the split files are
-    np.testing.assert_array_equal(R.balanced_prefix(indices, labels, 3), [0, 4, 7])
-    np.testing.assert_array_equal(R.balanced_prefix(indices, labels, 5), [0, 1, 4, 5, 7])
-    np.testing.assert_array_equal(R.balanced_prefix(indices[::-1], labels, 2), [6, 3])  # classes 1, 0; file order
-    np.testing.assert_array_equal(R.balanced_prefix(indices, labels, None), indices)
-    np.testing.assert_array_equal(R.balanced_prefix(indices, labels, 99), indices)
+    np.testing.assert_array_equal(balanced_prefix(indices, labels, 3), [0, 4, 7])
+    np.testing.assert_array_equal(balanced_prefix(indices, labels, 5), [0, 1, 4, 5, 7])
+    np.testing.assert_array_equal(balanced_prefix(indices[::-1], labels, 2), [6, 3])  # classes 1, 0; file order
+    np.testing.assert_array_equal(balanced_prefix(indices, labels, None), indices)
+    np.testing.assert_array_equal(balanced_prefix(indices, labels, 99), indices)
 
 
 def test_hard_image_limit_and_aggregation(config, data):

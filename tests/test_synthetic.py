@@ -7,6 +7,8 @@ import json
 import math
 
 import numpy as np
+
+from softlabels.data.splits import balanced_prefix
 import pandas as pd
 import pytest
 import torch
@@ -76,7 +78,7 @@ def data(tmp_path):
     counts[np.arange(N_IMAGES), labels] += 20
     split_train = rng.permutation(N_IMAGES)[:40]
     split_test = np.setdiff1d(np.arange(N_IMAGES), split_train)
-    cifar10s_images = split_train[[0, 4, 7]]  # all three inside the 12 picked by hard_image_limit
+    cifar10s_images = balanced_prefix(split_train, labels, 12)[[0, 4, 7]]  # inside the 12 of hard_image_limit
     counts[cifar10s_images[0]] = 0  # one low-entropy CIFAR-10S image, so the simulator has both groups
     counts[cifar10s_images[0], labels[cifar10s_images[0]]] = 30
     probs = counts / counts.sum(1, keepdims=True)
@@ -132,27 +134,28 @@ def test_protocols_are_registered():
 # --------------------------------------------------------------------------------------------------------
 # Chapter 4
 # --------------------------------------------------------------------------------------------------------
-def test_image_limit_keeps_every_class_of_a_class_sorted_split():
-    split = np.repeat(np.arange(10), 700) * 1000 + np.tile(np.arange(700), 10)  # class-sorted, like splits.train
-    picked = synthetic.spread_subset(split, 2000)
-    assert len(picked) == 2000 and len(np.unique(picked)) == 2000
-    assert np.array_equal(np.bincount(picked // 1000, minlength=10), np.full(10, 200))
-    assert np.array_equal(synthetic.spread_subset(split, None), split)
-    assert np.array_equal(synthetic.spread_subset(split, 9000), split)
+def test_image_limit_keeps_every_class_of_a_class_sorted_split(data):
+    spec = make_spec({"labels": "hard", "augment": None})
+    spec["protocol"]["hard_image_limit"] = 20
+    picked = synthetic.training_images(spec, data)
+    assert len(picked) == 20 and len(np.unique(picked)) == 20
+    counts = np.bincount(data.labels[picked], minlength=10)
+    present = np.bincount(data.labels[data.split_train], minlength=10) > 0
+    assert counts[present].min() >= 1, "a class of the split vanished from the subset"
 
 
 def test_chapter4_without_augmenting_set_is_the_hard_split(data):
     sets = synthetic.build_chapter4_set(make_spec({"labels": "hard", "augment": None}), data)
-    picked = data.split_train[np.round(np.linspace(0, 39, 12)).astype(int)]
+    picked = balanced_prefix(data.split_train, data.labels, 12)
     assert np.array_equal(sets.train_indices, picked)
     assert np.array_equal(sets.train_images, data.images[picked])
     assert np.array_equal(sets.train_pools.labels[:, 0].argmax(1), data.labels[picked])
     assert sets.objective is None
     assert list(sets.eval_sets) == ["cifar10h"]
     h = sets.eval_sets["cifar10h"]
-    assert np.array_equal(h.indices, data.split_test[:8])
-    assert np.allclose(h.targets, data.cifar10h_probs[data.split_test[:8]])
-    assert np.array_equal(h.fgsm_targets.argmax(1), data.labels[data.split_test[:8]])
+    assert np.array_equal(h.indices, balanced_prefix(data.split_test, data.labels, 8))
+    assert np.allclose(h.targets, data.cifar10h_probs[balanced_prefix(data.split_test, data.labels, 8)])
+    assert np.array_equal(h.fgsm_targets.argmax(1), data.labels[balanced_prefix(data.split_test, data.labels, 8)])
 
 
 def test_chapter4_sep_appends_first_collection_stimuli_with_one_label_per_judgment(data):
@@ -222,7 +225,7 @@ def test_corruption_metrics_hand_value(data):
             return torch.log(torch.arange(1, NUM_CLASSES + 1, dtype=torch.float32)).expand(x.shape[0], -1)
 
     result = sets.eval_sets["corruption"].evaluate(Constant(), "cpu")
-    targets = data.cifar10h_probs[data.split_test[:8]]
+    targets = data.cifar10h_probs[balanced_prefix(data.split_test, data.labels, 8)]
     p = np.arange(1, NUM_CLASSES + 1) / 55.0
     expected = float(np.mean(-(targets * np.log(p)).sum(1)))
     assert set(result["per_corruption"]) == set(arrays)

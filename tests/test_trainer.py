@@ -65,8 +65,8 @@ def test_chapter3_schedule_matches_released_code():
     protocol = yaml.safe_load((REPO / "config.yaml").read_text())["protocols"]["chapter3"]
     rates = [learning_rate(protocol, "resnet34a", e) for e in range(protocol["epochs"])]
     assert rates[:51] == [0.1] * 51
-    assert rates[51:56] == pytest.approx([0.01] * 5)
-    assert rates[56:] == pytest.approx([0.001] * 9)
+    assert rates[51:56] == [0.01] * 5  # 0.1 / 10, as the released code computes it
+    assert rates[56:] == [0.001] * 9
     assert learning_rate(protocol, "resnet50", 0) == 0.4
     with pytest.raises(KeyError, match="base_lr"):
         learning_rate(protocol, "preact_resnet18", 0)
@@ -112,11 +112,10 @@ def test_fit_is_deterministic_and_seed_dependent(augmentation):
     c = fit(images, pools, protocol, "resnet8a", seed=1, device="cpu", log=quiet)
     assert same_weights(a, b)
     assert not same_weights(a, c)
-    assert a.training_summary["history"] == [
-        {**r, "images_per_s": a.training_summary["history"][i]["images_per_s"],
-         "elapsed_s": a.training_summary["history"][i]["elapsed_s"], "eta_s": a.training_summary["history"][i]["eta_s"]}
-        for i, r in enumerate(b.training_summary["history"])
-    ]
+    def losses(model):
+        return [(r["loss"], r["lr"]) for r in model.training_summary["history"]]
+
+    assert losses(a) == losses(b) and len(losses(a)) == 2
     assert not a.training  # returned in eval mode
 
 

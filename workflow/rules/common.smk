@@ -53,7 +53,7 @@ def config_args():
     """CLI options that hand a `softlabels` subcommand the same configuration this run uses: the config
     files Snakemake read, then the top-level --config overrides and the effective scale and paths."""
     files = [os.path.abspath(f) for f in workflow.configfiles]
-    overrides = dict(workflow.config_settings.overwrite_config or {})
+    overrides = dict(workflow.config_settings.config or {})  # the --config key=value pairs only
     overrides.update(scale=SCALE, resources_dir=RESOURCES, device=config["device"])
     if config.get("data_mirror"):
         overrides["data_mirror"] = config["data_mirror"]

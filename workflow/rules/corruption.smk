@@ -36,7 +36,7 @@ rule fetch_cifar10c:
     log:
         "logs/corruption/fetch_cifar10c.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=500,
         runtime=240,
@@ -56,7 +56,7 @@ rule corrupt_holdout:
     log:
         "logs/corruption/corrupt_holdout.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=4000,
         runtime=30,

@@ -25,7 +25,7 @@ for _key in config["sources"]:
         log:
             f"logs/data/fetch_{_key}.log",
         conda:
-            "../envs/softlabels.yaml"
+            "../../envs/softlabels.yaml"
         resources:
             mem_mb=500,
             runtime=60,
@@ -44,7 +44,7 @@ rule parse_cifar10:
     log:
         "logs/data/parse_cifar10.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -63,7 +63,7 @@ rule parse_splits:
     log:
         "logs/data/parse_splits.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=500,
         runtime=5,
@@ -84,7 +84,7 @@ rule parse_cifar10h:
     log:
         "logs/data/parse_cifar10h.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -103,7 +103,7 @@ rule parse_cifar10s:
     log:
         "logs/data/parse_cifar10s.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -122,7 +122,7 @@ rule parse_hmix_judgments:
     log:
         "logs/data/parse_hmix_judgments.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -141,7 +141,7 @@ rule parse_hmix_soft:
     log:
         "logs/data/parse_hmix_soft.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=500,
         runtime=5,
@@ -161,7 +161,7 @@ rule parse_hmix_stimuli:
     log:
         "logs/data/parse_hmix_stimuli.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=2000,
         runtime=5,
@@ -180,7 +180,7 @@ rule export_responses:
     log:
         "logs/data/export_responses.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -198,7 +198,7 @@ rule export_hmix:
     log:
         "logs/data/export_hmix.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,

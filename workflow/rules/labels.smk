@@ -22,7 +22,7 @@ rule export_cifar10s_labels:
         spread="unif|clamp|semantic",
         pct=r"\d+",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -44,7 +44,7 @@ rule export_hmix_soft_labels:
     log:
         "logs/labels/hmix_individ_soft_labels.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -64,7 +64,7 @@ rule fit_simulator:
     log:
         "logs/labels/simulator.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -83,7 +83,7 @@ rule fit_class_pair_taus:
     log:
         "logs/labels/class_pair_taus.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=1000,
         runtime=5,

@@ -51,7 +51,7 @@ for _table in MIXUP_TABLES:
             f"logs/tables/{_table}.log",
         localrule: True
         conda:
-            "../envs/softlabels.yaml"
+            "../../envs/softlabels.yaml"
         resources:
             mem_mb=2000,
             runtime=10,
@@ -80,7 +80,7 @@ for _document, _tables in MIXUP_DOCUMENTS.items():
             f"logs/tables/{_document}.log",
         localrule: True
         conda:
-            "../envs/softlabels.yaml"
+            "../../envs/softlabels.yaml"
         resources:
             mem_mb=500,
             runtime=5,

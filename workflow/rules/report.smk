@@ -19,7 +19,7 @@ rule cifar10s_summary:
     log:
         "logs/report/cifar10s_summary.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -44,7 +44,7 @@ rule hmix_summary:
     log:
         "logs/report/hmix_summary.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -73,7 +73,7 @@ for _figure, _files in FIGURE_INPUTS.items():
         log:
             f"logs/report/{_figure}.log",
         conda:
-            "../envs/softlabels.yaml"
+            "../../envs/softlabels.yaml"
         resources:
             mem_mb=3000,
             runtime=10,

@@ -25,7 +25,7 @@ for _table in CH3_TABLES:
             f"logs/tables/{_table}.log",
         localrule: True
         conda:
-            "../envs/softlabels.yaml"
+            "../../envs/softlabels.yaml"
         resources:
             mem_mb=2000,
             runtime=10,
@@ -56,7 +56,7 @@ for _figure in CH3_FIGURES:
             f"logs/figures/{_figure}.log",
         localrule: True
         conda:
-            "../envs/softlabels.yaml"
+            "../../envs/softlabels.yaml"
         resources:
             mem_mb=2000,
             runtime=10,
@@ -80,7 +80,7 @@ rule chapter3_tables:
         "logs/tables/chapter3.log",
     localrule: True
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     resources:
         mem_mb=500,
         runtime=5,

@@ -47,7 +47,7 @@ rule train_run:
     log:
         "logs/runs/{scheme}/{model}/seed{seed}/train.log",
     conda:
-        "../envs/softlabels.yaml"
+        "../../envs/softlabels.yaml"
     threads: train_threads
     resources:
         gpu=train_resource("gpu"),

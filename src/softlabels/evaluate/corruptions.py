@@ -42,6 +42,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from softlabels.data.splits import balanced_prefix
+
 #: The 15 benchmark corruptions, in the order of Hendrycks & Dietterich (and of `make_cifar_c.py`).
 CORRUPTIONS = (
     "gaussian_noise",
@@ -768,8 +770,8 @@ def run_download(args) -> int:
 def run_build(args) -> int:
     """Write the corrupted hold-out npz, generated or read from CIFAR-10-C as `evaluation.corruption.source`.
 
-    The rows are the hold-out (`splits.npz` `test`, file order), cut to the first
-    `evaluation.cifar10h_holdout_limit` when that is set, as the evaluation reads them.
+    The rows are the hold-out (`splits.npz` `test`, file order), cut to the class-balanced subset of
+    `evaluation.cifar10h_holdout_limit` images when that is set, as the evaluation reads them.
     """
     from softlabels.cli import UserError, config_from_args
 
@@ -782,8 +784,7 @@ def run_build(args) -> int:
         raise UserError(f"{args.test_images}: 'images' must be uint8 [n, 32, 32, 3], got {images.dtype} {images.shape}")
     indices = _holdout_indices(args.splits, len(images))
     limit = config["evaluation"].get("cifar10h_holdout_limit")
-    if limit is not None:
-        indices = indices[: int(limit)]  # evaluation uses only these (scales quick/smoke)
+    indices = balanced_prefix(indices, labels, limit)  # evaluation uses only these (scales quick/smoke)
     start = time.perf_counter()
     if cfg["source"] == "download":
         if not args.cifar10c:

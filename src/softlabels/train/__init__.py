@@ -1,5 +1,15 @@
-"""Stage: train. `fit` trains one model on label pools (softlabels.train.trainer)."""
+"""Stage: train. `fit` trains one model on label pools (softlabels.train.trainer).
 
-from softlabels.train.trainer import Batch, fit, learning_rate
+Names are resolved on first use (PEP 562), so that `softlabels --help` and the light subcommands start
+without importing torch.
+"""
 
 __all__ = ["Batch", "fit", "learning_rate"]
+
+
+def __getattr__(name):
+    if name in __all__:
+        from softlabels.train import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'softlabels.train' has no attribute {name!r}")

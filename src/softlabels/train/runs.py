@@ -11,7 +11,7 @@ Chapter 3 (thesis §3.3, decisions.md, protocol-facts §3.3-3.4, §4.1):
   released code does (`random.seed(s); random.sample(list(set(images)), size)`) with s = the training seed
   when `resample_per_seed`, else `split_seed`;
 - training: the other 900 CIFAR-10S images with the scheme's labels + the 6000 remaining split images with
-  their hard CIFAR-10 label (a class-balanced `hard_image_limit` of them when set, see `balanced_prefix`)
+  their hard CIFAR-10 label (a class-balanced `hard_image_limit` of them when set, see `softlabels.data.splits.balanced_prefix`)
   = 6900 images. With `n_soft: N'`
   only N' of the 900 soft images are used (a seeded permutation's first N', so smaller sets nest in larger
   ones) and no hard images (figure 3.6);
@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from softlabels.data.splits import balanced_prefix
 
 from softlabels import NUM_CLASSES
 
@@ -230,25 +232,6 @@ def cifar10s_holdout(cifar10s_images: np.ndarray, size: int, seed: int) -> np.nd
         raise ValueError(f"evaluation.cifar10s_holdout.size = {size} leaves no CIFAR-10S image to train on")
     rng = random.Random(seed)
     return np.asarray(rng.sample(pool, size), dtype=np.int64)
-
-
-def balanced_prefix(indices: np.ndarray, labels: np.ndarray, n: int | None) -> np.ndarray:
-    """The first ⌈n/K⌉ images of every class of `indices` (file order within a class; the classes with the
-    lowest index fill any remainder), kept in file order; all of `indices` when n is None or ≥ its length.
-
-    The split files list the images grouped by class, so a plain prefix `indices[:n]` would hold only the
-    first few classes; this is the class-balanced reading of "use only the first n" (`hard_image_limit`,
-    `cifar10h_holdout_limit`)."""
-    indices = np.asarray(indices)
-    if n is None or n >= len(indices):
-        return indices
-    y = np.asarray(labels)[indices]
-    rank = np.zeros(len(indices), dtype=np.int64)
-    for k in np.unique(y):
-        members = np.flatnonzero(y == k)
-        rank[members] = np.arange(len(members))
-    chosen = np.lexsort((y, rank))[:n]  # by within-class rank, then class
-    return indices[np.sort(chosen)]
 
 
 def holdout_seed(evaluation: Mapping, seed: int) -> int:

@@ -32,6 +32,8 @@ from typing import Mapping
 
 import numpy as np
 
+from softlabels.data.splits import balanced_prefix
+
 from softlabels import NUM_CLASSES
 from softlabels.train.runs import EvalSet, RunData, RunSets, one_hot, register_protocol
 
@@ -61,24 +63,15 @@ def read_stimuli(data: RunData) -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
-def spread_subset(indices: np.ndarray, limit: int | None) -> np.ndarray:
-    """`limit` entries evenly spaced through `indices` (positions round(i·(n−1)/(limit−1)), file order kept);
-    all of them when `limit` is unset or not smaller. The split files are ordered by class, so their first
-    N entries would hold only the first classes (the first 2000 of `splits.train`: airplane, automobile, bird)."""
-    if not limit or limit >= len(indices):
-        return indices
-    return indices[np.round(np.linspace(0, len(indices) - 1, int(limit))).astype(np.int64)]
-
-
 def training_images(spec: Mapping, data: RunData) -> np.ndarray:
     """The split images of a chapter-4/5 run: `splits.train` (file order); with `hard_image_limit` (quick and
-    smoke scales) that many, evenly spaced through the split so that every class keeps its share."""
-    return spread_subset(data.split_train, spec["protocol"].get("hard_image_limit"))
+    smoke scales) a class-balanced subset of that size (`softlabels.data.splits.balanced_prefix`)."""
+    return balanced_prefix(data.split_train, data.labels, spec["protocol"].get("hard_image_limit"))
 
 
 def holdout_images(spec: Mapping, data: RunData) -> np.ndarray:
-    limit = spec["evaluation"].get("cifar10h_holdout_limit")
-    return data.split_test[:limit] if limit else data.split_test
+    """The CIFAR-10H hold-out images, class-balanced to `cifar10h_holdout_limit` when set (as chapter 3)."""
+    return balanced_prefix(data.split_test, data.labels, spec["evaluation"].get("cifar10h_holdout_limit"))
 
 
 def cifar10h_eval_set(spec: Mapping, data: RunData, test: np.ndarray) -> EvalSet:

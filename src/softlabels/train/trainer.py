@@ -75,7 +75,8 @@ def learning_rate(protocol: Mapping, model_name: str, epoch: int) -> float:
     if model_name not in base_lrs:
         raise KeyError(f"protocol key 'base_lr' has no entry for model '{model_name}' (has: {', '.join(base_lrs)})")
     drops = sum(1 for m in protocol["lr_milestones"] if epoch > m)
-    return float(base_lrs[model_name]) * float(protocol["lr_gamma"]) ** drops
+    # Divide by 1/γ (as the released code's lr/10) rather than multiply by γ: 0.1/10 is exactly 0.01.
+    return float(base_lrs[model_name]) / (1.0 / float(protocol["lr_gamma"])) ** drops
 
 
 def draw_crop_flip(n: int, generator: torch.Generator, padding: int = CROP_PADDING) -> tuple[torch.Tensor, ...]:
