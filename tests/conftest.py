@@ -4,7 +4,6 @@ as the pipeline (SOFTLABELS_DATA_MIRROR, as CI sets it to ../shared/data) and sk
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

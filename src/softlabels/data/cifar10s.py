@@ -195,13 +195,34 @@ def load_responses(path, key: str = "image") -> pd.DataFrame:
                if c not in table.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    def line_of(row: int) -> int:
+        """1-based line of a data row in a CSV without multi-line fields (header on line 1)."""
+        return int(row) + 2
+
     known = set(CLASSES) | {""}
-    names = pd.concat([table["top_class"], table["second_class"], table["impossible"].str.split("|").explode()])
-    unknown = sorted(set(names) - known)
-    if unknown or (table["top_class"] == "").any():
-        raise DataError(f"{path}: unknown or empty class name(s) {unknown or ['']}")
+    for column in ("top_class", "second_class", "impossible"):
+        parts = table[column].str.split("|") if column == "impossible" else table[column].map(lambda v: [v])
+        bad = parts.map(lambda names: any(n not in known for n in names))
+        if column == "top_class":
+            bad |= table[column] == ""
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{path}, line {line_of(row)}: column {column}: unknown or empty class name "
+                f"{table[column].iloc[row]!r} (expected one of {', '.join(CLASSES)})"
+            )
     for column in ("top_prob", "second_prob"):
-        values = table[column].to_numpy(dtype=float)
-        if np.nanmin(values, initial=0) < 0 or np.nanmax(values, initial=0) > 100:
-            raise DataError(f"{path}: column {column} has values outside 0..100")
+        values = pd.to_numeric(table[column], errors="coerce")
+        unparsable = values.isna() & table[column].notna()
+        out_of_range = (values < 0) | (values > 100)
+        if column == "top_prob":
+            unparsable |= table[column].isna()
+        bad = (unparsable | out_of_range).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{path}, line {line_of(row)}: column {column}: {table[column].iloc[row]!r} is not a "
+                "probability between 0 and 100"
+            )
+        table[column] = values.astype(float)
     return table

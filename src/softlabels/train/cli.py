@@ -69,12 +69,13 @@ def parse_progress(message: Any) -> dict | None:
 class TrainLog:
     """Receives the trainer's log messages: prints them (the Snakemake log) and keeps per-epoch records."""
 
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream  # None: whatever sys.stdout is when a message arrives
         self.rows: list[dict] = []
 
     def __call__(self, message: Any) -> None:
-        print(message if not isinstance(message, Mapping) else json.dumps(message), file=self.stream, flush=True)
+        text = message if not isinstance(message, Mapping) else json.dumps(message)
+        print(text, file=self.stream or sys.stdout, flush=True)
         row = parse_progress(message)
         if row is not None:
             self.rows.append(row)

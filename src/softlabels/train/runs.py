@@ -343,21 +343,28 @@ def cifar10s_eval_targets(spec: Mapping, data: RunData, images: np.ndarray) -> n
     return np.asarray(pools.labels[:, 0], dtype=np.float64)
 
 
-def chapter3_eval_sets(spec: Mapping, data: RunData, split: Mapping[str, np.ndarray]) -> dict[str, EvalSet]:
+def cifar10h_eval_set(spec: Mapping, data: RunData, test: np.ndarray) -> EvalSet:
+    """The CIFAR-10H hold-out: CIFAR-10H distribution as target, FGSM target per `fgsm.cifar10h_target`."""
     evaluation = spec["evaluation"]
-    test, holdout = split["test"], split["holdout"]
-    h_targets = data.cifar10h_probs[test]
-    h_fgsm = one_hot(data.labels[test]) if evaluation["fgsm"]["cifar10h_target"] == "hard" else h_targets
+    targets = data.cifar10h_probs[test]
+    fgsm = one_hot(data.labels[test]) if evaluation["fgsm"]["cifar10h_target"] == "hard" else targets
+    return EvalSet(
+        images=data.images[test],
+        targets=targets,
+        hard_labels=data.labels[test],
+        fgsm_targets=fgsm,
+        bin_size=evaluation["calibration"]["bin_size"],
+        indices=test,
+    )
+
+
+def chapter3_eval_sets(spec: Mapping, data: RunData, split: Mapping[str, np.ndarray]) -> dict[str, EvalSet]:
+    """CIFAR-10H hold-out and the per-seed CIFAR-10S hold-out (T2-Clamp mean labels, small calibration bins)."""
+    evaluation = spec["evaluation"]
+    holdout = split["holdout"]
     s_targets = cifar10s_eval_targets(spec, data, holdout)
     return {
-        "cifar10h": EvalSet(
-            images=data.images[test],
-            targets=h_targets,
-            hard_labels=data.labels[test],
-            fgsm_targets=h_fgsm,
-            bin_size=evaluation["calibration"]["bin_size"],
-            indices=test,
-        ),
+        "cifar10h": cifar10h_eval_set(spec, data, split["test"]),
         "cifar10s": EvalSet(
             images=data.images[holdout],
             targets=s_targets,

@@ -33,9 +33,7 @@ from typing import Mapping
 import numpy as np
 
 from softlabels.data.splits import balanced_prefix
-
-from softlabels import NUM_CLASSES
-from softlabels.train.runs import EvalSet, RunData, RunSets, one_hot, register_protocol
+from softlabels.train.runs import EvalSet, RunData, RunSets, cifar10h_eval_set, register_protocol
 
 #: Files under results/data/ that the builders read beyond RunData's own (the train rule's extra inputs).
 CHAPTER4_INPUTS = ("hmix_stimuli.npz", "hmix_judgments.csv")
@@ -72,21 +70,6 @@ def training_images(spec: Mapping, data: RunData) -> np.ndarray:
 def holdout_images(spec: Mapping, data: RunData) -> np.ndarray:
     """The CIFAR-10H hold-out images, class-balanced to `cifar10h_holdout_limit` when set (as chapter 3)."""
     return balanced_prefix(data.split_test, data.labels, spec["evaluation"].get("cifar10h_holdout_limit"))
-
-
-def cifar10h_eval_set(spec: Mapping, data: RunData, test: np.ndarray) -> EvalSet:
-    """The CIFAR-10H hold-out: CIFAR-10H distribution as target, FGSM target per `fgsm.cifar10h_target`."""
-    evaluation = spec["evaluation"]
-    targets = data.cifar10h_probs[test]
-    fgsm = one_hot(data.labels[test]) if evaluation["fgsm"]["cifar10h_target"] == "hard" else targets
-    return EvalSet(
-        images=data.images[test],
-        targets=targets,
-        hard_labels=data.labels[test],
-        fgsm_targets=fgsm,
-        bin_size=evaluation["calibration"]["bin_size"],
-        indices=test,
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------

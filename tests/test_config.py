@@ -1,0 +1,101 @@
+"""The configuration: schema validation names the key; scale presets merge; CLI and workflow agree."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from softlabels import config as cfg
+from softlabels.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def resolved(**changes):
+    config = copy.deepcopy(BASE)
+    config.update(changes)
+    return cfg.resolve(config)
+
+
+def test_shipped_config_is_valid_at_every_scale():
+    for scale in ("paper", "quick", "smoke"):
+        effective = resolved(scale=scale)
+        assert effective["scale"] == scale
+
+
+def test_scale_preset_merges_over_the_base():
+    paper, quick = resolved(scale="paper"), resolved(scale="quick")
+    assert paper["protocols"]["chapter3"]["models"] == ["resnet34a", "resnet50", "vgg11"]
+    assert paper["protocols"]["chapter3"]["epochs"] == 65
+    assert quick["protocols"]["chapter3"]["models"] == ["resnet8a"]
+    # keys the preset does not name keep the base value
+    assert quick["protocols"]["chapter3"]["grad_clip"] == paper["protocols"]["chapter3"]["grad_clip"] == 1.0
+    assert quick["protocols"]["chapter3"]["base_lr"]["resnet34a"] == 0.1
+
+
+def test_unknown_top_level_key_is_named():
+    with pytest.raises(cfg.ConfigError, match="unknown key 'sclae'"):
+        resolved(sclae="quick")
+
+
+def test_unknown_nested_key_is_named_with_its_path():
+    config = copy.deepcopy(BASE)
+    config["labels"]["gamma_typo"] = 0.2
+    with pytest.raises(cfg.ConfigError, match=r"unknown key 'labels\.gamma_typo'"):
+        cfg.resolve(config)
+
+
+def test_wrong_value_is_named():
+    config = copy.deepcopy(BASE)
+    config["labels"]["gamma"] = 1.5
+    with pytest.raises(cfg.ConfigError, match=r"key 'labels\.gamma'"):
+        cfg.resolve(config)
+    with pytest.raises(cfg.ConfigError, match=r"key 'scale'.*'fast' is not one of"):
+        resolved(scale="fast")
+
+
+def test_bad_key_inside_a_scale_preset_is_named_after_the_merge():
+    config = copy.deepcopy(BASE)
+    config["scales"]["quick"]["protocols"]["chapter3"]["epoch"] = 3
+    config["scale"] = "quick"
+    with pytest.raises(cfg.ConfigError, match=r"(?s)scales\.quick.*unknown key 'protocols\.chapter3\.epoch'"):
+        cfg.resolve(config)
+
+
+def test_table_row_must_name_a_defined_scheme():
+    config = copy.deepcopy(BASE)
+    config["tables"]["table3_1"]["rows"].append("no_such_scheme")
+    with pytest.raises(cfg.ConfigError, match=r"tables\.table3_1\.rows.*no_such_scheme"):
+        cfg.resolve(config)
+
+
+def test_mirror_environment_variable_fills_an_empty_data_mirror(monkeypatch):
+    monkeypatch.setenv(cfg.MIRROR_ENV, "/some/mirror")
+    assert resolved(data_mirror="")["data_mirror"] == "/some/mirror"
+    assert resolved(data_mirror="/explicit")["data_mirror"] == "/explicit"
+
+
+def test_later_config_files_merge_over_earlier_ones(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("labels:\n  gamma: 0.2\n")
+    effective = cfg.load([REPO / "config.yaml", extra])
+    assert effective["labels"]["gamma"] == 0.2
+    assert effective["labels"]["label_smoothing_beta"] == BASE["labels"]["label_smoothing_beta"]
+
+
+def test_cli_reports_bad_config_by_key_without_output(tmp_path, capsys):
+    out = tmp_path / "spec.json"
+    code = main(["make-spec", "--scheme", "hard", "--model", "resnet34a", "--seed", "0", "--out", str(out),
+                 "--config", "scale=fast"])
+    assert code == 2
+    assert "key 'scale'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_workflow_refuses_a_bad_key_before_any_job(tmp_path, snakemake_runner):
+    result = snakemake_runner(tmp_path / "wd", "-n", "--config", "sclae=quick")
+    assert result.returncode != 0
+    assert "sclae" in result.stderr + result.stdout
+    assert not (tmp_path / "wd" / "results").exists()
