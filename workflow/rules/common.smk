@@ -77,10 +77,8 @@ def get_final_output():
 # Helpers of the train and tables stages (kept here: `snakemake --lint` wants no functions beside rules).
 from softlabels.train.runs import runs_of
 
+
 # Resources of a training job where a protocol block has no `resources:`.
-DEFAULT_TRAIN_RESOURCES = {"gpu": 1, "mem_mb": 8000, "runtime_min": 240, "threads": 4}
-
-
 def run_dir(scheme, model, seed):
     return f"results/runs/{scheme}/{model}/seed{seed}"
 
@@ -106,8 +104,7 @@ def train_resource(name):
     """Input function for one resource of a training job, from `protocols.<p>.resources` of the scale."""
 
     def get(wildcards):
-        block = config["protocols"][protocol_of(wildcards)].get("resources", {})
-        return block.get(name, DEFAULT_TRAIN_RESOURCES[name])
+        return config["protocols"][protocol_of(wildcards)]["resources"][name]
 
     return get
 
