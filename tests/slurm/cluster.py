@@ -123,9 +123,13 @@ class TestCluster:
         real_srun = shutil.which("srun") or "/usr/bin/srun"
         shims = {
             "sbatch": f"""#!/bin/bash
-# Log the command line (shell-quoted, one per line), then submit for real.
-printf '%q ' sbatch "$@" >> {shlex.quote(str(self.sbatch_log))}
-echo >> {shlex.quote(str(self.sbatch_log))}
+# Log the command line (shell-quoted, one per line), then submit for real. Snakemake submits jobs
+# concurrently: hold an exclusive lock while writing so that two lines never interleave.
+{{
+    flock 9
+    printf '%q ' sbatch "$@" >&9
+    printf '\\n' >&9
+}} 9>> {shlex.quote(str(self.sbatch_log))}
 exec {real_sbatch} "$@"
 """,
             "srun": f"""#!/bin/sh
