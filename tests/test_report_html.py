@@ -38,7 +38,11 @@ def report_data(html: str) -> tuple[dict, dict, str]:
 
 def expected_items(workdir: Path) -> list[str]:
     """Every table and figure the smoke run produced."""
-    found = sorted(workdir.glob("results/tables/*.csv")) + sorted(workdir.glob("results/figures/*.png"))
+    # Tables enter the report as their HTML rendering (shown inline; CSV/Markdown would only download).
+    tables = sorted(workdir.glob("results/tables/*.csv"))
+    for csv in tables:
+        assert csv.with_suffix(".html").exists(), f"{csv} has no HTML rendering for the report"
+    found = [t.with_suffix(".html") for t in tables] + sorted(workdir.glob("results/figures/*.png"))
     return [str(p.relative_to(workdir)) for p in found]
 
 

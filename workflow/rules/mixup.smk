@@ -41,12 +41,13 @@ for _table in MIXUP_TABLES:
         input:
             run_metrics(result_set_runs(config["tables"][_table])),
         output:
-            csv=report(
-                f"results/tables/{_table}.csv",
+            csv=f"results/tables/{_table}.csv",
+            md=f"results/tables/{_table}.md",
+            html=report(
+                f"results/tables/{_table}.html",
                 caption=f"../report/{_table}.rst",
                 category=MIXUP_CATEGORIES[_table[:6]],
             ),
-            md=f"results/tables/{_table}.md",
         log:
             f"logs/tables/{_table}.log",
         localrule: True
@@ -60,6 +61,7 @@ for _table in MIXUP_TABLES:
             config_args=config_args(),
         shell:
             "softlabels table {params.name} --metrics {input} --out-csv {output.csv} --out-md {output.md} "
+            "--out-html {output.html} "
             "{params.config_args} > {log} 2>&1"
 
 
@@ -71,8 +73,9 @@ for _document, _tables in MIXUP_DOCUMENTS.items():
         input:
             expand("results/tables/{table}.md", table=_tables),
         output:
-            report(
-                f"results/tables/{_document}.md",
+            md=f"results/tables/{_document}.md",
+            html=report(
+                f"results/tables/{_document}.html",
                 caption=f"../report/{_document}.rst",
                 category="Chapter 4" if _document == "chapter4" else "Chapter 5",
             ),
@@ -87,10 +90,11 @@ for _document, _tables in MIXUP_DOCUMENTS.items():
         params:
             title=MIXUP_TITLES[_document],
         shell:
-            "softlabels collect-tables {input} --out {output} --title '{params.title}' > {log} 2>&1"
+            "softlabels collect-tables {input} --out {output.md} --out-html {output.html} --title '{params.title}' "
+            "> {log} 2>&1"
 
 
 FINAL_OUTPUTS.extend(
-    [f"results/tables/{t}.{ext}" for t in MIXUP_TABLES for ext in ("csv", "md")]
-    + [f"results/tables/{d}.md" for d in MIXUP_DOCUMENTS]
+    [f"results/tables/{t}.{ext}" for t in MIXUP_TABLES for ext in ("csv", "md", "html")]
+    + [f"results/tables/{d}.{ext}" for d in MIXUP_DOCUMENTS for ext in ("md", "html")]
 )

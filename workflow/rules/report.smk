@@ -11,11 +11,7 @@ rule cifar10s_summary:
         responses=f"{DATA}/cifar10s_responses.csv",
         cifar10h=f"{DATA}/cifar10h.npz",
     output:
-        report(
-            "results/tables/cifar10s_summary.csv",
-            caption="../report/cifar10s_summary.rst",
-            category="Chapter 3",
-        ),
+        "results/tables/cifar10s_summary.csv",
     log:
         "logs/report/cifar10s_summary.log",
     conda:
@@ -36,11 +32,7 @@ rule hmix_summary:
         soft=f"{DATA}/hmix_soft_responses.csv",
         cifar10h=f"{DATA}/cifar10h.npz",
     output:
-        report(
-            "results/tables/hmix_summary.csv",
-            caption="../report/hmix_summary.rst",
-            category="Chapter 4",
-        ),
+        "results/tables/hmix_summary.csv",
     log:
         "logs/report/hmix_summary.log",
     conda:
@@ -86,7 +78,36 @@ for _figure, _files in FIGURE_INPUTS.items():
             "> {log} 2>&1"
 
 
+for _summary, _category in (("cifar10s_summary", "Chapter 3"), ("hmix_summary", "Chapter 4")):
+
+    rule:
+        name:
+            f"{_summary}_html"
+        input:
+            f"results/tables/{_summary}.csv",
+        output:
+            report(
+                f"results/tables/{_summary}.html",
+                caption=f"../report/{_summary}.rst",
+                category=_category,
+            ),
+        log:
+            f"logs/report/{_summary}_html.log",
+        localrule: True
+        conda:
+            "../../envs/softlabels.yaml"
+        resources:
+            mem_mb=500,
+            runtime=5,
+        shell:
+            "softlabels csv-html {input} --out {output} > {log} 2>&1"
+
+
 FINAL_OUTPUTS.extend(
-    ["results/tables/cifar10s_summary.csv", "results/tables/hmix_summary.csv"]
+    [
+        f"results/tables/{name}.{ext}"
+        for name in ("cifar10s_summary", "hmix_summary")
+        for ext in ("csv", "html")
+    ]
     + [f"results/figures/{name}.{ext}" for name in FIGURE_INPUTS for ext in ("png", "pdf", "csv")]
 )

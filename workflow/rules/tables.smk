@@ -15,12 +15,13 @@ for _table in CH3_TABLES:
         input:
             run_metrics(result_set_runs(config["tables"][_table])),
         output:
-            csv=report(
-                f"results/tables/{_table}.csv",
+            csv=f"results/tables/{_table}.csv",
+            md=f"results/tables/{_table}.md",
+            html=report(
+                f"results/tables/{_table}.html",
                 caption=f"../report/{_table}.rst",
                 category=result_category(_table),
             ),
-            md=f"results/tables/{_table}.md",
         log:
             f"logs/tables/{_table}.log",
         localrule: True
@@ -34,6 +35,7 @@ for _table in CH3_TABLES:
             config_args=config_args(),
         shell:
             "softlabels table {params.name} --metrics {input} --out-csv {output.csv} --out-md {output.md} "
+            "--out-html {output.html} "
             "{params.config_args} > {log} 2>&1"
 
 
@@ -71,8 +73,9 @@ rule chapter3_tables:
     input:
         expand("results/tables/{table}.md", table=CH3_TABLES),
     output:
-        report(
-            "results/tables/chapter3.md",
+        md="results/tables/chapter3.md",
+        html=report(
+            "results/tables/chapter3.html",
             caption="../report/chapter3.rst",
             category="Chapter 3",
         ),
@@ -85,12 +88,12 @@ rule chapter3_tables:
         mem_mb=500,
         runtime=5,
     shell:
-        "softlabels collect-tables {input} --out {output} "
+        "softlabels collect-tables {input} --out {output.md} --out-html {output.html} "
         "--title 'Chapter 3 and appendix B: results beside the thesis' > {log} 2>&1"
 
 
 FINAL_OUTPUTS.extend(
-    [f"results/tables/{t}.{ext}" for t in CH3_TABLES for ext in ("csv", "md")]
+    [f"results/tables/{t}.{ext}" for t in CH3_TABLES for ext in ("csv", "md", "html")]
     + [f"results/figures/{f}.{ext}" for f in CH3_FIGURES for ext in ("png", "pdf", "csv")]
-    + ["results/tables/chapter3.md"]
+    + ["results/tables/chapter3.md", "results/tables/chapter3.html"]
 )

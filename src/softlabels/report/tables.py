@@ -29,6 +29,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from softlabels.report.html import csv_to_html_page, html_page, markdown_to_html
+
 #: Metrics in display order (others found in metrics.json follow alphabetically).
 METRIC_ORDER = ("ce", "calibration", "fgsm", "accuracy", "mean")
 METRIC_TITLES = {"ce": "CE", "calibration": "Calibration", "fgsm": "FGSM loss", "accuracy": "Accuracy", "mean": "Corruption CE"}
@@ -406,8 +408,11 @@ def _cmd_table(args: argparse.Namespace) -> int:
     frame = build_table(args.name, config, runs, load_thesis())
     out_csv = Path(args.out_csv or f"results/tables/{args.name}.csv")
     out_md = Path(args.out_md) if args.out_md else out_csv.with_suffix(".md")
+    out_html = Path(args.out_html) if args.out_html else out_csv.with_suffix(".html")
+    markdown = table_markdown(frame, title=args.title or args.name)
     write_text_atomic(out_csv, frame.to_csv(index=False))
-    write_text_atomic(out_md, table_markdown(frame, title=args.title or args.name))
+    write_text_atomic(out_md, markdown)
+    write_text_atomic(out_html, html_page(args.name, markdown_to_html(markdown)))
     return 0
 
 
@@ -432,7 +437,15 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     parts = [f"# {args.title}", ""] if args.title else []
     for path in args.tables:
         parts.append(Path(path).read_text().rstrip() + "\n")
-    write_text_atomic(args.out, "\n".join(parts))
+    markdown = "\n".join(parts)
+    write_text_atomic(args.out, markdown)
+    if args.out_html:
+        write_text_atomic(args.out_html, html_page(args.title or Path(args.out).stem, markdown_to_html(markdown)))
+    return 0
+
+
+def _cmd_csv_html(args: argparse.Namespace) -> int:
+    write_text_atomic(args.out, csv_to_html_page(args.csv, args.title or Path(args.csv).stem))
     return 0
 
 
@@ -446,6 +459,7 @@ def register_tables(sub) -> None:
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files of the runs")
     p.add_argument("--out-csv", default=None)
     p.add_argument("--out-md", default=None)
+    p.add_argument("--out-html", default=None, help="HTML rendering for the report (default: beside the CSV)")
     p.add_argument("--title", default=None)
     add_config_arguments(p)
     p.set_defaults(func=_cmd_table)
@@ -462,5 +476,12 @@ def register_tables(sub) -> None:
     p = sub.add_parser("collect-tables", help="concatenate table Markdown files into one document")
     p.add_argument("tables", nargs="+", help="Markdown files, in order")
     p.add_argument("--out", required=True)
+    p.add_argument("--out-html", default=None, help="also write an HTML rendering (for the report)")
     p.add_argument("--title", default="")
     p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("csv-html", help="render a CSV table as a self-contained HTML page (for the report)")
+    p.add_argument("csv")
+    p.add_argument("--out", required=True)
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_csv_html)
