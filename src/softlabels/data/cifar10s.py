@@ -130,6 +130,22 @@ def parse_int(text: str, what: str) -> int:
     return int(value)
 
 
+def trial_rows(raw_path, trial_type: str, required, fields_of) -> list[dict]:
+    """`fields_of(row)` for every row of a jsPsych export whose `trial_type` is `trial_type`, in file order.
+    A row that `fields_of` rejects (RowError or ValueError) stops the parse with the file and its line."""
+    rows = []
+    for line, row in csv_records(raw_path, required=required):
+        if row["trial_type"] != trial_type:
+            continue
+        try:
+            rows.append(fields_of(row))
+        except ValueError as exc:  # RowError is a ValueError
+            raise DataError(f"{raw_path}, line {line}: {exc}") from None
+    if not rows:
+        raise DataError(f"{raw_path}: no '{trial_type}' rows")
+    return rows
+
+
 def image_index(row: dict) -> int:
     """The CIFAR-10 test index in `img_id`, which must agree with the index in the PNG name."""
     image = parse_int(row["img_id"], "img_id")
@@ -143,26 +159,20 @@ def image_index(row: dict) -> int:
 
 def parse_cifar10s(raw_path) -> pd.DataFrame:
     """All responses of `raw_human_data.csv`, in file order (see the module docstring)."""
-    rows = []
-    for line, row in csv_records(raw_path, required=RAW_COLUMNS):
-        if row["trial_type"] != RESPONSE_TRIAL:
-            continue
-        try:
-            if row["task"] not in TASKS:
-                raise RowError(f"task '{row['task']}' is not one of {', '.join(TASKS)}")
-            fields = {
-                "image": image_index(row),
-                "subject": row["subject"],
-                "task": row["task"],
-                "trial": parse_int(row["trial_index"], "trial_index"),
-            }
-            fields.update(elicitation_fields(parse_elicitation(row["response"]), row["rt"]))
-        except RowError as exc:
-            raise DataError(f"{raw_path}, line {line}: {exc}") from None
-        rows.append(fields)
-    if not rows:
-        raise DataError(f"{raw_path}: no '{RESPONSE_TRIAL}' rows")
-    return pd.DataFrame(rows, columns=COLUMNS)
+
+    def response_fields(row: dict) -> dict:
+        if row["task"] not in TASKS:
+            raise RowError(f"task '{row['task']}' is not one of {', '.join(TASKS)}")
+        fields = {
+            "image": image_index(row),
+            "subject": row["subject"],
+            "task": row["task"],
+            "trial": parse_int(row["trial_index"], "trial_index"),
+        }
+        fields.update(elicitation_fields(parse_elicitation(row["response"]), row["rt"]))
+        return fields
+
+    return pd.DataFrame(trial_rows(raw_path, RESPONSE_TRIAL, RAW_COLUMNS, response_fields), columns=COLUMNS)
 
 
 def write_table(table: pd.DataFrame, out_path) -> None:

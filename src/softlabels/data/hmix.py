@@ -32,9 +32,10 @@ from softlabels.data.cifar10s import (
     elicitation_fields,
     parse_elicitation,
     parse_int,
+    trial_rows,
     write_table,
 )
-from softlabels.data.io import DataError, atomic_outputs, csv_records
+from softlabels.data.io import DataError, atomic_outputs
 
 STIMULUS_COLUMNS = ["stimulus", "lambda_f", "class1", "image1", "class2", "image2"]
 JUDGMENT_COLUMNS = [*STIMULUS_COLUMNS, "first_collection", "subject", "trial", "lambda_h", "confidence", "rt_ms"]
@@ -105,32 +106,27 @@ def slider(values: dict, key: str) -> float:
 def parse_judgments(raw_path, stimulus_list_path) -> pd.DataFrame:
     """Mixing-factor judgments (see the module docstring), in file order."""
     first = read_stimulus_list(stimulus_list_path)
-    rows = []
-    required = ("trial_type", "trial_index", "subject", "rt", "responses", "filename")
-    for line, row in csv_records(raw_path, required=required):
-        if row["trial_type"] != SLIDER_TRIAL:
-            continue
+
+    def judgment_fields(row: dict) -> dict:
+        fields = stimulus_fields(row)
         try:
-            fields = stimulus_fields(row)
-            try:
-                values = json.loads(row["responses"])
-            except json.JSONDecodeError as exc:
-                raise RowError(f"responses is not valid JSON ({exc.msg})") from None
-            if not isinstance(values, dict):
-                raise RowError("responses JSON is not an object")
-            fields.update(
-                first_collection=fields["stimulus"] in first,
-                subject=row["subject"],
-                trial=parse_int(row["trial_index"], "trial_index"),
-                lambda_h=1.0 - slider(values, "mixingcoeff") / 100.0,
-                confidence=slider(values, "confidence") / 100.0,
-                rt_ms=float(row["rt"]) if row["rt"] != "" else math.nan,
-            )
-        except (RowError, ValueError) as exc:
-            raise DataError(f"{raw_path}, line {line}: {exc}") from None
-        rows.append(fields)
-    if not rows:
-        raise DataError(f"{raw_path}: no '{SLIDER_TRIAL}' rows")
+            values = json.loads(row["responses"])
+        except json.JSONDecodeError as exc:
+            raise RowError(f"responses is not valid JSON ({exc.msg})") from None
+        if not isinstance(values, dict):
+            raise RowError("responses JSON is not an object")
+        fields.update(
+            first_collection=fields["stimulus"] in first,
+            subject=row["subject"],
+            trial=parse_int(row["trial_index"], "trial_index"),
+            lambda_h=1.0 - slider(values, "mixingcoeff") / 100.0,
+            confidence=slider(values, "confidence") / 100.0,
+            rt_ms=float(row["rt"]) if row["rt"] != "" else math.nan,
+        )
+        return fields
+
+    required = ("trial_type", "trial_index", "subject", "rt", "responses", "filename")
+    rows = trial_rows(raw_path, SLIDER_TRIAL, required, judgment_fields)
     missing = first - {r["stimulus"] for r in rows}
     if missing:
         raise DataError(f"{stimulus_list_path}: {len(missing)} stimuli have no judgment in {raw_path}, "
@@ -140,21 +136,15 @@ def parse_judgments(raw_path, stimulus_list_path) -> pd.DataFrame:
 
 def parse_soft_responses(raw_path) -> pd.DataFrame:
     """Categorical soft-label responses over mixed images, in file order."""
-    rows = []
+
+    def soft_fields(row: dict) -> dict:
+        fields = stimulus_fields(row)
+        fields.update(subject=row["subject"], trial=parse_int(row["trial_index"], "trial_index"))
+        fields.update(elicitation_fields(parse_elicitation(row["response"]), row["rt"]))
+        return fields
+
     required = ("trial_type", "trial_index", "subject", "rt", "response", "filename")
-    for line, row in csv_records(raw_path, required=required):
-        if row["trial_type"] != SOFT_TRIAL:
-            continue
-        try:
-            fields = stimulus_fields(row)
-            fields.update(subject=row["subject"], trial=parse_int(row["trial_index"], "trial_index"))
-            fields.update(elicitation_fields(parse_elicitation(row["response"]), row["rt"]))
-        except RowError as exc:
-            raise DataError(f"{raw_path}, line {line}: {exc}") from None
-        rows.append(fields)
-    if not rows:
-        raise DataError(f"{raw_path}: no '{SOFT_TRIAL}' rows")
-    return pd.DataFrame(rows, columns=SOFT_COLUMNS)
+    return pd.DataFrame(trial_rows(raw_path, SOFT_TRIAL, required, soft_fields), columns=SOFT_COLUMNS)
 
 
 def write_judgments(raw_path, stimulus_list_path, out_path) -> pd.DataFrame:
