@@ -33,7 +33,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -670,16 +669,11 @@ def read_cifar10c_rows(
 # ---------------------------------------------------------------------------------------------------------
 def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """np.savez_compressed to a temporary file beside `path`, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from softlabels.data.io import atomic_outputs
+
+    with atomic_outputs(path) as (tmp,):
+        with open(tmp, "wb") as handle:  # a file object: savez would add ".npz" to a path
+            np.savez_compressed(handle, **arrays)
 
 
 def generate_holdout(

@@ -353,11 +353,10 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------------------
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> None:
     """Write `frame` to `path` through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    from softlabels.data.io import atomic_outputs
+
+    with atomic_outputs(path) as (tmp,):
+        frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def read_responses(path) -> pd.DataFrame:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from softlabels.data.io import atomic_outputs
 from softlabels.report.html import csv_to_html_page, html_page, markdown_to_html
 
 #: Metrics in display order (others found in metrics.json follow alphabetically).
@@ -367,22 +366,16 @@ def plot_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | Path
 
 def _save_atomic(fig, path: str | Path) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=150)
-    os.replace(tmp, path)
+    with atomic_outputs(path) as (tmp,):
+        fig.savefig(tmp, dpi=150, format=path.suffix.lstrip("."))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Files and command line
 # ----------------------------------------------------------------------------------------------------------
 def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_outputs(path) as (tmp,):
+        tmp.write_text(text)
 
 
 def _metrics_paths(args) -> list[str]:

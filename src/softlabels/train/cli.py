@@ -12,10 +12,8 @@ import argparse
 import csv
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,18 +24,12 @@ METRICS_FORMAT = 1
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write JSON to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
+    from softlabels.data.io import atomic_outputs
+
+    with atomic_outputs(path) as (tmp,):
+        with open(tmp, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def spec_digest(spec: Mapping) -> str:
@@ -85,12 +77,12 @@ class TrainLog:
         columns: list[str] = []
         for row in self.rows:
             columns += [k for k in row if k not in columns]
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
+        from softlabels.data.io import atomic_outputs
+
+        with atomic_outputs(path) as (tmp,), open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns or ["epoch"])
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, path)
 
 
 def resolve_device(device: str) -> str:
