@@ -79,3 +79,49 @@ def csv_records(path: str | os.PathLike, required=()) -> Iterator[tuple[int, dic
                 yield start, dict(zip(header, fields))
             start = reader.line_num + 1
 
+
+
+# The project's one set of file writers: each writes through `atomic_outputs`, so an error or a kill never
+# leaves a half-written output behind.
+def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
+    """JSON of `obj` (with a final newline) at `path`, written atomically."""
+    import json
+
+    with atomic_outputs(path) as (tmp,), open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle, indent=indent)
+        handle.write("\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`text` at `path`, written atomically."""
+    with atomic_outputs(path) as (tmp,):
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_csv(path: str | os.PathLike, frame, float_format: str | None = None) -> None:
+    """A pandas DataFrame as CSV (no index) at `path`, written atomically."""
+    with atomic_outputs(path) as (tmp,):
+        frame.to_csv(tmp, index=False, float_format=float_format)
+
+
+def save_npz(path: str | os.PathLike, arrays) -> None:
+    """`np.savez_compressed` of the mapping `arrays` at `path`, written atomically."""
+    import numpy as np
+
+    with atomic_outputs(path) as (tmp,), open(tmp, "wb") as handle:  # a handle: savez would append ".npz"
+        np.savez_compressed(handle, **arrays)
+
+
+def save_torch(path: str | os.PathLike, obj) -> None:
+    """`torch.save(obj)` at `path`, written atomically."""
+    import torch
+
+    with atomic_outputs(path) as (tmp,):
+        torch.save(obj, tmp)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> None:
+    """A matplotlib figure at `path` in the format its suffix names, written atomically."""
+    path = Path(path)
+    with atomic_outputs(path) as (tmp,):
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."))
