@@ -191,7 +191,7 @@ def test_runs_of(config):
 
 def test_unknown_protocol_is_named():
     with pytest.raises(ValueError, match="chapter9"):
-        R.get_builder("chapter9")
+        R.protocol_entry("chapter9")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def tiny_spec(config, **label_overrides):
 
 def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys):
     from softlabels.cli import main
-    from softlabels.train.cli import write_json_atomic
+    from softlabels.data.io import write_json as write_json_atomic
 
     spec = tiny_spec(config)
     write_json_atomic(tmp_path / "spec.json", spec)

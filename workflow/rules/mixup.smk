@@ -1,23 +1,11 @@
 # Rules of the mixup stage: chapters 4 and 5 and appendix C (softlabels.train.synthetic, .mixing).
-#   results/runs/{scheme}/{model}/seed{seed}/metrics.json  chapter-4/5 runs, trained by the generic `train_run`
-#                                                          rule (train.smk); chapter-5 runs add "corruption":
+#   results/runs/{scheme}/{model}/seed{seed}/metrics.json  chapter-4/5 runs, trained by the group jobs of
+#                                                          train.smk; chapter-5 runs add "corruption":
 #                                                          {mean, per_corruption, n} (CE vs CIFAR-10H labels)
 #   results/tables/{table4_1,4_2,4_3,5_1,5_2,C_1}.csv + .md  mean ± 95% CI over runs beside the thesis values
 #   results/tables/chapter4.md, chapter5.md                  the tables of each chapter in one document
 
-# Extra parsed inputs of the chapter-4/5 runs (train_run's input function is keyed on the scheme's protocol).
-TRAIN_DATA["chapter4"] = {
-    **TRAIN_DATA["chapter3"],
-    "hmix_stimuli": "results/data/hmix_stimuli.npz",
-    "hmix_judgments": "results/data/hmix_judgments.csv",
-}
-TRAIN_DATA["chapter5"] = {
-    **TRAIN_DATA["chapter3"],
-    # appendix C refits the class-pair τ from the judgments (results/labels/class_pair_taus.csv shows it)
-    "hmix_judgments": "results/data/hmix_judgments.csv",
-    "corruption": CORRUPTION_OUTPUTS,
-}
-
+# The chapter-4/5 runs' inputs (TRAIN_DATA) and their group jobs are in train.smk.
 MIXUP_TABLES = [t for t in config["tables"] if t.startswith(("table4_", "table5_", "tableC_"))]
 MIXUP_DOCUMENTS = {
     document: tables
