@@ -154,6 +154,31 @@ def test_objective_hook_receives_normalised_batches_and_pool_draws():
     assert sorted(epoch0) == list(range(50))  # each example once per epoch
 
 
+@pytest.mark.parametrize("augmentation", ["per_epoch", "once", "none"])
+def test_per_epoch_augmentation_draws_new_crops_every_epoch(augmentation):
+    """Per image: the inputs of epoch 1 and epoch 2 differ under per_epoch (a fresh crop/flip), are equal under
+    once and none, and under once/per_epoch are a crop/flip of the image, not the image itself."""
+    images, pools = make_data(n=64)
+    seen = {}
+
+    class Record(SoftCrossEntropy):
+        def prepare(self, inputs, targets, batch):
+            for row, x in zip(batch.index.tolist(), inputs):
+                seen[(batch.epoch, row)] = x.clone()
+            return super().prepare(inputs, targets, batch)
+
+    fit(images, pools, {**PROTOCOL, "augmentation": augmentation}, "resnet8a", 0, "cpu", log=quiet, objective=Record())
+    plain = normalise(torch.from_numpy(images.transpose(0, 3, 1, 2)))
+    changed = sum(not torch.equal(seen[(0, i)], seen[(1, i)]) for i in range(64))
+    cropped = sum(not torch.equal(seen[(0, i)], plain[i]) for i in range(64))
+    if augmentation == "per_epoch":
+        assert changed >= 60 and cropped >= 60
+    elif augmentation == "once":
+        assert changed == 0 and cropped >= 60
+    else:
+        assert changed == 0 and cropped == 0
+
+
 def test_objective_chooses_the_model_inputs_and_the_loss():
     images, pools = make_data(n=40)
     calls = []
