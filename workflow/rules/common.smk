@@ -112,7 +112,7 @@ def train_provenance_input():
 
 
 def run_status(run, spec):
-    """"trained" / "copied" when the run's outputs are current (metrics.json and train_log.csv exist, the
+    """ "trained" / "copied" when the run's outputs are current (metrics.json and train_log.csv exist, the
     metrics record this spec, and they are newer than every input of the run), else False."""
     folder = run_dir(*run)
     try:
@@ -152,7 +152,9 @@ def train_threads(wildcards):
 def group_outputs(group):
     """Per member and alias: metrics.json, train_log.csv, spec.json."""
     runs = list(group.members) + [alias for alias, _ in group.aliases]
-    return [f"{run_dir(*run)}/{name}" for run in runs for name in ("metrics.json", "train_log.csv", "spec.json")]
+    return [
+        f"{run_dir(*run)}/{name}" for run in runs for name in ("metrics.json", "train_log.csv", "spec.json")
+    ]
 
 
 def group_arguments(group):
@@ -170,6 +172,11 @@ def group_resource(group, name):
     return config["protocols"][group.protocol]["resources"][name]
 
 
+def glove_option(wildcards, input):
+    """--glove with the group's GloVe input (a copy-only job has none)."""
+    return f"--glove {input.glove}" if "glove" in input.keys() else ""
+
+
 def group_threads(group):
     return group_resource(group, "threads") if group.members else 1
 
@@ -183,10 +190,7 @@ def print_training_plan():
         pending = {job.rule.name for job in workflow.dag.needrun_jobs()}
     except Exception:  # the DAG's job list is Snakemake-internal; plan every group without it
         pending = None
-    groups = [
-        g for g in TRAINING_GROUPS
-        if pending is None or f"train_{g.name.replace('-', '_')}" in pending
-    ]
+    groups = [g for g in TRAINING_GROUPS if pending is None or f"train_{g.name.replace('-', '_')}" in pending]
     text = training_plan_text(config, groups, RUN_SPECS, measure=config.get("plan_measure_step", True))
     print(text, file=sys.stderr, flush=True)
 

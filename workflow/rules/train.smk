@@ -44,9 +44,7 @@ if not PROVENANCE_RULE:
     )
 
 
-TRAINING_GROUPS, RUN_SPECS, CANONICAL_RUN = plan_training(
-    config, all_training_runs(), run_status
-)
+TRAINING_GROUPS, RUN_SPECS, CANONICAL_RUN = plan_training(config, all_training_runs(), run_status)
 
 
 onstart:
@@ -59,11 +57,7 @@ for _group in TRAINING_GROUPS:
         name:
             f"train_{_group.name.replace('-', '_')}"
         input:
-            **(
-                {**TRAIN_DATA[_group.protocol], **train_provenance_input()}
-                if _group.members
-                else {}
-            ),
+            **({**TRAIN_DATA[_group.protocol], **train_provenance_input()} if _group.members else {}),
             shared=[run_metrics([c]) for _, c in _group.aliases if c not in _group.members],
         output:
             runs=group_outputs(_group),
@@ -80,9 +74,9 @@ for _group in TRAINING_GROUPS:
             runtime=group_resource(_group, "runtime_min"),
         params:
             runs=group_arguments(_group),
-            glove=resource("glove"),
+            glove=glove_option,
             provenance="" if PROVENANCE_RULE else "--provenance none",
             config_args=config_args(),
         shell:
             "softlabels train-group {params.runs} --record {output.record} --data-dir results/data "
-            "--glove {params.glove} --threads {threads} {params.provenance} {params.config_args} > {log} 2>&1"
+            "{params.glove} --threads {threads} {params.provenance} {params.config_args} > {log} 2>&1"
