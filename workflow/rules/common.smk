@@ -112,7 +112,7 @@ def train_provenance_input():
 
 
 def run_status(run, spec):
-    """ "trained" / "copied" when the run's outputs are current (metrics.json and train_log.csv exist, the
+    """Status of a run: "trained" / "copied" when its outputs are current (metrics.json and train_log.csv exist, the
     metrics record this spec, and they are newer than every input of the run), else False."""
     folder = run_dir(*run)
     try:
