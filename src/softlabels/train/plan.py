@@ -4,8 +4,9 @@
 timed); `training_plan_text` turns the to-do groups into the plan printed when a workflow run starts:
 runs, group jobs, device and the estimated training time, Σ_groups epochs · n_train · G / (images/s of a
 group of G), with n_train from `runs.approximate_train_size`. On the CPU the measurement uses one member
-and one step of at most 8 images (a CPU step costs about images × members, and this keeps it to seconds);
-on CUDA a group of the real size and batch (at most 16 members measured).
+and one step of 16 images (a CPU step costs about images × members, and this keeps it to seconds);
+on CUDA a group of the real size and batch (at most 16 members measured). On the CPU only the cheapest
+model is timed; the others are scaled by their FLOPs per image (`training_flops`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 #: Largest group and batch measured for a plan on the CPU.
-CPU_PLAN_BATCH = 8
+CPU_PLAN_BATCH = 16
 
 
 def measure_images_per_s(model_name: str, batch_size: int, group_size: int, device, steps: int = 2,
@@ -79,8 +80,25 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def training_flops(model_name: str) -> float:
+    """Forward + backward FLOPs of one 32×32 image, counted on the meta device (no arithmetic runs)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from softlabels.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(model_name)
+        x = torch.zeros(1, 3, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return float(counter.get_total_flops())
+
+
 def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measure: bool = True) -> str:
-    """The plan of a workflow run (module docstring)."""
+    """The plan of a workflow run (module docstring). On CUDA each (model, batch, group size) is timed; on
+    the CPU, where a step costs about its arithmetic, one step of the cheapest model is timed and the others
+    are scaled by their FLOPs (`training_flops`), so the plan costs seconds even at the paper scale."""
     from softlabels.train.runs import approximate_train_size
     from softlabels.train.trainer import resolve_device
 
@@ -94,23 +112,30 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
         return lines[0]
     total = 0.0
     rates: dict = {}
+    if measure and device.type == "cpu":
+        flops = {model: training_flops(model) for model in sorted({g.model for g in training})}
+        cheapest = min(flops, key=flops.get)
+        t0 = time.perf_counter()
+        measured = measure_images_per_s(cheapest, CPU_PLAN_BATCH, 1, device, steps=1,
+                                        precision=config["protocols"][training[0].protocol].get("precision", "fp32"))
+        lines.append(f"  measured {cheapest}: {measured:.0f} images/s (one step of {CPU_PLAN_BATCH} images, "
+                     f"{time.perf_counter() - t0:.1f} s); other models scaled by their FLOPs per image")
+        for model, f in flops.items():
+            rates[model] = measured * flops[cheapest] / f
     for group in training:
         protocol = config["protocols"][group.protocol]
         batch, size = int(protocol["batch_size"]), len(group.members)
-        key = (group.model, batch, size if device.type == "cuda" else 1)
+        key = group.model if device.type == "cpu" else (group.model, batch, min(size, 16))
         if measure and key not in rates:
-            measured_batch = batch if device.type == "cuda" else min(batch, CPU_PLAN_BATCH)
             t0 = time.perf_counter()
-            rates[key] = measure_images_per_s(group.model, measured_batch, min(key[2], 16), device,
-                                              steps=2 if device.type == "cuda" else 1,
+            rates[key] = measure_images_per_s(group.model, batch, min(size, 16), device, steps=2,
                                               precision=protocol.get("precision", "fp32"))
-            lines.append(f"  measured {group.model}: {rates[key]:.0f} images/s (group of {min(key[2], 16)}, "
-                         f"batch {measured_batch}; {time.perf_counter() - t0:.1f} s to measure)")
+            lines.append(f"  measured {group.model}: {rates[key]:.0f} images/s (group of {min(size, 16)}, "
+                         f"batch {batch}; {time.perf_counter() - t0:.1f} s to measure)")
         if key in rates:
             n_train = approximate_train_size(specs[group.members[0]])
-            # A group larger than the measured one scales linearly (CUDA groups above 16 members).
-            rate = rates[key] * max(1.0, size / 16) if device.type == "cuda" else rates[key]
-            total += group_seconds(int(protocol["epochs"]), n_train, size, rate)
+            # On CUDA a group above 16 members is taken as no faster in aggregate than 16.
+            total += group_seconds(int(protocol["epochs"]), n_train, size, rates[key])
     if measure:
         lines.append(f"  estimated training time: {_duration(total)} on {device} (evaluation not included)")
     if device.type == "cpu" and config["scale"] == "paper":
