@@ -224,10 +224,10 @@ def tiny_spec(config, **label_overrides):
 
 def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys):
     from softlabels.cli import main
-    from softlabels.data.io import write_json as write_json_atomic
+    from softlabels.data.io import write_json
 
     spec = tiny_spec(config)
-    write_json_atomic(tmp_path / "spec.json", spec)
+    write_json(tmp_path / "spec.json", spec)
     out = tmp_path / "run"
     assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir), "--threads", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -247,7 +247,7 @@ def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys
     assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir)]) == 0
     assert "resumed" in capsys.readouterr().out
     # a changed spec (other γ) discards the stale checkpoint instead of resuming it
-    write_json_atomic(tmp_path / "spec.json", tiny_spec(config, gamma=0.2))
+    write_json(tmp_path / "spec.json", tiny_spec(config, gamma=0.2))
     assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir),
                  "--provenance", "none"]) == 0
     assert "resumed" not in capsys.readouterr().out
