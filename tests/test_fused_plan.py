@@ -90,3 +90,23 @@ def test_plan_measures_a_step_and_estimates_time():
     groups, specs, _ = R.plan_training(smoke, [("hard", "resnet8a", 0)], lambda r, s: False)
     text = training_plan_text(smoke, groups, specs, measure=True)
     assert "measured resnet8a" in text and "estimated training time" in text and "WARNING" not in text
+
+
+def test_an_alias_gets_the_shared_runs_results_under_its_own_name(tmp_path, paper):
+    import json
+
+    from softlabels.train.cli import copy_alias
+
+    canonical, alias = tmp_path / "cifar10h_sep", tmp_path / "cifar10h_sep_m51"
+    canonical.mkdir()
+    spec = R.run_spec(paper, "cifar10h_sep", "resnet34a", 0)
+    (canonical / "metrics.json").write_text(json.dumps({"scheme": "cifar10h_sep", "spec": spec, "cifar10h": {"ce": 1.5}}))
+    (canonical / "train_log.csv").write_text("epoch,loss\n1,2.0\n")
+    alias_spec = R.run_spec(paper, "cifar10h_sep_m51", "resnet34a", 0)
+    assert R.spec_identity(alias_spec) == R.spec_identity(spec) and alias_spec != spec
+    copy_alias(canonical, alias, alias_spec)
+    metrics = json.loads((alias / "metrics.json").read_text())
+    assert metrics["scheme"] == "cifar10h_sep_m51" and metrics["spec"] == alias_spec
+    assert metrics["alias_of"] == str(canonical) and metrics["cifar10h"] == {"ce": 1.5}
+    assert json.loads((alias / "spec.json").read_text()) == alias_spec
+    assert (alias / "train_log.csv").read_text() == "epoch,loss\n1,2.0\n"
