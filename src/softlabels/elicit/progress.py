@@ -137,13 +137,13 @@ def progress_html(store: Store) -> str:
     ax.axvline(s["M"], color="k", ls="--", label=f"M = {s['M']}")
     ax.set(xlabel="responses (repeats not counted)", ylabel="images", title="Responses per image")
     ax.legend()
-    plots.append(_figure_png(fig))
+    plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
     values = sorted(s["per_participant"].values(), reverse=True)
     ax.bar(range(len(values)), values, color="#55a868")
     ax.set(xlabel="participant (sorted)", ylabel="responses", title="Responses per participant")
-    plots.append(_figure_png(fig))
+    plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
     if len(s["rt_s"]):
@@ -151,7 +151,7 @@ def progress_html(store: Store) -> str:
         ax.axvline(np.median(s["rt_s"]), color="k", ls="--", label=f"median {np.median(s['rt_s']):.1f} s")
         ax.legend()
     ax.set(xlabel="seconds", ylabel="responses", title="Time per response")
-    plots.append(_figure_png(fig))
+    plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
     failed = defaultdict(int)
@@ -159,13 +159,13 @@ def progress_html(store: Store) -> str:
         failed[c["participant"]] += int(not c["passed"])
     ax.hist(list(failed.values()) or [0], bins=np.arange(study["repeats"] + 2) - 0.5, color="#8172b2")
     ax.set(xlabel="failed repeats", ylabel="participants", title="Attention-check failures")
-    plots.append(_figure_png(fig))
+    plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
     if len(s["entropies"]):
         ax.hist(s["entropies"], bins=20, range=(0, np.log(len(study.classes))), color="#937860")
     ax.set(xlabel="entropy of the mean label (nats)", ylabel="images", title="Label entropy so far")
-    plots.append(_figure_png(fig))
+    plots.append((ax.get_title(), _figure_png(fig)))
 
     e = html.escape
     facts = [
@@ -177,11 +177,11 @@ def progress_html(store: Store) -> str:
         ("attention checks failed", f"{s['check_failures']} / {len(s['checks'])}"),
     ]
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
-    images = "".join(f'<img alt="plot" src="{p}">' for p in plots)
+    images = "".join(f'<figure><figcaption>{e(t)}</figcaption><img alt="{e(t)}" src="{p}"></figure>' for t, p in plots)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Progress: {e(study['title'])}</title>"
         "<style>body{font-family:sans-serif;margin:2em}img{margin:.5em;border:1px solid #ddd}"
-        "th{text-align:left;padding-right:1em}</style></head><body>"
+        "th{text-align:left;padding-right:1em}figure{display:inline-block}</style></head><body>"
         f"<h1>Progress: {e(study['title'])}</h1><p>Task: {e(study.task)}. Database: {e(str(store.path))}</p>"
         f"<table>{rows}</table><div>{images}</div></body></html>"
     )

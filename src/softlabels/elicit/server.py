@@ -36,6 +36,7 @@ _IMAGE = re.compile(r"^/api/image/(\d+)/(\d+)$")
 class StudyServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # listen backlog: a study link sent to many people at once (the default is 5)
 
     def __init__(self, address, store: Store, token: str, quiet: bool = False):
         super().__init__(address, Handler)
