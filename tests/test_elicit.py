@@ -151,7 +151,7 @@ def test_bad_requests_are_refused_and_nothing_stored(tmp_path, source):
         public = json.dumps(call(f"{url}/api/study")[1]) + json.dumps(batch)
         assert not any(s.name in public.split('"') for s in study.stimuli)
     finally:
-        server.shutdown()
+        server.stop()
 
 
 def test_expired_batch_is_handed_out_again(tmp_path, source):
@@ -209,7 +209,7 @@ def test_fifty_concurrent_participants(tmp_path, source):
             list(pool.map(participant, range(50), timeout=90))
         elapsed = time.perf_counter() - start
     finally:
-        server.shutdown()
+        server.stop()
     assert not errors, errors[:3]
     stored = store.responses()
     ids = [r["submission"] for r in stored]
@@ -330,7 +330,7 @@ def test_export_cli_and_progress_page(tmp_path, source, capsys):
             answer_batch(server.url, f"s{k}", list(study.classes))
         status, page = call(f"{server.url}/admin/progress", token="tok")
     finally:
-        server.shutdown()
+        server.stop()
     html = page.decode()
     assert status == 200 and html.count("data:image/png;base64,") == 5
     for words in ("Responses per image", "Responses per participant", "Time per response", "attention checks failed"):

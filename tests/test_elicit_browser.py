@@ -154,7 +154,7 @@ def test_soft_label_batch_in_browser(driver, tmp_path, artefacts, monkeypatch):
         assert status[0] == 400 and "unicorn" in status[1]
         assert len(store.responses()) == before
     finally:
-        server.shutdown()
+        server.stop()
     responses = store.responses()
     assert len(responses) == 5 and sum(r["is_repeat"] for r in responses) == 1
     first = responses[0]["answer"]
@@ -197,7 +197,7 @@ def test_mixing_batch_in_browser(driver, tmp_path, artefacts):
         wait_for(driver, "#done")
         driver.save_screenshot(str(artefacts / "mixing_done.png"))
     finally:
-        server.shutdown()
+        server.stop()
     judgments = export_table(store)
     assert len(judgments) == 4 and judgments["stimulus"].str.startswith("mixed_").all()
     # the slider answers land as shares of image 1, whichever side the page showed it on

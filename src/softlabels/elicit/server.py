@@ -45,6 +45,11 @@ class StudyServer(ThreadingHTTPServer):
         self.quiet = quiet
         self.static = {name: resources.files("softlabels.elicit").joinpath("static", name).read_bytes() for name in STATIC}
 
+    def stop(self) -> None:
+        """Stop serving (from another thread) and close the listening socket."""
+        self.shutdown()
+        self.server_close()
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
@@ -152,7 +157,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def start_server(store: Store, token: str, host: str = "127.0.0.1", port: int = 0, quiet: bool = False):
-    """A running server in a background thread (tests); returns it (`.url`, `.shutdown()`)."""
+    """A running server in a background thread (tests); returns it (`.url`, `.stop()`)."""
     server = StudyServer((host, port), store, token, quiet=quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,0 +1,30 @@
+# Rules of the elicit stage (softlabels.elicit): own soft labels in place of CIFAR-10S in the chapter-3 runs.
+#   results/data/own_responses.csv   config key own_responses, checked: tidy columns, CIFAR-10 test images, none
+#                                    in the CIFAR-10H evaluation hold-out (splits.npz 'test')
+# The study itself runs by hand: softlabels elicit serve STUDY.yaml, then softlabels elicit export.
+
+OWN_RESPONSES = f"{DATA}/own_responses.csv"
+# The responses table of the chapter-3 runs (train.smk: TRAIN_DATA["chapter3"]["cifar10s"]).
+CHAPTER3_RESPONSES = OWN_RESPONSES if config.get("own_responses") else f"{DATA}/cifar10s_responses.csv"
+
+
+if config.get("own_responses"):
+
+    rule elicit_import:
+        input:
+            responses=config["own_responses"],
+            splits=f"{DATA}/splits.npz",
+        output:
+            OWN_RESPONSES,
+        log:
+            "logs/data/elicit_import.log",
+        conda:
+            "../../envs/softlabels.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            config_args=config_args(),
+        shell:
+            "softlabels elicit import --responses {input.responses} --splits {input.splits} --out {output} "
+            "{params.config_args} > {log} 2>&1"
