@@ -127,6 +127,7 @@ def progress_html(store: Store) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     s = progress_summary(store)
     study = store.study
@@ -136,6 +137,7 @@ def progress_html(store: Store) -> str:
     ax.hist(s["counts"], bins=np.arange(s["counts"].max(initial=0) + 2) - 0.5, color="#4c72b0")
     ax.axvline(s["M"], color="k", ls="--", label=f"M = {s['M']}")
     ax.set(xlabel="responses (repeats not counted)", ylabel="images", title="Responses per image")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     plots.append((ax.get_title(), _figure_png(fig)))
 
@@ -159,6 +161,7 @@ def progress_html(store: Store) -> str:
         failed[c["participant"]] += int(not c["passed"])
     ax.hist(list(failed.values()) or [0], bins=np.arange(study["repeats"] + 2) - 0.5, color="#8172b2")
     ax.set(xlabel="failed repeats", ylabel="participants", title="Attention-check failures")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
