@@ -271,8 +271,10 @@ def test_sigkill_mid_study_loses_nothing(tmp_path, source):
     threads = [threading.Thread(target=participant, args=(k,)) for k in range(8)]
     for t in threads:
         t.start()
-    while len(acknowledged) < 15:
+    deadline = time.time() + 60
+    while len(acknowledged) < 15 and time.time() < deadline:
         time.sleep(0.01)
+    assert len(acknowledged) >= 15, "the participants did not get going"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     stop.set()
