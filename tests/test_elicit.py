@@ -230,11 +230,13 @@ def _free_port() -> int:
 
 def _serve(study_path, db, port):
     env = dict(os.environ, SOFTLABELS_ELICIT_TOKEN="kill-token")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "softlabels", "elicit", "serve", str(study_path), "--db", str(db), "--port",
-         str(port), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+    log = Path(db).with_suffix(".log")
+    with open(log, "a") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "softlabels", "elicit", "serve", str(study_path), "--db", str(db), "--port",
+             str(port), "--quiet"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -243,7 +245,7 @@ def _serve(study_path, db, port):
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise AssertionError(f"server did not start: {proc.stdout.read()}")
+    raise AssertionError(f"server did not start: {log.read_text()}")
 
 
 def test_sigkill_mid_study_loses_nothing(tmp_path, source):
