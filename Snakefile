@@ -13,12 +13,12 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/elicit.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/corruption.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/mixup.smk"
+include: "workflow/rules/elicit.smk"
 include: "workflow/rules/report.smk"
 
 
