@@ -8,7 +8,8 @@ import pytest
 
 from softlabels import CLASSES
 from softlabels.labels import SimulatorParams, fit_simulator, semantic_similarity, simulate_labels
-from softlabels.labels.simulator import BetaFit, GroupParams, beta_fit, entropy, label_statistics
+from softlabels.labels.simulator import BetaFit, GroupParams, beta_fit, label_statistics
+from softlabels.numerics import entropy
 
 
 def test_label_statistics_second_is_second_largest_unique_value():

@@ -161,26 +161,28 @@ def cmd_parse_hmix_stimuli(args) -> int:
 
 @_user_errors
 def cmd_export_responses(args) -> int:
-    from softlabels.data.cifar10s import load_responses
-    from softlabels.data.exports import responses_json, write_json
+    from softlabels.data.cifar10s import read_responses
+    from softlabels.data.exports import responses_json
+    from softlabels.data.io import write_json
 
     config = _config(args)
     path = _parsed_table(args.responses, "cifar10s_responses.csv", config, _build_responses)
-    data = responses_json(load_responses(path))
-    write_json(data, args.out)
+    data = responses_json(read_responses(path))
+    write_json(args.out, data, indent=None)
     print(f"wrote {args.out}: {len(data)} images, {sum(map(len, data.values()))} responses (from {path})")
     return 0
 
 
 @_user_errors
 def cmd_export_hmix(args) -> int:
-    from softlabels.data.exports import hmix_inferences_json, write_json
+    from softlabels.data.exports import hmix_inferences_json
+    from softlabels.data.io import write_json
     from softlabels.data.hmix import load_judgments
 
     config = _config(args)
     path = _parsed_table(args.judgments, "hmix_judgments.csv", config, _build_judgments)
     data = hmix_inferences_json(load_judgments(path))
-    write_json(data, args.out)
+    write_json(args.out, data, indent=None)
     print(f"wrote {args.out}: {len(data)} stimuli (from {path})")
     return 0
 
