@@ -22,9 +22,8 @@ pytestmark = pytest.mark.mirror
 
 @pytest.fixture(scope="module")
 def responses(data_mirror):
-    cifar10s = pytest.importorskip("softlabels.data.cifar10s")
-    if not hasattr(cifar10s, "parse_cifar10s"):
-        pytest.skip("softlabels.data.cifar10s.parse_cifar10s not available yet")
+    from softlabels.data import cifar10s
+
     return cifar10s.parse_cifar10s(data_mirror / "cifar-10s" / "raw_human_data.csv")
 
 

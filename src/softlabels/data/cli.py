@@ -2,7 +2,8 @@
 `export-*` the parsed tables in the upstream JSON layouts.
 
 Inputs default to the configured download (`resources_dir/<file>`), fetched first when missing, so every
-command also works by hand; the Snakemake rules pass explicit paths.
+command also works by hand; the Snakemake rules pass explicit paths. A path named on the command line must
+exist: the command stops, naming it, and writes nothing; it never reads other data instead.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ from pathlib import Path
 RESULTS = Path("results/data")
 
 
+#: The input-file options of this stage's commands.
+INPUT_OPTIONS = ("archive", "train", "test", "counts", "probs", "raw", "stimulus_list", "responses", "judgments",
+                 "soft", "cifar10")
+
+
 def _user_errors(func):
-    """Report bad inputs (DataError) as a clean `softlabels` error (exit status 2)."""
+    """Report bad inputs (DataError) as a clean `softlabels` error (exit status 2); every input path named on
+    the command line is checked first, before anything is fetched or written."""
 
     @functools.wraps(func)
     def wrapper(args):
@@ -22,6 +29,9 @@ def _user_errors(func):
         from softlabels.data.io import DataError
 
         try:
+            for option in INPUT_OPTIONS:
+                if getattr(args, option, None) is not None:
+                    _named(getattr(args, option))
             return func(args)
         except DataError as exc:
             raise UserError(str(exc)) from None
@@ -35,21 +45,33 @@ def _config(args) -> dict:
     return config_from_args(args)
 
 
+def _named(path: str) -> Path:
+    """A path the user named: it must be an existing file."""
+    from softlabels.data.io import DataError
+
+    if not Path(path).is_file():
+        raise DataError(f"{path}: file not found (named on the command line)")
+    return Path(path)
+
+
 def _source(path: str | None, config: dict, key: str) -> Path:
-    """An input file: the given path, or the configured download of `key` (fetched when missing)."""
+    """An input file: the given path (which must exist), or the configured download of `key` (fetched when
+    missing; the log names it)."""
     from softlabels.data.download import fetch_from_config, resource_path
 
-    if path:
-        return Path(path)
+    if path is not None:
+        return _named(path)
     default = resource_path(config, key)
-    return default if default.exists() else fetch_from_config(key, config)
+    source = default if default.exists() else fetch_from_config(key, config)
+    print(f"{key}: reading {source}", flush=True)
+    return source
 
 
 def _parsed_table(path: str | None, name: str, config: dict, build) -> Path:
     """A parsed table: the given path, else results/data/<name>, else a cache under resources_dir/parsed/
     built by `build(config, out_path)` when missing (so the exports work without the workflow)."""
-    if path:
-        return Path(path)
+    if path is not None:
+        return _named(path)
     for candidate in (RESULTS / name, Path(config["resources_dir"]) / "parsed" / name):
         if candidate.exists():
             return candidate
@@ -153,7 +175,7 @@ def cmd_parse_hmix_soft(args) -> int:
 def cmd_parse_hmix_stimuli(args) -> int:
     from softlabels.data.hmix import write_stimuli
 
-    arrays = write_stimuli(args.judgments, args.soft, args.cifar10, args.out)
+    arrays = write_stimuli(_named(args.judgments), _named(args.soft), _named(args.cifar10), args.out)
     print(f"wrote {args.out}: {len(arrays['names'])} stimuli ({int(arrays['first_collection'].sum())} in the "
           f"first collection)")
     return 0

@@ -96,6 +96,16 @@ def _user_error(exc: Exception):
     return UserError(str(exc))
 
 
+def _check_named(args) -> None:
+    """Every input path named on the command line must exist, checked before anything is read or fetched."""
+    from softlabels.data.io import DataError
+
+    for option in ("responses", "cifar10h", "judgments", "glove"):
+        path = getattr(args, option, None)
+        if path is not None and not Path(path).is_file():
+            raise _user_error(DataError(f"{path}: file not found (named on the command line)"))
+
+
 def _named_or_default(path: str | None, default_name: str) -> Path | None:
     """The input to read: a path the user named (which must exist), else results/data/<default_name> when it
     exists, else None (the caller parses the raw download)."""
@@ -197,6 +207,7 @@ def run_export_labels(args) -> int:
     from softlabels.data.io import write_json
     from softlabels.labels.exports import cifar10s_export
 
+    _check_named(args)
     config = config_from_args(args)
     try:
         responses = load_cifar10s_responses(args.responses, config)
@@ -215,6 +226,7 @@ def run_export_hmix(args) -> int:
     from softlabels.data.io import write_json
     from softlabels.labels.exports import hmix_soft_export
 
+    _check_named(args)
     config = config_from_args(args)
     try:
         responses = load_hmix_soft(args.responses, config)
@@ -233,6 +245,7 @@ def run_fit_simulator(args) -> int:
     from softlabels.data.io import write_json
     from softlabels.labels.simulator import fit_simulator
 
+    _check_named(args)
     config = config_from_args(args)
     labels_cfg = config["labels"]
     try:
@@ -252,6 +265,7 @@ def run_fit_taus(args) -> int:
     from softlabels.data.io import write_csv
     from softlabels.labels.tau import fit_class_pair_taus
 
+    _check_named(args)
     config = config_from_args(args)
     try:
         judgments = load_hmix_judgments(args.judgments, config)
