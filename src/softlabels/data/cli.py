@@ -209,6 +209,20 @@ def cmd_export_hmix(args) -> int:
     return 0
 
 
+@_user_errors
+def cmd_provenance(args) -> int:
+    from softlabels.data.download import collect_provenance
+    from softlabels.data.io import write_json
+
+    provenance = collect_provenance(_config(args))
+    write_json(args.out, provenance)
+    for key, record in provenance["sources"].items():
+        flag = "  APPROXIMATE" if record["approximate"] else ""
+        print(f"{key}: {record['file']} from {record['origin']}{flag}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def register(subparsers) -> None:
     """Add this stage's subcommands to the `softlabels` parser."""
     from softlabels.cli import add_config_arguments
@@ -266,6 +280,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--responses", help="responses table (default: results/data/cifar10s_responses.csv, else "
                                        "built from the raw download in resources_dir/parsed/)")
+
+    p = command("provenance", cmd_provenance,
+                "where every configured download came from (official URL or mirror, sha256, approximation)")
+    p.add_argument("--out", default=str(RESULTS / "provenance.json"))
 
     p = command("export-hmix", cmd_export_hmix, "H-Mix judgments in the layout of processed_hmix_inferences.json")
     p.add_argument("--out", required=True, help="JSON file to write")
