@@ -106,73 +106,61 @@ def _check_named(args) -> None:
             raise _user_error(DataError(f"{path}: file not found (named on the command line)"))
 
 
-def _named_or_default(path: str | None, default_name: str) -> Path | None:
-    """The input to read: a path the user named (which must exist), else results/data/<default_name> when it
-    exists, else None (the caller parses the raw download)."""
+def _input(path: str | None, config: dict, default_name: str, read, parse, *raw_keys: str):
+    """`read(file)` of the path the user named (which must exist), else of results/data/<default_name> when it
+    exists; else `parse(raw files)` of the configured downloads `raw_keys`. The log names the file used."""
+    from softlabels.data.download import fetch_from_config
     from softlabels.data.io import DataError
 
     if path is not None:
         if not Path(path).is_file():
             raise DataError(f"{path}: file not found (named on the command line)")
-        return Path(path)
+        return read(Path(path))
     default = DATA_DIR / default_name
     if default.is_file():
         print(f"reading {default}")
-        return default
-    return None
-
-
-def _raw(key: str, config: dict) -> Path:
-    from softlabels.data.download import fetch_from_config
-
-    path = fetch_from_config(key, config)
-    print(f"parsing the raw download {path} (source '{key}')")
-    return path
+        return read(default)
+    raws = [fetch_from_config(key, config) for key in raw_keys]
+    print(f"{default} not found: parsing the raw download(s) {', '.join(map(str, raws))}")
+    return parse(*raws)
 
 
 def load_cifar10s_responses(path: str | None, config: dict) -> pd.DataFrame:
     from softlabels.data import cifar10s
 
-    table = _named_or_default(path, "cifar10s_responses.csv")
-    if table is not None:
-        return cifar10s.read_responses(table, key="image")
-    print("results/data/cifar10s_responses.csv not found")
-    return cifar10s.parse_cifar10s(_raw("cifar10s_raw", config))
+    return _input(path, config, "cifar10s_responses.csv", lambda f: cifar10s.read_responses(f, key="image"),
+                  cifar10s.parse_cifar10s, "cifar10s_raw")
 
 
 def load_hmix_soft(path: str | None, config: dict) -> pd.DataFrame:
     from softlabels.data import cifar10s, hmix
 
-    table = _named_or_default(path, "hmix_soft_responses.csv")
-    if table is not None:
-        return cifar10s.read_responses(table, key="stimulus")
-    print("results/data/hmix_soft_responses.csv not found")
-    return hmix.parse_soft_responses(_raw("hmix_soft", config))
+    return _input(path, config, "hmix_soft_responses.csv", lambda f: cifar10s.read_responses(f, key="stimulus"),
+                  hmix.parse_soft_responses, "hmix_soft")
 
 
 def load_hmix_judgments(path: str | None, config: dict) -> pd.DataFrame:
     from softlabels.data import hmix
 
-    table = _named_or_default(path, "hmix_judgments.csv")
-    if table is not None:
-        return hmix.load_judgments(table)
-    print("results/data/hmix_judgments.csv not found")
-    return hmix.parse_judgments(_raw("hmix_mixing", config), _raw("hmix_stimuli", config))
+    return _input(path, config, "hmix_judgments.csv", hmix.load_judgments, hmix.parse_judgments,
+                  "hmix_mixing", "hmix_stimuli")
+
+
+def _read_probs(path: Path) -> np.ndarray:
+    from softlabels.data.io import DataError
+
+    try:
+        with np.load(path) as data:
+            return data["probs"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not an npz file with 'probs' ({exc})") from None
 
 
 def load_cifar10h_probs(path: str | None, config: dict) -> np.ndarray:
     from softlabels.data import cifar10h
-    from softlabels.data.io import DataError
 
-    table = _named_or_default(path, "cifar10h.npz")
-    if table is not None:
-        try:
-            with np.load(table) as data:
-                return data["probs"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"{table}: not an npz file with 'probs' ({exc})") from None
-    print("results/data/cifar10h.npz not found")
-    return cifar10h.read_cifar10h(_raw("cifar10h_counts", config), _raw("cifar10h_probs", config))[1]
+    return _input(path, config, "cifar10h.npz", _read_probs, lambda c, p: cifar10h.read_cifar10h(c, p)[1],
+                  "cifar10h_counts", "cifar10h_probs")
 
 
 def load_similarity(path: str | None, config: dict) -> np.ndarray:
