@@ -99,3 +99,16 @@ def test_workflow_refuses_a_bad_key_before_any_job(tmp_path, snakemake_runner):
     assert result.returncode != 0
     assert "sclae" in result.stderr + result.stdout
     assert not (tmp_path / "wd" / "results").exists()
+
+
+def test_label_defaults_follow_the_thesis_and_releases():
+    labels = resolved(scale="paper")["labels"]
+    assert labels["tau_stimuli"] == "first_collection"  # the 810 thesis-era stimuli
+    assert labels["hmix_redistribution_path"] == "hmix_release"  # H-Mix labels as released
+    assert labels["redistribution_path"] == "documented"  # CIFAR-10S as released
+    assert labels["semantic_base"] == "unif"  # Tables B.2/B.3: Semantic is the counterpart of Unif
+    for key, bad in (("tau_stimuli", "first"), ("hmix_redistribution_path", "release"), ("semantic_base", "none")):
+        config = copy.deepcopy(BASE)
+        config["labels"][key] = bad
+        with pytest.raises(cfg.ConfigError, match=rf"key 'labels\.{key}'"):
+            cfg.resolve(config)

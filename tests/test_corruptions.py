@@ -507,6 +507,7 @@ def test_cli_holdout_limit_cuts_the_rows(tmp_path):
     _, labels, test = write_inputs(tmp_path)
     config = yaml.safe_load(write_config(tmp_path, corruptions=["brightness"]).read_text())
     config["evaluation"]["cifar10h_holdout_limit"] = 4
+    config["evaluation"]["calibration"]["bin_size"] = 2  # two calibration bins (checked when the config loads)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "holdout.npz"
     assert main(["corrupt", "build", "--test-images", str(tmp_path / "cifar10_test.npz"), "--splits",

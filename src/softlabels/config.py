@@ -83,6 +83,17 @@ def check_references(config: Mapping[str, Any]) -> None:
     for sname, scheme in schemes.items():
         if scheme["protocol"] not in config["protocols"]:
             raise ConfigError(f"key 'schemes.{sname}.protocol': protocol '{scheme['protocol']}' is not defined")
+    evaluation = config.get("evaluation", {})
+    calibration = evaluation.get("calibration", {})
+    if calibration.get("skip_last_bin"):  # the calibration metric needs two bins when it skips the last one
+        sizes = {"evaluation.cifar10h_holdout_limit": (evaluation.get("cifar10h_holdout_limit") or 3000,
+                                                       calibration.get("bin_size")),
+                 "evaluation.cifar10s_holdout.size": (evaluation.get("cifar10s_holdout", {}).get("size"),
+                                                      calibration.get("bin_size_cifar10s"))}
+        for key, (n, bin_size) in sizes.items():
+            if n is not None and bin_size and n < 2 * bin_size:
+                raise ConfigError(f"key '{key}': {n} evaluation images leave fewer than two calibration bins of "
+                                  f"{bin_size} (skip_last_bin drops one); use at least {2 * bin_size}")
 
 
 def resolve(config: Mapping[str, Any]) -> dict:

@@ -225,3 +225,27 @@ FINAL_OUTPUTS.extend(
     # again by the next default run even when everything built from it is up to date.
     + [resource(key) for key in config["sources"]]
 )
+
+
+# results/data/provenance.json: where each download came from (official URL or mirror, sha256, and whether
+# the mirror's MANIFEST marks it as an approximation), collected from the `<file>.origin.json` sidecars that
+# `softlabels fetch` writes beside every verified download.
+rule provenance:
+    input:
+        [resource(key) for key in config["sources"]],
+    output:
+        f"{DATA}/provenance.json",
+    log:
+        "logs/data/provenance.log",
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=500,
+        runtime=10,
+    params:
+        config_args=config_args(),
+    shell:
+        "softlabels provenance --out {output} {params.config_args} > {log} 2>&1"
+
+
+FINAL_OUTPUTS.append(f"{DATA}/provenance.json")

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from softlabels.data.cifar10s import COLUMNS, load_responses
+from softlabels.data.cifar10s import COLUMNS, read_responses
 from softlabels.data.io import DataError
 
 
 def check_own_responses(responses_path, splits_path, holdout_size: int) -> pd.DataFrame:
     """The validated table (columns exactly COLUMNS, in file order). Raises DataError naming the problem."""
     path = Path(responses_path)
-    table = load_responses(path)  # columns present, class names known, probabilities in 0..100 (line named)
+    table = read_responses(path, key="image")  # columns present, class names known, probabilities in 0..100 (line named)
     extra = [c for c in table.columns if c not in COLUMNS]
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing or extra:

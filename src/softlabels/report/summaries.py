@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from softlabels import CLASSES, NUM_CLASSES
+from softlabels.data.cifar10s import read_responses  # the one tidy-responses reader (figures use it too)
 
 #: Columns of a summary CSV: the statistic, our value, the thesis value (NaN when the thesis states none), the
 #: thesis ± (NaN when none), the CI half-width of our value (NaN when not a mean) and a note saying what was computed.
@@ -359,21 +360,12 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def read_responses(path) -> pd.DataFrame:
-    """A tidy responses CSV (CIFAR-10S or H-Mix soft) with empty cells kept as NaN/''."""
-    frame = pd.read_csv(path, keep_default_na=True)
-    for column in ("second_class", "impossible"):
-        if column in frame:
-            frame[column] = frame[column].fillna("")
-    return frame
-
-
-def t2_clamp_labels(responses: pd.DataFrame, cfg: dict) -> np.ndarray:
+def t2_clamp_labels(responses: pd.DataFrame, cfg: dict, path_key: str = "redistribution_path") -> np.ndarray:
     """T2-Clamp label of every response (softlabels.labels, γ and path from `labels` in the config)."""
     from softlabels.labels import response_labels
 
     return np.asarray(
-        response_labels(responses, "t2_clamp", gamma=cfg["labels"]["gamma"], path=cfg["labels"]["redistribution_path"]),
+        response_labels(responses, "t2_clamp", gamma=cfg["labels"]["gamma"], path=cfg["labels"][path_key]),
         dtype=float,
     )
 
@@ -424,7 +416,7 @@ def run_hmix_summary(args: argparse.Namespace) -> int:
     judgments = pd.read_csv(args.judgments)
     soft = read_responses(args.soft_responses)
     probs = np.load(args.cifar10h)["probs"]
-    table = hmix_summary(judgments, soft, t2_clamp_labels(soft, cfg), probs, _thresholds(cfg),
+    table = hmix_summary(judgments, soft, t2_clamp_labels(soft, cfg, "hmix_redistribution_path"), probs, _thresholds(cfg),
                          thesis_statistics("hmix_summary"))
     write_csv_atomic(table, args.out)
     print(table.to_string(index=False))

@@ -71,7 +71,7 @@ class RunData:
     def from_dir(
         cls, data_dir: str | Path, glove_path: str | Path | None = None, responses: str = "cifar10s_responses.csv"
     ) -> "RunData":
-        import pandas as pd
+        from softlabels.data.cifar10s import read_responses
 
         data_dir = Path(data_dir)
 
@@ -87,7 +87,7 @@ class RunData:
             split_train, split_test = f["train"].astype(np.int64), f["test"].astype(np.int64)
         with np.load(need("cifar10h.npz")) as f:
             counts, probs = f["counts"].astype(np.int64), f["probs"].astype(np.float64)
-        responses = pd.read_csv(need(responses), keep_default_na=False, na_values={"second_prob": [""]})
+        responses = read_responses(need(responses), key="image")
         return cls(
             images=images,
             labels=labels,
@@ -326,6 +326,7 @@ def soft_label_pools(spec: Mapping, data: RunData, images: np.ndarray):
                 lab["gamma"],
                 similarity=similarity,
                 path=lab["redistribution_path"],
+                semantic_base=lab["semantic_base"],
             )
     else:
         raise ValueError(f"key 'schemes.{spec['scheme']}.labels': unknown label source '{kind}'")
@@ -417,6 +418,7 @@ register_protocol(
     label_keys=(
         "gamma",
         "redistribution_path",
+        "semantic_base",
         "label_smoothing_beta",
         "label_smoothing_normalised",
         "annotator_subsample_seed",
