@@ -6,9 +6,10 @@ Two tasks, as the thesis ran them:
   probability 0-100, optionally a second class with a probability, and the classes that are definitely not in
   the image. A stimulus is one image; CIFAR-10 images are shown up-sampled with Lanczos (`display_px`, 160 in
   thesis §3.2.1).
-- `mixing` (thesis §4.2.1, Fig. A.2): the image λ·x1 + (1−λ)·x2, mixed in pixel space and rounded (halves up) to uint8 as `softlabels.data.hmix.mix_images` does, with
-  the two class names; the participant gives the share of each class and a confidence. One stimulus per
-  (pair, λ); its name follows the H-Mix release: `mixed_{λ}_{Class1}_{id1}_{Class2}_{id2}.png`.
+- `mixing` (thesis §4.2.1, Fig. A.2): the image λ·x1 + (1−λ)·x2, mixed in pixel space and rounded (halves
+  up) to uint8 as `softlabels.data.hmix.mix_images` does, with the two class names; the participant gives the
+  share of each class and a confidence. One stimulus per (pair, λ); its name follows the H-Mix release:
+  `mixed_{λ}_{Class1}_{id1}_{Class2}_{id2}.png`.
 
 Relative paths in a study file are taken from the current directory, like every other `softlabels` path.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ class Study:
     classes: tuple[str, ...]
     stimuli: list[Stimulus]
     _pixels: dict = field(default_factory=dict, repr=False)  # image id -> uint8 [H, W, 3]
+    _png: dict = field(default_factory=dict, repr=False)  # stimulus index -> PNG bytes
 
     @property
     def task(self) -> str:
@@ -87,32 +88,23 @@ class Study:
         return np.clip(np.floor(lam * x1 + (1.0 - lam) * x2 + 0.5), 0, 255).astype(np.uint8)  # halves up, as H-Mix
 
     def png(self, index: int) -> bytes:
-        return _render_png(self, index)
+        """The stimulus as a PNG of display_px × display_px (Lanczos), made once per stimulus."""
+        if index not in self._png:
+            from PIL import Image
+
+            size = self.spec["display_px"]
+            image = Image.fromarray(self.pixels(self.stimuli[index]))
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.LANCZOS)
+            buf = io.BytesIO()
+            image.save(buf, format="PNG")
+            self._png[index] = buf.getvalue()
+        return self._png[index]
 
     def public(self) -> dict:
         """What the participant page may see: no image names, classes of images or mixing factors."""
         keys = ("title", "task", "framing", "crowd_size", "instructions", "consent", "participant_param", "display_px")
         return {k: self.spec[k] for k in keys} | {"classes": list(self.classes)}
-
-
-@lru_cache(maxsize=4096)
-def _png_cached(study_id: int, index: int, study: Study) -> bytes:  # study_id keeps the cache per study
-    from PIL import Image
-
-    size = study["display_px"]
-    image = Image.fromarray(study.pixels(study.stimuli[index]))
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.LANCZOS)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _render_png(study: Study, index: int) -> bytes:
-    return _png_cached(id(study), index, study)
-
-
-Study.__hash__ = object.__hash__  # lru_cache needs the study hashable (by identity)
 
 
 # ------------------------------------------------------------------------------------------------ loading
