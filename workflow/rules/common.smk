@@ -66,6 +66,12 @@ def config_args():
     return " ".join([f"--configfile {shlex.quote(f)}" for f in files] + ["--config"] + pairs)
 
 
+# The responses table of the chapter-3 runs (train.smk: TRAIN_DATA["chapter3"]["cifar10s"]): own responses when the
+# config key own_responses is set (checked in by rule elicit_import, elicit.smk), else CIFAR-10S.
+CHAPTER3_RESPONSES = (
+    "results/data/own_responses.csv" if config.get("own_responses") else "results/data/cifar10s_responses.csv"
+)
+
 # Stage files append their final targets here; `rule all` asks for all of them.
 FINAL_OUTPUTS = []
 

@@ -12,7 +12,7 @@ TRAIN_DATA = {
         "cifar10": "results/data/cifar10_test.npz",
         "splits": "results/data/splits.npz",
         "cifar10h": "results/data/cifar10h.npz",
-        "cifar10s": "results/data/cifar10s_responses.csv",
+        "cifar10s": CHAPTER3_RESPONSES,
         "glove": resource("glove"),
     },
 }

@@ -38,7 +38,7 @@ EVAL_SET_TITLES = {"cifar10h": "CIFAR-10H hold-out", "cifar10s": "CIFAR-10S hold
 TABLE_COLUMNS = (
     "table", "eval_set", "row", "label", "metric", "mean", "ci", "n_runs", "thesis_value", "thesis_ci",
     "time_per_label_s", "thesis_time_s", "scale", "models", "seeds", "epochs", "gamma", "redistribution_path",
-    "augmentation", "variety", "M", "aggregate", "n_soft",
+    "augmentation", "variety", "M", "aggregate", "n_soft", "own_responses",
 )  # fmt: skip
 #: The x axis of each figure: its column in the figure data and its title.
 FIGURE_X = {
@@ -166,6 +166,7 @@ def row_settings(runs: Sequence[Mapping]) -> dict:
         "gamma": _joined(s.get("labels", {}).get("gamma") for s in specs),
         "redistribution_path": _joined(s.get("labels", {}).get("redistribution_path") for s in specs),
         "augmentation": _joined(s.get("protocol", {}).get("augmentation") for s in specs),
+        "own_responses": _joined(s.get("own_responses", "") for s in specs),  # own labels in place of CIFAR-10S
     }
 
 
@@ -270,6 +271,9 @@ def table_markdown(frame: pd.DataFrame, title: str = "") -> str:
         f"`{_joined(frame['redistribution_path'])}`; augmentation `{_joined(frame['augmentation'])}`. "
         f"Cells: mean ± 95% CI (t) over runs; thesis value beside it."
     )
+    own = _joined(v for v in frame.get("own_responses", pd.Series(dtype=str)).fillna("") if v)
+    if own:
+        lines.append(f"Soft labels: own responses from `{own}` in place of CIFAR-10S (config key own_responses).")
     lines.append("")
     show_time = frame["time_per_label_s"].notna().any() and frame["thesis_time_s"].notna().any()
     for eval_set, block in frame.groupby("eval_set", sort=False):

@@ -160,7 +160,7 @@ def train_run(spec: Mapping, out_dir: str | Path, data_dir: str | Path, glove: s
     import torch
 
     from softlabels.train import fit
-    from softlabels.train.runs import RunData, build_run_sets
+    from softlabels.train.runs import RunData, build_run_sets, responses_file
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -169,7 +169,7 @@ def train_run(spec: Mapping, out_dir: str | Path, data_dir: str | Path, glove: s
     device = resolve_device(spec.get("device", "auto"))
     log = TrainLog()
     log(f"run {spec['scheme']}/{spec['model']}/seed{spec['seed']} scale={spec.get('scale')} device={device} threads={torch.get_num_threads()}")
-    data = RunData.from_dir(data_dir, glove)
+    data = RunData.from_dir(data_dir, glove, responses=responses_file(spec))
     sets = build_run_sets(spec, data)
     log(f"training set: {json.dumps({k: v for k, v in sets.info.items() if not isinstance(v, list)})}")
     checkpoint = _prepare_checkpoint(out_dir, spec)

@@ -68,7 +68,9 @@ class RunData:
     data_dir: Path | None = None
 
     @classmethod
-    def from_dir(cls, data_dir: str | Path, glove_path: str | Path | None = None) -> "RunData":
+    def from_dir(
+        cls, data_dir: str | Path, glove_path: str | Path | None = None, responses: str = "cifar10s_responses.csv"
+    ) -> "RunData":
         from softlabels.data.cifar10s import read_responses
 
         data_dir = Path(data_dir)
@@ -85,7 +87,7 @@ class RunData:
             split_train, split_test = f["train"].astype(np.int64), f["test"].astype(np.int64)
         with np.load(need("cifar10h.npz")) as f:
             counts, probs = f["counts"].astype(np.int64), f["probs"].astype(np.float64)
-        responses = read_responses(need("cifar10s_responses.csv"), key="image")
+        responses = read_responses(need(responses), key="image")
         return cls(
             images=images,
             labels=labels,
@@ -192,6 +194,7 @@ def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
     protocol["base_lr"] = {model: protocol["base_lr"][model]}
     _load_builder_modules()
     label_keys, evaluation_keys = SPEC_KEYS.get(protocol_name, (None, None))
+    own = {"own_responses": config["own_responses"]} if protocol_name == "chapter3" and config.get("own_responses") else {}
     return {
         "scheme": scheme,
         "model": model,
@@ -203,7 +206,14 @@ def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
         "protocol": protocol,
         "labels": _subset(config["labels"], label_keys),
         "evaluation": _subset(config["evaluation"], evaluation_keys),
+        **own,
     }
+
+
+def responses_file(spec: Mapping) -> str:
+    """The responses table under the data folder a run reads: own responses (config key own_responses, checked
+    into own_responses.csv by `softlabels elicit import`) or the CIFAR-10S table."""
+    return "own_responses.csv" if spec.get("own_responses") else "cifar10s_responses.csv"
 
 
 def runs_of(config: Mapping, scheme: str, all_models: bool, seeds: str = "main") -> list[tuple[str, str, int]]:
