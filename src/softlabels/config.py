@@ -85,6 +85,44 @@ def check_references(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"key 'schemes.{sname}.protocol': protocol '{scheme['protocol']}' is not defined")
 
 
+_ABSENT = object()
+
+
+def setting(config: Mapping[str, Any], key: str, default: Any = _ABSENT) -> Any:
+    """The value at a dotted key path (`labels.gamma`); ConfigError naming the key when it is absent and no
+    default is given."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is not _ABSENT:
+                return default
+            raise ConfigError(f"key '{key}' is not set in the configuration")
+        node = node[part]
+    return node
+
+
+def settings_of(config: Mapping[str, Any], keys) -> dict:
+    """{dotted key: value} of `keys` (None for an optional key that is absent): what a workflow rule declares
+    as `params:` so that Snakemake's params rerun trigger sees every edit of a setting the job reads."""
+    return {key: setting(config, key, None) for key in keys}
+
+
+def select(config: Mapping[str, Any], keys) -> dict:
+    """The nested sub-configuration holding only the dotted `keys` (absent ones left out). A subcommand that
+    reads its config through this fails with a KeyError on any key it did not declare."""
+    out: dict = {}
+    for key in keys:
+        value = setting(config, key, _ABSENT)
+        if value is _ABSENT:
+            continue
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
 def resolve(config: Mapping[str, Any]) -> dict:
     """Effective configuration: the base validated, then `scales[scale]` merged over it and validated again."""
     validate(config)

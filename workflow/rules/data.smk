@@ -31,6 +31,7 @@ for _key in config["sources"]:
             runtime=60,
         params:
             source=_key,
+            settings=settings(f"sources.{_key}"),
             config_args=config_args(),
         shell:
             "softlabels fetch {params.source} {params.config_args} > {log} 2>&1"
@@ -49,6 +50,7 @@ rule parse_cifar10:
         mem_mb=2000,
         runtime=10,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-cifar10 --archive {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -68,6 +70,7 @@ rule parse_splits:
         mem_mb=500,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-splits --train {input.train} --test {input.test} --out {output} {params.config_args} "
@@ -89,6 +92,7 @@ rule parse_cifar10h:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-cifar10h --counts {input.counts} --probs {input.probs} --out {output.npz} "
@@ -108,6 +112,7 @@ rule parse_cifar10s:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-cifar10s --raw {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -127,6 +132,7 @@ rule parse_hmix_judgments:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-hmix-judgments --raw {input.raw} --stimulus-list {input.stimuli} --out {output} "
@@ -146,6 +152,7 @@ rule parse_hmix_soft:
         mem_mb=500,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-hmix-soft --raw {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -166,6 +173,7 @@ rule parse_hmix_stimuli:
         mem_mb=2000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-hmix-stimuli --judgments {input.judgments} --soft {input.soft} --cifar10 {input.cifar10} "
@@ -185,6 +193,7 @@ rule export_responses:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels export-responses --responses {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -203,6 +212,7 @@ rule export_hmix:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels export-hmix --judgments {input} --out {output} {params.config_args} > {log} 2>&1"

@@ -14,7 +14,6 @@ NAME.csv.
 from __future__ import annotations
 
 import argparse
-import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +22,16 @@ import numpy as np
 import pandas as pd
 
 from softlabels import CLASSES, NUM_CLASSES
+from softlabels.config import select
+from softlabels.data import io as data_io
+from softlabels.numerics import entropy
 from softlabels.report.summaries import (
     endpoint_entropy_groups,
-    entropy,
     judgment_table,
     mean_labels_by_image,
     read_responses,
     total_variation,
     wasserstein_rows,
-    write_csv_atomic,
 )
 
 BLUE, RED = "#3b6fb6", "#c8423b"
@@ -414,6 +414,21 @@ FIGURE_INPUTS = {
     "fig5_1": ["hmix_soft_responses.csv", "hmix_stimuli.npz"],
 }
 
+#: Figure name -> the config keys it reads, and no others (the command sees only these; the workflow declares
+#: them as the rule's params, so that editing one of them redraws the figure).
+_LABEL_SETTINGS = ("labels.gamma", "labels.redistribution_path")
+FIGURE_SETTINGS = {
+    "fig3_2": _LABEL_SETTINGS,
+    "fig3_3": _LABEL_SETTINGS,
+    "fig3_4": _LABEL_SETTINGS,
+    "figB_1": _LABEL_SETTINGS,
+    "figB_2": _LABEL_SETTINGS,
+    "fig4_2": (),
+    "fig4_4": (),
+    "fig4_5": ("summaries.low_entropy_max", "summaries.endpoint_high_entropy_min"),
+    "fig5_1": _LABEL_SETTINGS,
+}
+
 #: Figure name -> the thesis part it belongs to (the category of the Snakemake report).
 FIGURE_CHAPTER = {name: "Appendix B" if name.startswith("figB") else f"Chapter {name[3]}" for name in FIGURE_INPUTS}
 
@@ -443,11 +458,9 @@ def save_figure(fig, data: pd.DataFrame, out_png: str | Path) -> list[Path]:
     written = []
     for suffix in (".png", ".pdf"):
         final = out_png.with_suffix(suffix)
-        tmp = final.with_name(f".{final.stem}.tmp{suffix}")
-        fig.savefig(tmp, dpi=200, bbox_inches="tight")
-        os.replace(tmp, final)
+        data_io.save_figure(fig, final, dpi=200)
         written.append(final)
-    write_csv_atomic(data, out_png.with_suffix(".csv"))
+    data_io.write_csv(out_png.with_suffix(".csv"), data, float_format="%.6g")
     written.append(out_png.with_suffix(".csv"))
     plt.close(fig)
     return written
@@ -456,7 +469,7 @@ def save_figure(fig, data: pd.DataFrame, out_png: str | Path) -> list[Path]:
 def run_figure(args: argparse.Namespace) -> int:
     from softlabels.cli import UserError, config_from_args
 
-    cfg = config_from_args(args)
+    cfg = select(config_from_args(args), FIGURE_SETTINGS[args.name])
     data_dir = Path(args.data_dir)
     missing = [f for f in FIGURE_INPUTS[args.name] if not (data_dir / f).exists()]
     if missing:

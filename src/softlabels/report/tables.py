@@ -27,7 +27,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from softlabels.data.io import atomic_outputs
+from softlabels.data.io import save_figure, write_text
+from softlabels.numerics import mean_ci
 from softlabels.report.html import csv_to_html_page, html_page, markdown_to_html
 
 #: Metrics in display order (others found in metrics.json follow alphabetically).
@@ -49,21 +50,12 @@ FIGURE_X = {
 FIGURE_METRICS = ("ce", "calibration", "fgsm")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Statistics
-# ----------------------------------------------------------------------------------------------------------
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """(mean, half-width of the `level` t-interval); the half-width is NaN for fewer than two values."""
-    from scipy import stats
-
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, float("nan")
-    half = stats.t.ppf(0.5 + level / 2, df=v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
-    return mean, float(half)
+def table_setting_keys(config: Mapping, name: str) -> list[str]:
+    """The config keys the table (or run figure) `name` reads: its own entry, the schemes of its rows and the
+    annotation times. Everything else it shows comes from the runs' metrics.json (their spec and provenance)."""
+    group = "tables" if name in config.get("tables", {}) else "figures"
+    rows = dict.fromkeys(config[group][name]["rows"])
+    return [f"{group}.{name}", *(f"schemes.{row}" for row in rows), "annotation_time"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -360,24 +352,13 @@ def plot_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | Path
         fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     for path in (png, pdf):
-        _save_atomic(fig, path)
+        save_figure(fig, path)
     plt.close(fig)
-
-
-def _save_atomic(fig, path: str | Path) -> None:
-    path = Path(path)
-    with atomic_outputs(path) as (tmp,):
-        fig.savefig(tmp, dpi=150, format=path.suffix.lstrip("."))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Files and command line
 # ----------------------------------------------------------------------------------------------------------
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_outputs(path) as (tmp,):
-        tmp.write_text(text)
-
-
 def _metrics_paths(args) -> list[str]:
     from softlabels.cli import UserError
 
@@ -403,9 +384,9 @@ def _cmd_table(args: argparse.Namespace) -> int:
     out_md = Path(args.out_md) if args.out_md else out_csv.with_suffix(".md")
     out_html = Path(args.out_html) if args.out_html else out_csv.with_suffix(".html")
     markdown = table_markdown(frame, title=args.title or args.name)
-    write_text_atomic(out_csv, frame.to_csv(index=False))
-    write_text_atomic(out_md, markdown)
-    write_text_atomic(out_html, html_page(args.name, markdown_to_html(markdown)))
+    write_text(out_csv, frame.to_csv(index=False))
+    write_text(out_md, markdown)
+    write_text(out_html, html_page(args.name, markdown_to_html(markdown)))
     return 0
 
 
@@ -422,7 +403,7 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     frame = figure_data(args.name, config, runs)
     out_png = Path(args.out or f"results/figures/{args.name}.png")
     plot_figure(args.name, frame, out_png, out_png.with_suffix(".pdf"))
-    write_text_atomic(out_png.with_suffix(".csv"), frame.to_csv(index=False))
+    write_text(out_png.with_suffix(".csv"), frame.to_csv(index=False))
     return 0
 
 
@@ -431,14 +412,14 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     for path in args.tables:
         parts.append(Path(path).read_text().rstrip() + "\n")
     markdown = "\n".join(parts)
-    write_text_atomic(args.out, markdown)
+    write_text(args.out, markdown)
     if args.out_html:
-        write_text_atomic(args.out_html, html_page(args.title or Path(args.out).stem, markdown_to_html(markdown)))
+        write_text(args.out_html, html_page(args.title or Path(args.out).stem, markdown_to_html(markdown)))
     return 0
 
 
 def _cmd_csv_html(args: argparse.Namespace) -> int:
-    write_text_atomic(args.out, csv_to_html_page(args.csv, args.title or Path(args.csv).stem))
+    write_text(args.out, csv_to_html_page(args.csv, args.title or Path(args.csv).stem))
     return 0
 
 
