@@ -447,6 +447,9 @@ def write_inputs(tmp_path: Path, n_images: int = 40):
 def write_config(tmp_path: Path, **corruption) -> Path:
     config = yaml.safe_load((C_REPO / "config.yaml").read_text())
     config["evaluation"]["corruption"].update(corruption)
+    for preset in config["scales"].values():  # the quick/smoke presets set the source too
+        if "source" in corruption and "corruption" in preset.get("evaluation", {}):
+            preset["evaluation"]["corruption"]["source"] = corruption["source"]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
