@@ -113,11 +113,11 @@ def train_threads(wildcards):
     return train_resource("threads")(wildcards)
 
 
-
 # Helpers of the data, labels, corruption, tables and report stages.
 def settings(*keys):
     """The config settings a rule's command reads, {dotted key: value}, declared as `params: settings=...` so
-    that Snakemake's params rerun trigger reruns the job (and what depends on it) when one of them is edited."""
+    that Snakemake's params rerun trigger reruns the job (and what depends on it) when one of them is edited.
+    """
     return softlabels_config.settings_of(config, keys)
 
 

@@ -117,3 +117,52 @@ FINAL_OUTPUTS.extend(
     ]
     + [f"results/figures/{name}.{ext}" for name in FIGURE_INPUTS for ext in ("png", "pdf", "csv")]
 )
+
+
+# How well the run reproduced the thesis: every result table and dataset summary against the thesis' intervals,
+# one reproduced-vs-thesis figure per metric; first in the report (category Overview).
+from softlabels.report.reproduction import REPRODUCTION_METRICS
+
+
+rule reproduction:
+    input:
+        tables=expand("results/tables/{table}.csv", table=TABLES),
+        summaries=expand("results/tables/{summary}.csv", summary=("cifar10s_summary", "hmix_summary")),
+    output:
+        csv="results/tables/reproduction.csv",
+        cells="results/figures/reproduction_cells.csv",
+        md="results/tables/reproduction.md",
+        html=report(
+            "results/tables/reproduction.html",
+            caption="../report/reproduction.rst",
+            category="Overview",
+        ),
+        figures=[
+            report(
+                f"results/figures/reproduction_{metric}.png",
+                caption="../report/reproduction_figure.rst",
+                category="Overview",
+            )
+            for metric in REPRODUCTION_METRICS
+        ],
+    log:
+        "logs/report/reproduction.log",
+    localrule: True
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        figures=lambda wildcards, output: os.path.dirname(output.figures[0]),
+        settings=settings(),
+    shell:
+        "softlabels reproduction --tables {input.tables} --summaries {input.summaries} --out-csv {output.csv} "
+        "--figures-dir {params.figures} > {log} 2>&1"
+
+
+FINAL_OUTPUTS.extend(
+    [f"results/tables/reproduction.{ext}" for ext in ("csv", "md", "html")]
+    + ["results/figures/reproduction_cells.csv"]
+    + [f"results/figures/reproduction_{metric}.png" for metric in REPRODUCTION_METRICS]
+)
