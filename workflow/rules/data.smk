@@ -13,6 +13,8 @@
 #                                           the parsed tables in the upstream JSON layouts
 
 DATA = "results/data"
+# Settings each rule's command reads are its `settings` param (common.smk). A fetch declares its `sources`
+# entry only: the mirror it copies from and the `download` retry options do not change the verified bytes.
 
 
 for _key in config["sources"]:
