@@ -158,3 +158,16 @@ def test_strict_scheme_check_runs_in_the_cli_and_writes_nothing(tmp_path, capsys
     assert status == 2
     assert "schemes.bad.objective" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_settings_of_and_select_name_only_the_declared_keys():
+    config = resolved(scale="smoke")
+    keys = ("labels.gamma", "summaries.low_entropy_max", "labels.not_a_key")
+    assert cfg.settings_of(config, keys) == {"labels.gamma": 0.1, "summaries.low_entropy_max": 0.1,
+                                             "labels.not_a_key": None}  # fmt: skip
+    sub = cfg.select(config, keys)
+    assert sub == {"labels": {"gamma": 0.1}, "summaries": {"low_entropy_max": 0.1}}
+    with pytest.raises(KeyError):
+        sub["labels"]["redistribution_path"]  # an undeclared read fails instead of passing unnoticed
+    with pytest.raises(cfg.ConfigError, match="key 'labels.nope'"):
+        cfg.setting(config, "labels.nope")

@@ -156,9 +156,10 @@ def select(config: Mapping[str, Any], keys) -> dict:
     """The nested sub-configuration holding only the dotted `keys` (absent ones left out). A subcommand that
     reads its config through this fails with a KeyError on any key it did not declare."""
     out: dict = {}
+    missing = object()
     for key in keys:
-        value = setting(config, key, _ABSENT)
-        if value is _ABSENT:
+        value = setting(config, key, missing)
+        if value is missing:
             continue
         parts = key.split(".")
         node = out
