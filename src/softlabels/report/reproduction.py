@@ -164,9 +164,11 @@ def plot_metric(cells: pd.DataFrame, metric: str, path: str | Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.2, 4.8))
     points = cells[cells["metric"] == metric]
-    for table, group in points.groupby("table", sort=True):
+    markers = "osD^v<>PX*"  # with the 10 default colours: a distinct (colour, marker) per table
+    for k, (table, group) in enumerate(points.groupby("table", sort=True)):
         ax.errorbar(group["thesis"], group["reproduced"], xerr=group["thesis_ci"].fillna(0.0),
-                    yerr=group["reproduced_ci"].fillna(0.0), fmt="o", capsize=2, markersize=4, label=table)
+                    yerr=group["reproduced_ci"].fillna(0.0), fmt=markers[(k // 10) % len(markers)], capsize=2,
+                    markersize=4, color=f"C{k % 10}", label=table)
     values = pd.concat([points["thesis"], points["reproduced"]]).astype(float)
     low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
     pad = 0.05 * (high - low or 1.0)
