@@ -119,5 +119,16 @@ def train_threads(wildcards):
     return train_resource("threads")(wildcards)
 
 
-def result_category(name):
-    return "Appendix B" if name.startswith(("tableB", "figB")) else "Chapter 3"
+# Helpers of the data, labels, corruption, tables and report stages.
+def settings(*keys):
+    """The config settings a rule's command reads, {dotted key: value}, declared as `params: settings=...` so
+    that Snakemake's params rerun trigger reruns the job (and what depends on it) when one of them is edited.
+    """
+    return softlabels_config.settings_of(config, keys)
+
+
+def report_category(name):
+    """Report category of a table or figure: the thesis part its number names (table4_2 -> Chapter 4,
+    tableC_1 -> Appendix C)."""
+    part = name.removeprefix("table").removeprefix("fig")
+    return f"Appendix {part[0]}" if part[0].isalpha() else f"Chapter {part[0]}"

@@ -36,8 +36,6 @@ from softlabels.data.splits import balanced_prefix
 from softlabels.train.runs import EvalSet, RunData, RunSets, cifar10h_eval_set, register_protocol
 
 #: Files under results/data/ that the builders read beyond RunData's own (the train rule's extra inputs).
-CHAPTER4_INPUTS = ("hmix_stimuli.npz", "hmix_judgments.csv")
-CHAPTER5_INPUTS = ("hmix_judgments.csv",)
 CORRUPTION_FILE = "cifar10c_holdout_s{severity}.npz"
 
 
