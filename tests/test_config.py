@@ -167,6 +167,7 @@ def test_strict_scheme_check_runs_in_the_cli_and_writes_nothing(tmp_path, capsys
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "taus.csv"
+    (tmp_path / "j.csv").write_text("stimulus\n")  # exists, so the config is what stops the command
     status = main(["fit-taus", "--judgments", str(tmp_path / "j.csv"), "--out", str(out), "--configfile", str(path)])
     assert status == 2
     assert "schemes.bad.objective" in capsys.readouterr().err

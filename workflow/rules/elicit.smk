@@ -28,6 +28,7 @@ if config.get("own_responses"):
             mem_mb=1000,
             runtime=10,
         params:
+            settings=settings("own_responses", "evaluation.cifar10s_holdout.size"),
             config_args=config_args(),
         shell:
             "softlabels elicit import --responses {input.responses} --splits {input.splits} --out {output} "
