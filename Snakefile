@@ -18,6 +18,7 @@ include: "workflow/rules/corruption.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/mixup.smk"
+include: "workflow/rules/elicit.smk"
 include: "workflow/rules/report.smk"
 
 

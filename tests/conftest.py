@@ -1,5 +1,7 @@
 """Shared fixtures. Tests that need the real public inputs use `data_mirror`, which reads the same setting
-as the pipeline (SOFTLABELS_DATA_MIRROR, as CI sets it to ../shared/data) and skips with a reason elsewhere."""
+as the pipeline (SOFTLABELS_DATA_MIRROR, as CI sets it to ../shared/data) and skips with a reason elsewhere;
+in CI (CI=true) a missing mirror fails those tests instead. Every test using `data_mirror` is marked `mirror`,
+so `pytest -m "not slow and not mirror"` runs the fast unit tests."""
 
 from __future__ import annotations
 
@@ -22,14 +24,32 @@ def _mirror_path() -> Path | None:
     return Path(value).resolve() if value else None
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _no_mirror(reason: str):
+    """Skip a test that needs the mirror, or fail it in CI, where a missing mirror is a broken setup."""
+    if _in_ci():
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "data_mirror" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mirror)
+
+
 @pytest.fixture(scope="session")
 def data_mirror() -> Path:
-    """The offline mirror of the public inputs (a folder with MANIFEST.tsv); skips when not configured."""
+    """The offline mirror of the public inputs (a folder with MANIFEST.tsv); skips when not configured, fails
+    when CI=true."""
     path = _mirror_path()
     if path is None:
-        pytest.skip("needs the real inputs: set SOFTLABELS_DATA_MIRROR (or data_mirror in config.yaml)")
+        _no_mirror("needs the real inputs: set SOFTLABELS_DATA_MIRROR (or data_mirror in config.yaml)")
     if not (path / "MANIFEST.tsv").exists():
-        pytest.skip(f"data_mirror {path} has no MANIFEST.tsv")
+        _no_mirror(f"data_mirror {path} has no MANIFEST.tsv")
     return path
 
 

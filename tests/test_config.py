@@ -99,3 +99,89 @@ def test_workflow_refuses_a_bad_key_before_any_job(tmp_path, snakemake_runner):
     assert result.returncode != 0
     assert "sclae" in result.stderr + result.stdout
     assert not (tmp_path / "wd" / "results").exists()
+
+
+def test_label_defaults_follow_the_thesis_and_releases():
+    labels = resolved(scale="paper")["labels"]
+    assert labels["tau_stimuli"] == "first_collection"  # the 810 thesis-era stimuli
+    assert labels["hmix_redistribution_path"] == "hmix_release"  # H-Mix labels as released
+    assert labels["redistribution_path"] == "documented"  # CIFAR-10S as released
+    assert labels["semantic_base"] == "unif"  # Tables B.2/B.3: Semantic is the counterpart of Unif
+    for key, bad in (("tau_stimuli", "first"), ("hmix_redistribution_path", "release"), ("semantic_base", "none")):
+        config = copy.deepcopy(BASE)
+        config["labels"][key] = bad
+        with pytest.raises(cfg.ConfigError, match=rf"key 'labels\.{key}'"):
+            cfg.resolve(config)
+
+
+def with_scheme(name, **scheme):
+    config = copy.deepcopy(BASE)
+    config["schemes"][name] = scheme
+    return config
+
+
+@pytest.mark.parametrize(
+    "scheme, key",
+    [
+        ({"protocol": "chapter3", "labels": "hard", "objective": "mixup"}, "objective"),
+        ({"protocol": "chapter3", "labels": "cifar10h", "augment": "agg"}, "augment"),
+        ({"protocol": "chapter5", "labels": "hard", "endpoints": "hard", "objective": "mixup", "alpha": 1.0,
+          "augment": "sep"}, "augment"),
+        ({"protocol": "chapter3", "labels": "hard", "endpoints": "soft"}, "endpoints"),
+        ({"protocol": "chapter4", "labels": "hard", "augment": "agg", "n_soft": 250}, "n_soft"),
+        ({"protocol": "chapter5", "labels": "hard", "objective": "mixup", "alpha": 1.0, "n_soft": 250}, "n_soft"),
+    ],
+)
+def test_scheme_key_outside_its_protocol_is_refused_by_name(scheme, key):
+    with pytest.raises(cfg.ConfigError, match=rf"key 'schemes\.bad\.{key}' does not apply to protocol"):
+        cfg.resolve(with_scheme("bad", **scheme))
+
+
+@pytest.mark.parametrize(
+    "scheme, key",
+    [
+        ({"protocol": "chapter3", "labels": "cifar10h", "variety": "t2_clamp"}, "variety"),
+        ({"protocol": "chapter3", "labels": "hard", "M": 2}, "M"),
+        ({"protocol": "chapter3", "labels": "uniform", "aggregate": "mean"}, "aggregate"),
+        ({"protocol": "chapter5", "labels": "hard", "objective": "mixup", "alpha": 1.0, "kappa": 0.7}, "kappa"),
+        ({"protocol": "chapter5", "labels": "hard", "objective": "entwc", "alpha": 0.2, "kappa": 0.7,
+          "partners": "random"}, "partners"),
+        ({"protocol": "chapter5", "labels": "hard", "alpha": 1.0}, "alpha"),
+        ({"protocol": "chapter5", "labels": "hard", "objective": "mixmaxent", "alpha": 10.0, "maxent_weight": 1.0,
+          "partners": "different_class", "target_mix": "tau"}, "target_mix"),
+    ],
+)
+def test_scheme_key_its_labels_or_objective_ignore_is_refused_by_name(scheme, key):
+    with pytest.raises(cfg.ConfigError, match=rf"key 'schemes\.bad\.{key}' applies only with"):
+        cfg.resolve(with_scheme("bad", **scheme))
+
+
+def test_chapter5_labels_must_match_the_endpoints():
+    soft_from_hard = {"protocol": "chapter5", "labels": "hard", "endpoints": "soft", "objective": "mixup", "alpha": 1.0}
+    with pytest.raises(cfg.ConfigError, match=r"key 'schemes\.bad\.labels': soft endpoints need labels: cifar10s"):
+        cfg.resolve(with_scheme("bad", **soft_from_hard))
+
+
+def test_strict_scheme_check_runs_in_the_cli_and_writes_nothing(tmp_path, capsys):
+    config = with_scheme("bad", protocol="chapter3", labels="hard", objective="mixup")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "taus.csv"
+    (tmp_path / "j.csv").write_text("stimulus\n")  # exists, so the config is what stops the command
+    status = main(["fit-taus", "--judgments", str(tmp_path / "j.csv"), "--out", str(out), "--configfile", str(path)])
+    assert status == 2
+    assert "schemes.bad.objective" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_settings_of_and_select_name_only_the_declared_keys():
+    config = resolved(scale="smoke")
+    keys = ("labels.gamma", "summaries.low_entropy_max", "labels.not_a_key")
+    assert cfg.settings_of(config, keys) == {"labels.gamma": 0.1, "summaries.low_entropy_max": 0.1,
+                                             "labels.not_a_key": None}  # fmt: skip
+    sub = cfg.select(config, keys)
+    assert sub == {"labels": {"gamma": 0.1}, "summaries": {"low_entropy_max": 0.1}}
+    with pytest.raises(KeyError):
+        sub["labels"]["redistribution_path"]  # an undeclared read fails instead of passing unnoticed
+    with pytest.raises(cfg.ConfigError, match="key 'labels.nope'"):
+        cfg.setting(config, "labels.nope")

@@ -447,6 +447,9 @@ def write_inputs(tmp_path: Path, n_images: int = 40):
 def write_config(tmp_path: Path, **corruption) -> Path:
     config = yaml.safe_load((C_REPO / "config.yaml").read_text())
     config["evaluation"]["corruption"].update(corruption)
+    for preset in config["scales"].values():  # the quick/smoke presets set the source too
+        if "source" in corruption and "corruption" in preset.get("evaluation", {}):
+            preset["evaluation"]["corruption"]["source"] = corruption["source"]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -459,7 +462,7 @@ def test_cli_generate_writes_the_configured_corruptions(tmp_path):
     from softlabels.cli import main
 
     images, _, test = write_inputs(tmp_path)
-    config = write_config(tmp_path, severity=2, corruptions=["contrast", "frost"], seed=3)
+    config = write_config(tmp_path, source="generate", severity=2, corruptions=["contrast", "frost"], seed=3)
     overlays = []
     for k, overlay in enumerate(synthetic_overlays()):
         overlays.append(str(tmp_path / f"frost{k}.png"))
@@ -505,8 +508,9 @@ def test_cli_holdout_limit_cuts_the_rows(tmp_path):
     from softlabels.cli import main
 
     _, labels, test = write_inputs(tmp_path)
-    config = yaml.safe_load(write_config(tmp_path, corruptions=["brightness"]).read_text())
+    config = yaml.safe_load(write_config(tmp_path, source="generate", corruptions=["brightness"]).read_text())
     config["evaluation"]["cifar10h_holdout_limit"] = 4
+    config["evaluation"]["calibration"]["bin_size"] = 2  # two calibration bins (checked when the config loads)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "holdout.npz"
     assert main(["corrupt", "build", "--test-images", str(tmp_path / "cifar10_test.npz"), "--splits",

@@ -20,8 +20,11 @@ from softlabels.data.download import (
     DownloadError,
     Source,
     derive_stimulus_list,
+    collect_provenance,
     fetch,
+    origin_path,
     read_manifest,
+    read_origin,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,8 +105,10 @@ def test_download_verified_and_renamed(server, tmp_path):
     path, lines = fetch_quietly(source, tmp_path)
     assert path == tmp_path / "demo" / "file.bin"
     assert path.read_bytes() == PAYLOAD
-    assert leftovers(tmp_path) == ["file.bin"]
+    assert leftovers(tmp_path) == ["file.bin", "file.bin.origin.json"]
     assert any("done:" in line for line in lines)  # progress goes to the log
+    assert read_origin(path) == {"file": "demo/file.bin", "origin": source.url, "official_url": source.url,
+                                 "sha256": sha256(PAYLOAD), "approximate": False, "note": ""}
 
 
 def test_md5_checksum_and_existing_file_kept(server, tmp_path):
@@ -175,7 +180,7 @@ def test_glove_rows_derived_in_class_order(server, tmp_path):
     source = Source("glove", "glove/rows.txt", server.url("/glove.6B.zip"), f"sha256:{sha256(derived)}", "glove_rows")
     path, _ = fetch_quietly(source, tmp_path)
     assert path.read_bytes() == derived
-    assert leftovers(tmp_path) == ["rows.txt"]  # the zip is not kept
+    assert leftovers(tmp_path) == ["rows.txt", "rows.txt.origin.json"]  # the zip is not kept
 
 
 def test_derived_file_checked_after_derivation(server, tmp_path):
@@ -213,13 +218,15 @@ def test_glove_rows_match_pinned_checksum(data_mirror, server, tmp_path):
 # --- mirror mode --------------------------------------------------------------------------------------------
 
 
-def make_mirror(root: Path, files: dict[str, bytes], manifest_digests: dict[str, str] | None = None) -> Path:
+def make_mirror(root: Path, files: dict[str, bytes], manifest_digests: dict[str, str] | None = None,
+                notes: dict[str, str] | None = None) -> Path:
     lines = ["path\tofficial_url\tsha256\tbytes\tnote"]
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
         digest = (manifest_digests or {}).get(name, sha256(data))
-        lines.append(f"{name}\thttps://example.org/{name}\t{digest}\t{len(data)}\texact")
+        note = (notes or {}).get(name, "exact")
+        lines.append(f"{name}\thttps://example.org/{name}\t{digest}\t{len(data)}\t{note}")
     (root / "MANIFEST.tsv").write_text("\n".join(lines) + "\n")
     return root
 
@@ -272,3 +279,54 @@ def test_fetch_command_uses_config_and_mirror(tmp_path, monkeypatch):
     assert (tmp_path / "res/cifar-10s/raw_human_data.csv").read_bytes() == b"a,b\n1,2\n"
     assert main(["fetch", "no_such_source", "--data-mirror", str(mirror)]) == 2
     shutil.rmtree(tmp_path / "res")
+
+
+def test_mirror_origin_records_the_manifest_approximation(tmp_path):
+    note = "APPROXIMATION: test batch only"
+    mirror = make_mirror(tmp_path / "mirror", {"a.csv": PAYLOAD, "b.csv": b"b"}, notes={"a.csv": note})
+    source = Source("a", "a.csv", "https://unreachable.invalid/a.csv", f"md5:{'0' * 32}")
+    path, _ = fetch_quietly(source, tmp_path / "res", mirror=str(mirror))
+    assert read_origin(path) == {"file": "a.csv", "origin": f"mirror:{(mirror / 'a.csv').resolve()}",
+                                 "official_url": "https://example.org/a.csv", "sha256": sha256(PAYLOAD),
+                                 "approximate": True, "note": note}
+    path, _ = fetch_quietly(Source("b", "b.csv", "https://x.invalid/b", "md5:" + "0" * 32), tmp_path / "res",
+                            mirror=str(mirror))
+    assert read_origin(path)["approximate"] is False and read_origin(path)["note"] == "exact"
+
+
+def test_provenance_command_collects_the_sidecars(tmp_path, monkeypatch):
+    from softlabels.cli import main
+    from softlabels.config import load
+
+    monkeypatch.chdir(tmp_path)
+    config = load(None, {"resources_dir": "res"})
+    files = {spec["file"]: key.encode() for key, spec in config["sources"].items()}
+    cifar10 = config["sources"]["cifar10"]["file"]
+    mirror = make_mirror(tmp_path / "mirror", files, notes={cifar10: "APPROXIMATION: decoded from JPEGs"})
+    common = ["--data-mirror", str(mirror), "--config", "resources_dir=res"]
+    assert main(["fetch", "cifar10", *common]) == 0
+    assert origin_path(tmp_path / "res" / cifar10).is_file()
+    assert main(["provenance", "--out", "prov.json", *common]) == 0  # fetches (verifies) the others first
+    import json
+
+    provenance = json.loads((tmp_path / "prov.json").read_text())
+    assert set(provenance) == {"sources"} and set(provenance["sources"]) == set(config["sources"])
+    assert provenance["sources"]["cifar10"]["approximate"] is True
+    assert provenance["sources"]["cifar10"]["origin"] == f"mirror:{(mirror / cifar10).resolve()}"
+    assert not any(r["approximate"] for k, r in provenance["sources"].items() if k != "cifar10")
+    # a stored file that changed since its record is verified again (here: fails, and says so)
+    (tmp_path / "res" / cifar10).write_bytes(b"changed")
+    (mirror / cifar10).write_bytes(b"changed too")
+    assert main(["provenance", "--out", "prov2.json", *common]) == 2
+    assert not (tmp_path / "prov2.json").exists()
+
+
+def test_real_mirror_marks_cifar10_as_approximate(data_mirror, tmp_path):
+    from softlabels.config import load
+
+    config = load(None, {"resources_dir": str(tmp_path / "res"), "data_mirror": str(data_mirror)})
+    config["sources"] = {k: config["sources"][k] for k in ("cifar10", "cifar10h_probs")}
+    provenance = collect_provenance(config, log=lambda _: None)["sources"]
+    assert provenance["cifar10"]["approximate"] is True
+    assert provenance["cifar10"]["note"].startswith("APPROXIMATION")
+    assert provenance["cifar10h_probs"]["approximate"] is False

@@ -22,9 +22,8 @@ pytestmark = pytest.mark.mirror
 
 @pytest.fixture(scope="module")
 def responses(data_mirror):
-    cifar10s = pytest.importorskip("softlabels.data.cifar10s")
-    if not hasattr(cifar10s, "parse_cifar10s"):
-        pytest.skip("softlabels.data.cifar10s.parse_cifar10s not available yet")
+    from softlabels.data import cifar10s
+
     return cifar10s.parse_cifar10s(data_mirror / "cifar-10s" / "raw_human_data.csv")
 
 
@@ -96,7 +95,6 @@ def run_cli(*argv) -> None:
 
 
 def test_export_commands_rebuild_the_released_layouts(tmp_path, data_mirror, responses, monkeypatch):
-    pytest.importorskip("softlabels.data.hmix")
     monkeypatch.chdir(tmp_path)  # no results/data here: the commands parse the raw files themselves
     common = ["--data-mirror", str(data_mirror), "--config", f"resources_dir={tmp_path / 'resources'}"]
     run_cli("export-labels", "--variety", "t2_clamp", "--gamma", "0.1", "--out", "c10s.json", *common)
@@ -111,12 +109,44 @@ def test_export_commands_rebuild_the_released_layouts(tmp_path, data_mirror, res
     assert len(hmix) == 100
     assert all(2 <= len(v) <= 4 and all(abs(sum(x) - 1) < 1e-9 for x in v) for v in hmix.values())
 
+    for stimulus, expected in RELEASED_HMIX.items():
+        assert sorted(map(tuple, np.round(hmix[stimulus], 9))) == sorted(map(tuple, np.round(expected, 9))), stimulus
+
     run_cli("fit-taus", "--out", "taus.csv", *common)
     import pandas as pd
 
+    from softlabels.data.hmix import parse_judgments
+
+    judgments = parse_judgments(data_mirror / "hill-mixup" / "hmix_infer_mixing_factor.csv",
+                                data_mirror / "hill-mixup" / "first_collection_stimuli.txt")
     taus = pd.read_csv(tmp_path / "taus.csv")
     assert len(taus) == 45 and (taus["class_i"] < taus["class_j"]).all()
     assert np.isfinite(taus[["k", "x0", "rmse"]].to_numpy()).all()
+    first = judgments[judgments["first_collection"]]
+    assert first["stimulus"].nunique() == 810
+    assert taus["n"].sum() == len(first) < len(judgments)  # default labels.tau_stimuli: first_collection
+
+    from softlabels.config import repo_root
+
+    (tmp_path / "all.yaml").write_text("labels:\n  tau_stimuli: all\n")
+    run_cli("fit-taus", "--out", "taus_all.csv", "--configfile", str(repo_root() / "config.yaml"),
+            "--configfile", "all.yaml", *common)
+    assert pd.read_csv(tmp_path / "taus_all.csv")["n"].sum() == len(judgments)
+
+
+#: Entries of the released hmix_individ_soft_labels.json (cambridge-mlg/hill-mixup, h_mix/): a response at
+#: exactly 100 %, one above 100 % and ones below; the export must give the same labels (as multisets).
+RELEASED_HMIX = {
+    "mixed_0.25_Ship_8717_Truck_8922.png": [
+        [0.045454545454545456, 0.045454545454545456, 0, 0, 0, 0, 0, 0, 0, 0.9090909090909091],
+        [0, 0.22727272727272727, 0, 0, 0, 0, 0, 0, 0.09090909090909091, 0.6818181818181818],
+    ],
+    "mixed_0.25_Horse_4183_Truck_394.png": [
+        [0, 0.428571429, 0, 0, 0, 0, 0, 0, 0, 0.571428571],
+        [0.046296296, 0.046296296, 0, 0, 0, 0, 0, 0, 0.046296296, 0.861111111],
+        [0.05, 0.2, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.4],
+    ],
+}
 
 
 def test_bad_gamma_is_a_clean_error(tmp_path, data_mirror, capsys):

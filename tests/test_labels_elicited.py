@@ -128,19 +128,47 @@ def test_released_code_zero_over_zero_falls_back_to_one_hot():
 # -------------------------------------------------------------------------------------------------- semantic
 
 
-def test_semantic_spreads_in_proportion_to_clipped_similarity():
+def _similarity_to_deer() -> np.ndarray:
     sim = np.eye(10)
     sim[C["deer"], C["cat"]] = 0.3
     sim[C["deer"], C["dog"]] = 0.1
     sim[C["deer"], C["horse"]] = -0.5  # clipped to 0
-    label = response_label(C["deer"], 80, None, None, WORKED_IMPOSSIBLE, "t1_semantic", similarity=sim)
+    sim[C["deer"], C["truck"]] = 0.2  # marked impossible: used by the default (Unif-based) semantic spread
+    return sim
+
+
+def test_semantic_is_unif_weighted_by_similarity_and_ignores_impossible():
+    """Tables B.2/B.3: Semantic replaces Unif's uniform spread; the impossible answers are not used."""
+    label = response_label(C["deer"], 80, None, None, WORKED_IMPOSSIBLE, "t1_semantic", similarity=_similarity_to_deer())
+    np.testing.assert_allclose(label, vec(deer=0.8, cat=0.1, dog=0.2 / 6, truck=0.2 / 3), atol=1e-12)
+
+
+def test_semantic_at_full_stated_mass_equals_unif():
+    sim = _similarity_to_deer()
+    for tops, p1 in (("t1", 100), ("t2", 70)):
+        label = response_label(C["deer"], p1, C["horse"], 30, WORKED_IMPOSSIBLE, f"{tops}_semantic", similarity=sim)
+        unif = response_label(C["deer"], p1, C["horse"], 30, WORKED_IMPOSSIBLE, f"{tops}_unif")
+        np.testing.assert_allclose(label, unif, atol=1e-12)
+
+
+def test_semantic_on_clamp_spreads_in_proportion_to_clipped_similarity():
+    label = response_label(C["deer"], 80, None, None, WORKED_IMPOSSIBLE, "t1_semantic", similarity=_similarity_to_deer(),
+                           semantic_base="clamp")
     np.testing.assert_allclose(label, vec(deer=0.8, cat=0.15, dog=0.05))
 
 
-def test_semantic_with_all_zero_similarity_is_uniform_over_possible():
+def test_semantic_with_all_zero_similarity_is_uniform():
     sim = -np.ones((10, 10))
     label = response_label(C["deer"], 80, None, None, WORKED_IMPOSSIBLE, "t1_semantic", similarity=sim)
+    np.testing.assert_allclose(label, worked("t1_unif"))
+    label = response_label(C["deer"], 80, None, None, WORKED_IMPOSSIBLE, "t1_semantic", similarity=sim,
+                           semantic_base="clamp")
     np.testing.assert_allclose(label, worked("t1_clamp"))
+
+
+def test_unknown_semantic_base_is_refused():
+    with pytest.raises(ValueError, match="semantic base"):
+        response_label(C["deer"], 80, None, None, [], "t1_semantic", similarity=np.eye(10), semantic_base="clmp")
 
 
 def test_semantic_needs_similarity():
@@ -229,8 +257,12 @@ def test_every_variety_gives_a_probability_vector(response, variety, path, gamma
 
 @settings(max_examples=200, deadline=None)
 @given(response=responses, gamma=st.floats(0, 1), tops=st.sampled_from(["t1", "t2"]))
-def test_semantic_with_constant_similarity_equals_clamp(response, gamma, tops):
+def test_semantic_with_constant_similarity_equals_its_base(response, gamma, tops):
     semantic = response_label(**response, variety=f"{tops}_semantic", gamma=gamma, similarity=np.ones((10, 10)))
+    unif = response_label(**response, variety=f"{tops}_unif", gamma=gamma)
+    np.testing.assert_allclose(semantic, unif, atol=1e-12)
+    semantic = response_label(**response, variety=f"{tops}_semantic", gamma=gamma, similarity=np.ones((10, 10)),
+                              semantic_base="clamp")
     clamp = response_label(**response, variety=f"{tops}_clamp", gamma=gamma)
     np.testing.assert_allclose(semantic, clamp, atol=1e-12)
 
@@ -262,3 +294,56 @@ def test_table_labels_equal_single_labels(batch, variety):
     table = response_labels(df, variety, gamma=0.1, similarity=sim)
     single = np.stack([response_label(**r, variety=variety, gamma=0.1, similarity=sim) for r in batch])
     np.testing.assert_allclose(table, single, atol=1e-12)
+
+
+# ------------------------------------------------------------------- H-Mix release path (hmix_individ_soft_labels)
+# Expected values taken from the released hmix_individ_soft_labels.json (cambridge-mlg/hill-mixup, h_mix/).
+ALL_BUT = lambda *keep: [k for k in range(10) if CLASSES[k] not in keep]  # noqa: E731
+
+
+def test_hmix_release_top_at_100_adds_gamma_on_top():
+    # mixed_0.25_Ship_8717_Truck_8922.png: truck 100, no second, free airplane and automobile
+    label = response_label(C["truck"], 100, None, None, ALL_BUT("truck", "airplane", "automobile"), "t2_clamp",
+                           gamma=0.1, path="hmix_release")
+    np.testing.assert_allclose(label, vec(truck=1 / 1.1, airplane=0.05 / 1.1, automobile=0.05 / 1.1), atol=1e-12)
+    np.testing.assert_allclose(label, vec(airplane=0.045454545454545456, automobile=0.045454545454545456,
+                                          truck=0.9090909090909091), atol=1e-12)
+    # the documented path damps instead: 0.9, 0.05, 0.05
+    documented = response_label(C["truck"], 100, None, None, ALL_BUT("truck", "airplane", "automobile"), "t2_clamp")
+    np.testing.assert_allclose(documented, vec(truck=0.9, airplane=0.05, automobile=0.05), atol=1e-12)
+
+
+def test_hmix_release_two_answers_at_100():
+    # mixed_0.25_Ship_8717_Truck_8922.png: truck 75, automobile 25, free ship
+    label = response_label(C["truck"], 75, C["automobile"], 25, ALL_BUT("truck", "automobile", "ship"), "t2_clamp",
+                           gamma=0.1, path="hmix_release")
+    np.testing.assert_allclose(label, vec(truck=0.75 / 1.1, automobile=0.25 / 1.1, ship=0.1 / 1.1), atol=1e-12)
+    np.testing.assert_allclose(label, vec(automobile=0.22727272727272727, ship=0.09090909090909091,
+                                          truck=0.6818181818181818), atol=1e-12)
+
+
+def test_hmix_release_over_100_takes_gamma_from_the_answers():
+    # mixed_0.25_Horse_4183_Truck_394.png: truck 98, automobile 10, free airplane and ship
+    label = response_label(C["truck"], 98, C["automobile"], 10, ALL_BUT("truck", "automobile", "airplane", "ship"),
+                           "t2_clamp", gamma=0.1, path="hmix_release")
+    np.testing.assert_allclose(label, vec(airplane=0.046296296296, automobile=0.046296296296, ship=0.046296296296,
+                                          truck=0.861111111111), atol=1e-9)
+
+
+def test_hmix_release_below_100_equals_documented():
+    # mixed_0.5_Ship_7502_Truck_9060.png: truck 70, automobile 20, free airplane, horse, ship
+    args = (C["truck"], 70, C["automobile"], 20, ALL_BUT("truck", "automobile", "airplane", "horse", "ship"), "t2_clamp")
+    label = response_label(*args, gamma=0.1, path="hmix_release")
+    np.testing.assert_allclose(label, response_label(*args, gamma=0.1), atol=1e-15)
+    np.testing.assert_allclose(label, vec(airplane=0.1 / 3, automobile=0.2, horse=0.1 / 3, ship=0.1 / 3, truck=0.7),
+                               atol=1e-12)
+
+
+def test_hmix_export_uses_the_release_path_by_default():
+    from softlabels.labels.exports import hmix_soft_export
+
+    df = pd.DataFrame({"stimulus": ["s.png"], "top_class": ["truck"], "top_prob": [100.0], "second_class": [""],
+                       "second_prob": [np.nan], "impossible": ["|".join(CLASSES[k] for k in
+                                                                        ALL_BUT("truck", "airplane", "automobile"))]})
+    out = hmix_soft_export(df)
+    assert out["s.png"][0][C["truck"]] == pytest.approx(1 / 1.1)

@@ -8,7 +8,8 @@ import pytest
 
 from softlabels import CLASSES
 from softlabels.labels import SimulatorParams, fit_simulator, semantic_similarity, simulate_labels
-from softlabels.labels.simulator import BetaFit, GroupParams, beta_fit, entropy, label_statistics
+from softlabels.labels.simulator import BetaFit, GroupParams, beta_fit, label_statistics
+from softlabels.numerics import entropy
 
 
 def test_label_statistics_second_is_second_largest_unique_value():
@@ -126,3 +127,20 @@ def test_semantic_similarity_names_a_missing_class(tmp_path):
     write_glove(glove, [(c, np.ones(3)) for c in CLASSES if c != "frog"])
     with pytest.raises(ValueError, match="frog"):
         semantic_similarity(glove)
+
+
+def test_use_beta_scale_changes_the_draws():
+    """labels.simulator_use_beta_scale: true samples scale·Beta(a, b); it must not be ignored."""
+    group = GroupParams(10, 0.8, 0.1, BetaFit(8.0, 2.0, 0.0, 0.5), BetaFit(2.0, 8.0, 0.0, 0.1), [0, 1] + [0] * 8)
+    params = SimulatorParams(0.25, 0.1, group, group)
+    probs = np.zeros((200, 10))
+    probs[:, 3] = 1.0  # low entropy, hard label cat, K_p = 1: the label is (p1, p2) renormalised
+    plain = simulate_labels(params, probs, np.eye(10), seed=0)
+    scaled = simulate_labels(params, probs, np.eye(10), seed=0, use_beta_scale=True)
+    second = plain[:, np.arange(10) != 3].sum(1)
+    assert np.all(second > 0)
+    # same Beta draws; the second answer is scaled by 0.1 and the top by 0.5, so the top share grows
+    assert np.all(scaled[:, 3] > plain[:, 3])
+    ratio_plain = plain[:, 3] / second
+    ratio_scaled = scaled[:, 3] / scaled[:, np.arange(10) != 3].sum(1)
+    np.testing.assert_allclose(ratio_scaled, ratio_plain * 5.0, rtol=1e-9)

@@ -32,3 +32,20 @@ def test_snakefmt_check_passes():
     assert done.returncode == 0, "snakefmt would reformat (run `snakefmt Snakefile workflow/rules`):\n" + (
         done.stdout + done.stderr
     )[-6000:]
+
+
+def test_every_non_training_rule_declares_the_settings_it_reads():
+    """Each rule outside train.smk has `settings=settings(...)` in its params (Snakemake's params rerun trigger
+    then reruns it when one of those config keys is edited; tests/test_rerun_triggers.py checks the effect)."""
+    import re
+
+    missing = []
+    for path in SNAKEMAKE_FILES:
+        if path.name in ("train.smk", "common.smk", "Snakefile"):
+            continue
+        blocks = re.split(r"^\s*rule\b", path.read_text(), flags=re.MULTILINE)[1:]
+        for block in blocks:
+            name = re.search(r"^\s*(\w+):|name:\s*\n\s*(f?\"[^\"]+\")", block, flags=re.MULTILINE)
+            if "settings=settings(" not in block:
+                missing.append(f"{path.name}: {name.group(0).strip() if name else block[:40]}")
+    assert not missing, "rules without a `settings` param: " + ", ".join(missing)

@@ -159,3 +159,40 @@ def test_evaluate_model_combines_the_metrics():
     assert result["calibration"] == pytest.approx(rms_calibration_error(probs, targets, 5), rel=1e-6)
     assert result["fgsm"] == pytest.approx(fgsm_loss(pixel_model, x, hard, 4 / 255), rel=1e-5)
     assert all(isinstance(v, (int, float)) for v in result.values())
+
+
+@pytest.mark.parametrize("n, bin_size", [(150, 100), (99, 100), (19, 10), (1, 1)])
+def test_rms_calibration_refuses_when_skipping_leaves_no_bin(n, bin_size):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10), size=n)
+    targets = rng.integers(0, 10, size=n)
+    with pytest.raises(ValueError, match=f"{n} examples and bin size {bin_size}"):
+        rms_calibration_error(probs, targets, bin_size=bin_size)
+    assert rms_calibration_error(probs, targets, bin_size=bin_size, skip_last_bin=False) > 0
+
+
+def test_rms_calibration_two_bins_is_enough():
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(10), size=200)
+    assert rms_calibration_error(probs, rng.integers(0, 10, size=200), bin_size=100) > 0
+
+
+def test_every_scale_leaves_two_calibration_bins():
+    """Each scale's evaluation sets hold at least two bins' worth of examples (skip_last_bin drops one)."""
+    from softlabels.config import load, repo_root
+    import yaml
+
+    scales = yaml.safe_load((repo_root() / "config.yaml").read_text())["scales"]
+    for scale in scales:
+        config = load(None, {"scale": scale})
+        calibration = config["evaluation"]["calibration"]
+        holdout = config["evaluation"]["cifar10h_holdout_limit"] or 3000
+        assert holdout >= 2 * calibration["bin_size"], scale
+        assert config["evaluation"]["cifar10s_holdout"]["size"] >= 2 * calibration["bin_size_cifar10s"], scale
+
+
+def test_config_refuses_an_evaluation_set_below_two_bins():
+    from softlabels.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match="cifar10h_holdout_limit.*150"):
+        load(None, {"scale": "smoke", "scales": {"paper": {}, "quick": {}, "smoke": {"evaluation": {"cifar10h_holdout_limit": 150}}}})

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from softlabels.data.cifar10h import annotator_table
-from softlabels.data.cifar10s import load_responses, parse_cifar10s, write_cifar10s
+from softlabels.data.cifar10s import read_responses, parse_cifar10s, write_cifar10s
 from softlabels.data.exports import hmix_inferences_json, responses_json
 from softlabels.data.hmix import build_stimuli, mix_images, parse_judgments, parse_soft_responses
 from softlabels.data.io import DataError
@@ -74,7 +74,7 @@ def test_cifar10s_round_trip_through_csv(tmp_path):
     raw = write_raw(tmp_path / "raw.csv", [response_row(1, form()), response_row(2, form(second="secondProbNo"))])
     out = tmp_path / "out" / "responses.csv"
     write_cifar10s(raw, out)
-    back = load_responses(out)
+    back = read_responses(out)
     assert back["second_class"].tolist() == ["horse", ""]
     assert back["second_prob"].iloc[0] == 10.0 and math.isnan(back["second_prob"].iloc[1])
     assert back["impossible"].tolist() == ["frog|ship", "frog|ship"]
@@ -355,6 +355,6 @@ def test_snakemake_builds_responses_from_mirror(data_mirror, smoke_workdir, snak
     result = snakemake_runner(smoke_workdir, "--cores", "2", target, "--config", "scale=smoke",
                               f"data_mirror={data_mirror}")
     assert result.returncode == 0, result.stderr[-3000:]
-    table = load_responses(smoke_workdir / target)
+    table = read_responses(smoke_workdir / target)
     assert len(table) == 6723 and table["image"].nunique() == 1000
     assert "sha256 verified" in (smoke_workdir / "logs/data/fetch_cifar10s_raw.log").read_text()

@@ -247,3 +247,29 @@ def test_smoke_build_of_summary_and_figure(data_mirror, smoke_workdir, snakemake
     assert stat(t, "cifar10h_share_mass_at_most_two_classes")["reproduced"] == pytest.approx(0.772, abs=0.001)
     for ext in ("png", "pdf", "csv"):
         assert (smoke_workdir / f"results/figures/fig4_5.{ext}").stat().st_size > 0
+
+
+def test_fig4_3_picks_the_largest_deviation_per_thesis_example(tmp_path):
+    from softlabels.report.figures import fig4_3, save_figure
+
+    rows = [
+        # stimulus, lambda_f (of class1), class1, image1, class2, image2, first, subject, lambda_h (of class1)
+        ("p1", 0.25, "dog", 0, "airplane", 1, True, "a", 0.30),
+        ("p1", 0.25, "dog", 0, "airplane", 1, True, "b", 0.20),  # mean 0.25: deviation 0
+        ("p2", 0.75, "airplane", 2, "dog", 3, True, "a", 0.40),  # dog share 0.25; λ_h of dog 0.60: deviation 0.35
+        ("p3", 0.75, "airplane", 2, "dog", 3, False, "a", 0.0),  # not first collection: never picked
+        ("q1", 0.5, "bird", 4, "cat", 5, True, "a", 0.9),
+        ("r1", 0.5, "bird", 4, "automobile", 6, True, "a", 0.3),  # automobile share 0.5; λ_h of automobile 0.7
+    ]
+    judgments = pd.DataFrame([(*r, 1.0) for r in rows], columns=[
+        "stimulus", "lambda_f", "class1", "image1", "class2", "image2", "first_collection", "subject", "lambda_h",
+        "confidence"])  # fmt: skip
+    stimuli = {"names": np.array(["p1", "p2", "p3", "q1", "r1"]), "images": np.zeros((5, 32, 32, 3), np.uint8)}
+    fig, data = fig4_3(judgments, stimuli, CFG)
+    assert data["stimulus"].tolist() == ["p2", "q1", "r1"]
+    assert data["lambda_h_mean"].tolist() == pytest.approx([0.6, 0.9, 0.7])
+    assert data["thesis_lambda_h"].tolist() == pytest.approx([0.42, 0.99, 0.87])  # thesis_values.csv
+    written = save_figure(fig, data, tmp_path / "fig4_3.png")
+    assert [p.name for p in written] == ["fig4_3.png", "fig4_3.pdf", "fig4_3.csv"]
+    with pytest.raises(ValueError, match="bird and cat"):
+        fig4_3(judgments[judgments["stimulus"] != "q1"], stimuli, CFG)

@@ -218,6 +218,7 @@ def tiny_spec(config, **label_overrides):
     spec = R.run_spec(smoke, "cifar10s_n250", "resnet8a", 0)
     spec["scheme_spec"]["n_soft"] = 40
     spec["evaluation"]["cifar10h_holdout_limit"] = 60
+    spec["evaluation"]["calibration"]["bin_size"] = 20  # 60 hold-out images: three calibration bins
     spec["labels"].update(label_overrides)
     return spec
 

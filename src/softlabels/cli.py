@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "softlabels.train.cli",
     "softlabels.evaluate.cli",
     "softlabels.report.cli",
+    "softlabels.elicit.cli",
 )
 
 

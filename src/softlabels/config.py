@@ -83,6 +83,101 @@ def check_references(config: Mapping[str, Any]) -> None:
     for sname, scheme in schemes.items():
         if scheme["protocol"] not in config["protocols"]:
             raise ConfigError(f"key 'schemes.{sname}.protocol': protocol '{scheme['protocol']}' is not defined")
+        check_scheme_keys(sname, scheme)
+    evaluation = config.get("evaluation", {})
+    calibration = evaluation.get("calibration", {})
+    if calibration.get("skip_last_bin"):  # the calibration metric needs two bins when it skips the last one
+        sizes = {"evaluation.cifar10h_holdout_limit": (evaluation.get("cifar10h_holdout_limit") or 3000,
+                                                       calibration.get("bin_size")),
+                 "evaluation.cifar10s_holdout.size": (evaluation.get("cifar10s_holdout", {}).get("size"),
+                                                      calibration.get("bin_size_cifar10s"))}
+        for key, (n, bin_size) in sizes.items():
+            if n is not None and bin_size and n < 2 * bin_size:
+                raise ConfigError(f"key '{key}': {n} evaluation images leave fewer than two calibration bins of "
+                                  f"{bin_size} (skip_last_bin drops one); use at least {2 * bin_size}")
+
+
+#: The scheme keys each protocol reads (thesis chapter 3: label sources; chapter 4: the augmenting set's labels;
+#: chapter 5 / appendix C: mixing objectives over hard or soft endpoints).
+PROTOCOL_KEYS = {
+    "chapter3": ("protocol", "labels", "variety", "aggregate", "M", "n_soft"),
+    "chapter4": ("protocol", "labels", "augment"),
+    "chapter5": ("protocol", "labels", "variety", "aggregate", "M", "endpoints", "objective", "alpha", "kappa",
+                 "detach_weight", "maxent_weight", "partners", "target_mix"),
+}  # fmt: skip
+#: Scheme keys that apply only with some values of another key: key -> (the other key, its values, its default).
+CONDITIONAL_KEYS = {
+    "variety": ("labels", ("cifar10s",), None),
+    "aggregate": ("labels", ("cifar10h", "cifar10s"), None),
+    "M": ("labels", ("cifar10h", "cifar10s"), None),
+    "alpha": ("objective", ("mixup", "mixmaxent", "entwc"), "ce"),
+    "kappa": ("objective", ("entwc",), "ce"),
+    "detach_weight": ("objective", ("entwc",), "ce"),
+    "maxent_weight": ("objective", ("mixmaxent",), "ce"),
+    "partners": ("objective", ("mixmaxent",), "ce"),
+    "target_mix": ("objective", ("mixup", "entwc"), "ce"),
+}
+
+
+def check_scheme_keys(name: str, scheme: Mapping[str, Any]) -> None:
+    """Refuse a scheme key that its protocol (or the scheme's labels / objective) would ignore, naming
+    `schemes.<name>.<key>`; a chapter-5 scheme's labels must match its endpoints (hard: hard; soft: cifar10s)."""
+    protocol = scheme["protocol"]
+    allowed = PROTOCOL_KEYS.get(protocol, ())
+    for key in scheme:
+        if key not in allowed:
+            users = [p for p, keys in PROTOCOL_KEYS.items() if key in keys]
+            raise ConfigError(f"key 'schemes.{name}.{key}' does not apply to protocol '{protocol}' "
+                              f"(only to {', '.join(users) or 'no protocol'})")
+        if key in CONDITIONAL_KEYS:
+            other, values, default = CONDITIONAL_KEYS[key]
+            if scheme.get(other, default) not in values:
+                raise ConfigError(f"key 'schemes.{name}.{key}' applies only with {other}: {' | '.join(values)} "
+                                  f"(this scheme has {other}: {scheme.get(other, default)})")
+    if protocol == "chapter5":
+        endpoints = scheme.get("endpoints", "hard")
+        wanted = "cifar10s" if endpoints == "soft" else "hard"
+        if scheme["labels"] != wanted:
+            raise ConfigError(f"key 'schemes.{name}.labels': {endpoints} endpoints need labels: {wanted}")
+
+
+_ABSENT = object()
+
+
+def setting(config: Mapping[str, Any], key: str, default: Any = _ABSENT) -> Any:
+    """The value at a dotted key path (`labels.gamma`); ConfigError naming the key when it is absent and no
+    default is given."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is not _ABSENT:
+                return default
+            raise ConfigError(f"key '{key}' is not set in the configuration")
+        node = node[part]
+    return node
+
+
+def settings_of(config: Mapping[str, Any], keys) -> dict:
+    """{dotted key: value} of `keys` (None for an optional key that is absent): what a workflow rule declares
+    as `params:` so that Snakemake's params rerun trigger sees every edit of a setting the job reads."""
+    return {key: setting(config, key, None) for key in keys}
+
+
+def select(config: Mapping[str, Any], keys) -> dict:
+    """The nested sub-configuration holding only the dotted `keys` (absent ones left out). A subcommand that
+    reads its config through this fails with a KeyError on any key it did not declare."""
+    out: dict = {}
+    missing = object()
+    for key in keys:
+        value = setting(config, key, missing)
+        if value is missing:
+            continue
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
 
 
 def resolve(config: Mapping[str, Any]) -> dict:

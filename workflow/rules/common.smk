@@ -65,6 +65,12 @@ def config_args():
     return " ".join([f"--configfile {shlex.quote(f)}" for f in files] + ["--config"] + pairs)
 
 
+# The responses table of the chapter-3 runs (train.smk: TRAIN_DATA["chapter3"]["cifar10s"]): own responses when the
+# config key own_responses is set (checked in by rule elicit_import, elicit.smk), else CIFAR-10S.
+CHAPTER3_RESPONSES = (
+    "results/data/own_responses.csv" if config.get("own_responses") else "results/data/cifar10s_responses.csv"
+)
+
 # Stage files append their final targets here; `rule all` asks for all of them.
 FINAL_OUTPUTS = []
 
@@ -195,5 +201,16 @@ def print_training_plan():
     print(text, file=sys.stderr, flush=True)
 
 
-def result_category(name):
-    return "Appendix B" if name.startswith(("tableB", "figB")) else "Chapter 3"
+# Helpers of the data, labels, corruption, tables and report stages.
+def settings(*keys):
+    """The config settings a rule's command reads, {dotted key: value}, declared as `params: settings=...` so
+    that Snakemake's params rerun trigger reruns the job (and what depends on it) when one of them is edited.
+    """
+    return softlabels_config.settings_of(config, keys)
+
+
+def report_category(name):
+    """Report category of a table or figure: the thesis part its number names (table4_2 -> Chapter 4,
+    tableC_1 -> Appendix C)."""
+    part = name.removeprefix("table").removeprefix("fig")
+    return f"Appendix {part[0]}" if part[0].isalpha() else f"Chapter {part[0]}"

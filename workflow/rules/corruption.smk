@@ -41,6 +41,7 @@ rule fetch_cifar10c:
         mem_mb=500,
         runtime=240,
     params:
+        settings=settings("evaluation.corruption.cifar10c"),
         config_args=config_args(),
     shell:
         "softlabels corrupt download {params.config_args} > {log} 2>&1"
@@ -62,6 +63,13 @@ rule corrupt_holdout:
         runtime=30,
     params:
         source_args=CORRUPTION_SOURCE_ARGS,
+        settings=settings(
+            "evaluation.corruption.severity",
+            "evaluation.corruption.corruptions",
+            "evaluation.corruption.source",
+            "evaluation.corruption.seed",
+            "evaluation.cifar10h_holdout_limit",
+        ),
         config_args=config_args(),
     shell:
         "softlabels corrupt build --test-images {input.test_images} --splits {input.splits} "

@@ -13,6 +13,8 @@
 #                                           the parsed tables in the upstream JSON layouts
 
 DATA = "results/data"
+# Settings each rule's command reads are its `settings` param (common.smk). A fetch declares its `sources`
+# entry only: the mirror it copies from and the `download` retry options do not change the verified bytes.
 
 
 for _key in config["sources"]:
@@ -31,6 +33,7 @@ for _key in config["sources"]:
             runtime=60,
         params:
             source=_key,
+            settings=settings(f"sources.{_key}"),
             config_args=config_args(),
         shell:
             "softlabels fetch {params.source} {params.config_args} > {log} 2>&1"
@@ -49,6 +52,7 @@ rule parse_cifar10:
         mem_mb=2000,
         runtime=10,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-cifar10 --archive {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -68,6 +72,7 @@ rule parse_splits:
         mem_mb=500,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-splits --train {input.train} --test {input.test} --out {output} {params.config_args} "
@@ -89,6 +94,7 @@ rule parse_cifar10h:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-cifar10h --counts {input.counts} --probs {input.probs} --out {output.npz} "
@@ -108,6 +114,7 @@ rule parse_cifar10s:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-cifar10s --raw {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -127,6 +134,7 @@ rule parse_hmix_judgments:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-hmix-judgments --raw {input.raw} --stimulus-list {input.stimuli} --out {output} "
@@ -146,6 +154,7 @@ rule parse_hmix_soft:
         mem_mb=500,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-hmix-soft --raw {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -166,6 +175,7 @@ rule parse_hmix_stimuli:
         mem_mb=2000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels parse-hmix-stimuli --judgments {input.judgments} --soft {input.soft} --cifar10 {input.cifar10} "
@@ -185,6 +195,7 @@ rule export_responses:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels export-responses --responses {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -203,6 +214,7 @@ rule export_hmix:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings(),
         config_args=config_args(),
     shell:
         "softlabels export-hmix --judgments {input} --out {output} {params.config_args} > {log} 2>&1"
@@ -225,3 +237,28 @@ FINAL_OUTPUTS.extend(
     # again by the next default run even when everything built from it is up to date.
     + [resource(key) for key in config["sources"]]
 )
+
+
+# results/data/provenance.json: where each download came from (official URL or mirror, sha256, and whether
+# the mirror's MANIFEST marks it as an approximation), collected from the `<file>.origin.json` sidecars that
+# `softlabels fetch` writes beside every verified download.
+rule provenance:
+    input:
+        [resource(key) for key in config["sources"]],
+    output:
+        f"{DATA}/provenance.json",
+    log:
+        "logs/data/provenance.log",
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=500,
+        runtime=10,
+    params:
+        settings=settings("data_mirror", "resources_dir", "sources"),
+        config_args=config_args(),
+    shell:
+        "softlabels provenance --out {output} {params.config_args} > {log} 2>&1"
+
+
+FINAL_OUTPUTS.append(f"{DATA}/provenance.json")

@@ -30,6 +30,7 @@ rule export_cifar10s_labels:
         variety=lambda wc: f"{wc.tops}_{wc.spread}",
         gamma=lambda wc: int(wc.pct) / 100,
         glove=lambda wc, input: f"--glove {input.glove}" if "glove" in input.keys() else "",
+        settings=settings("labels.redistribution_path", "labels.semantic_base"),
         config_args=config_args(),
     shell:
         "softlabels export-labels --variety {params.variety} --gamma {params.gamma} --responses {input.responses} "
@@ -49,6 +50,7 @@ rule export_hmix_soft_labels:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings("labels.gamma", "labels.hmix_redistribution_path"),
         config_args=config_args(),
     shell:
         "softlabels export-hmix-soft-labels --responses {input.responses} --out {output} {params.config_args} "
@@ -69,6 +71,7 @@ rule fit_simulator:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings("labels.simulator_entropy_threshold", "labels.gamma"),
         config_args=config_args(),
     shell:
         "softlabels fit-simulator --responses {input.responses} --cifar10h {input.cifar10h} --out {output} "
@@ -88,6 +91,7 @@ rule fit_class_pair_taus:
         mem_mb=1000,
         runtime=5,
     params:
+        settings=settings("labels.tau_stimuli"),
         config_args=config_args(),
     shell:
         "softlabels fit-taus --judgments {input.judgments} --out {output} {params.config_args} > {log} 2>&1"

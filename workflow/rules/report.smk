@@ -3,7 +3,8 @@
 #   results/tables/hmix_summary.csv       H-Mix statistics (§4.2 mixing-factor study, §5.1 soft labels)
 #   results/figures/{figure}.png/.pdf/.csv  figures 3.2-3.4, B.1-B.2, 4.2, 4.4, 4.5, 5.1 (+ the plotted data)
 
-from softlabels.report.figures import FIGURE_CHAPTER, FIGURE_INPUTS
+from softlabels.report.figures import FIGURE_CHAPTER, FIGURE_INPUTS, FIGURE_SETTINGS
+from softlabels.report.summaries import SUMMARY_SETTINGS
 
 
 rule cifar10s_summary:
@@ -20,6 +21,7 @@ rule cifar10s_summary:
         mem_mb=2000,
         runtime=10,
     params:
+        settings=settings(*SUMMARY_SETTINGS["cifar10s_summary"]),
         config_args=config_args(),
     shell:
         "softlabels cifar10s-summary --responses {input.responses} --cifar10h {input.cifar10h} --out {output} "
@@ -41,6 +43,7 @@ rule hmix_summary:
         mem_mb=2000,
         runtime=10,
     params:
+        settings=settings(*SUMMARY_SETTINGS["hmix_summary"]),
         config_args=config_args(),
     shell:
         "softlabels hmix-summary --judgments {input.judgments} --soft-responses {input.soft} "
@@ -72,6 +75,7 @@ for _figure, _files in FIGURE_INPUTS.items():
         params:
             name=_figure,
             data=lambda wildcards, input: os.path.dirname(input[0]),
+            settings=settings(*FIGURE_SETTINGS[_figure]),
             config_args=config_args(),
         shell:
             "softlabels figure {params.name} --data-dir {params.data} --out {output.png} {params.config_args} "
@@ -99,6 +103,8 @@ for _summary, _category in (("cifar10s_summary", "Chapter 3"), ("hmix_summary", 
         resources:
             mem_mb=500,
             runtime=5,
+        params:
+            settings=settings(),
         shell:
             "softlabels csv-html {input} --out {output} > {log} 2>&1"
 
@@ -110,4 +116,53 @@ FINAL_OUTPUTS.extend(
         for ext in ("csv", "html")
     ]
     + [f"results/figures/{name}.{ext}" for name in FIGURE_INPUTS for ext in ("png", "pdf", "csv")]
+)
+
+
+# How well the run reproduced the thesis: every result table and dataset summary against the thesis' intervals,
+# one reproduced-vs-thesis figure per metric; first in the report (category Overview).
+from softlabels.report.reproduction import REPRODUCTION_METRICS
+
+
+rule reproduction:
+    input:
+        tables=expand("results/tables/{table}.csv", table=TABLES),
+        summaries=expand("results/tables/{summary}.csv", summary=("cifar10s_summary", "hmix_summary")),
+    output:
+        csv="results/tables/reproduction.csv",
+        cells="results/figures/reproduction_cells.csv",
+        md="results/tables/reproduction.md",
+        html=report(
+            "results/tables/reproduction.html",
+            caption="../report/reproduction.rst",
+            category="Overview",
+        ),
+        figures=[
+            report(
+                f"results/figures/reproduction_{metric}.png",
+                caption="../report/reproduction_figure.rst",
+                category="Overview",
+            )
+            for metric in REPRODUCTION_METRICS
+        ],
+    log:
+        "logs/report/reproduction.log",
+    localrule: True
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        figures=lambda wildcards, output: os.path.dirname(output.figures[0]),
+        settings=settings(),
+    shell:
+        "softlabels reproduction --tables {input.tables} --summaries {input.summaries} --out-csv {output.csv} "
+        "--figures-dir {params.figures} > {log} 2>&1"
+
+
+FINAL_OUTPUTS.extend(
+    [f"results/tables/reproduction.{ext}" for ext in ("csv", "md", "html")]
+    + ["results/figures/reproduction_cells.csv"]
+    + [f"results/figures/reproduction_{metric}.png" for metric in REPRODUCTION_METRICS]
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from softlabels import CLASSES
-from softlabels.data.io import DataError, atomic_outputs
+from softlabels.data.io import DataError, save_npz
 
 TEST_MEMBER = "cifar-10-batches-py/test_batch"
 META_MEMBER = "cifar-10-batches-py/batches.meta"
@@ -56,9 +56,7 @@ def read_test_batch(archive_path: str | os.PathLike) -> tuple[np.ndarray, np.nda
 
 def write_cifar10_test(archive_path, out_path) -> None:
     images, labels = read_test_batch(archive_path)
-    with atomic_outputs(out_path) as (tmp,):
-        with open(tmp, "wb") as handle:
-            np.savez(handle, images=images, labels=labels)
+    save_npz(out_path, {"images": images, "labels": labels})
 
 
 def load_cifar10_test(path) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +86,4 @@ def write_splits(train_path, test_path, out_path) -> None:
     overlap = np.intersect1d(train, test)
     if overlap.size:
         raise DataError(f"{train_path} and {test_path} share {overlap.size} indices (first: {overlap[0]})")
-    with atomic_outputs(out_path) as (tmp,):
-        with open(tmp, "wb") as handle:
-            np.savez(handle, train=train, test=test)
+    save_npz(out_path, {"train": train, "test": test})

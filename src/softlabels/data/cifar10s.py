@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from softlabels import CLASSES
-from softlabels.data.io import DataError, atomic_outputs, csv_records
+from softlabels.data.io import DataError, csv_records, write_csv
 
 RESPONSE_COLUMNS = ["top_class", "top_prob", "second_class", "second_prob", "impossible", "rt_ms"]
 COLUMNS = ["image", "subject", "task", "trial", *RESPONSE_COLUMNS]
@@ -176,8 +176,7 @@ def parse_cifar10s(raw_path) -> pd.DataFrame:
 
 
 def write_table(table: pd.DataFrame, out_path) -> None:
-    with atomic_outputs(out_path) as (tmp,):
-        table.to_csv(tmp, index=False)
+    write_csv(out_path, table)
 
 
 def write_cifar10s(raw_path, out_path) -> pd.DataFrame:
@@ -186,25 +185,38 @@ def write_cifar10s(raw_path, out_path) -> pd.DataFrame:
     return table
 
 
-def load_responses(path, key: str = "image") -> pd.DataFrame:
-    """Read a responses table (this module's output, or users' own data in that format); `key` is the column
-    naming what was labelled (`image`, or `stimulus` for H-Mix soft responses).
+#: Columns of a tidy responses table read as text ("" for an empty cell); every other column is numeric.
+TEXT_COLUMNS = ("subject", "task", "stimulus", "class1", "class2", "top_class", "second_class", "impossible")
+NUMERIC_RESPONSE_COLUMNS = ("top_prob", "second_prob", "rt_ms")
 
-    Text columns keep "" for empty cells; `second_prob` is NaN where empty. Raises DataError naming the file
-    for missing columns, unknown class names or probabilities outside 0..100."""
+
+def read_responses(path, key: str | None = None) -> pd.DataFrame:
+    """The one reader of a tidy responses table: this module's `cifar10s_responses.csv`, the H-Mix
+    `hmix_soft_responses.csv`, or users' own data in that format. `key` names the column saying what was
+    labelled (`image`, or `stimulus` for H-Mix); None accepts either (`image` first).
+
+    Missing values: text columns (TEXT_COLUMNS) keep "" for an empty cell; top_prob, second_prob and rt_ms
+    are floats with NaN for an empty cell (top_prob must be given). Raises DataError naming the file and line
+    for a missing file or column, an unknown class name or a probability outside 0..100."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    table = pd.read_csv(
-        path,
-        dtype={"subject": str, "task": str, "stimulus": str, "class1": str, "class2": str, "top_class": str, "second_class": str, "impossible": str},
-        keep_default_na=False,
-        na_values={"second_prob": [""], "top_prob": [""], "rt_ms": [""]},
-    )
+    try:
+        table = pd.read_csv(
+            path,
+            dtype={column: str for column in TEXT_COLUMNS},
+            keep_default_na=False,
+            na_values={column: [""] for column in NUMERIC_RESPONSE_COLUMNS},
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV table ({exc})") from None
+    if key is None:
+        key = "image" if "image" in table.columns or "stimulus" not in table.columns else "stimulus"
     missing = [c for c in (key, "top_class", "top_prob", "second_class", "second_prob", "impossible")
                if c not in table.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise DataError(f"{path}, line 1: missing column(s) {', '.join(missing)}")
+
     def line_of(row: int) -> int:
         """1-based line of a data row in a CSV without multi-line fields (header on line 1)."""
         return int(row) + 2
@@ -235,4 +247,12 @@ def load_responses(path, key: str = "image") -> pd.DataFrame:
                 "probability between 0 and 100"
             )
         table[column] = values.astype(float)
+    if key == "image":
+        images = pd.to_numeric(table["image"], errors="coerce")
+        bad = (images.isna() | (images != images.round()) | (images < 0)).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{path}, line {line_of(row)}: column image: {table['image'].iloc[row]!r} is not "
+                            "an image index")
+        table["image"] = images.astype(np.int64)
     return table

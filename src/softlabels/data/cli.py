@@ -2,7 +2,8 @@
 `export-*` the parsed tables in the upstream JSON layouts.
 
 Inputs default to the configured download (`resources_dir/<file>`), fetched first when missing, so every
-command also works by hand; the Snakemake rules pass explicit paths.
+command also works by hand; the Snakemake rules pass explicit paths. A path named on the command line must
+exist: the command stops, naming it, and writes nothing; it never reads other data instead.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ from pathlib import Path
 RESULTS = Path("results/data")
 
 
+#: The input-file options of this stage's commands.
+INPUT_OPTIONS = ("archive", "train", "test", "counts", "probs", "raw", "stimulus_list", "responses", "judgments",
+                 "soft", "cifar10")
+
+
 def _user_errors(func):
-    """Report bad inputs (DataError) as a clean `softlabels` error (exit status 2)."""
+    """Report bad inputs (DataError) as a clean `softlabels` error (exit status 2); every input path named on
+    the command line is checked first, before anything is fetched or written."""
 
     @functools.wraps(func)
     def wrapper(args):
@@ -22,6 +29,9 @@ def _user_errors(func):
         from softlabels.data.io import DataError
 
         try:
+            for option in INPUT_OPTIONS:
+                if getattr(args, option, None) is not None:
+                    _named(getattr(args, option))
             return func(args)
         except DataError as exc:
             raise UserError(str(exc)) from None
@@ -35,21 +45,33 @@ def _config(args) -> dict:
     return config_from_args(args)
 
 
+def _named(path: str) -> Path:
+    """A path the user named: it must be an existing file."""
+    from softlabels.data.io import DataError
+
+    if not Path(path).is_file():
+        raise DataError(f"{path}: file not found (named on the command line)")
+    return Path(path)
+
+
 def _source(path: str | None, config: dict, key: str) -> Path:
-    """An input file: the given path, or the configured download of `key` (fetched when missing)."""
+    """An input file: the given path (which must exist), or the configured download of `key` (fetched when
+    missing; the log names it)."""
     from softlabels.data.download import fetch_from_config, resource_path
 
-    if path:
-        return Path(path)
+    if path is not None:
+        return _named(path)
     default = resource_path(config, key)
-    return default if default.exists() else fetch_from_config(key, config)
+    source = default if default.exists() else fetch_from_config(key, config)
+    print(f"{key}: reading {source}", flush=True)
+    return source
 
 
 def _parsed_table(path: str | None, name: str, config: dict, build) -> Path:
     """A parsed table: the given path, else results/data/<name>, else a cache under resources_dir/parsed/
     built by `build(config, out_path)` when missing (so the exports work without the workflow)."""
-    if path:
-        return Path(path)
+    if path is not None:
+        return _named(path)
     for candidate in (RESULTS / name, Path(config["resources_dir"]) / "parsed" / name):
         if candidate.exists():
             return candidate
@@ -153,7 +175,7 @@ def cmd_parse_hmix_soft(args) -> int:
 def cmd_parse_hmix_stimuli(args) -> int:
     from softlabels.data.hmix import write_stimuli
 
-    arrays = write_stimuli(args.judgments, args.soft, args.cifar10, args.out)
+    arrays = write_stimuli(_named(args.judgments), _named(args.soft), _named(args.cifar10), args.out)
     print(f"wrote {args.out}: {len(arrays['names'])} stimuli ({int(arrays['first_collection'].sum())} in the "
           f"first collection)")
     return 0
@@ -161,27 +183,43 @@ def cmd_parse_hmix_stimuli(args) -> int:
 
 @_user_errors
 def cmd_export_responses(args) -> int:
-    from softlabels.data.cifar10s import load_responses
-    from softlabels.data.exports import responses_json, write_json
+    from softlabels.data.cifar10s import read_responses
+    from softlabels.data.exports import responses_json
+    from softlabels.data.io import write_json
 
     config = _config(args)
     path = _parsed_table(args.responses, "cifar10s_responses.csv", config, _build_responses)
-    data = responses_json(load_responses(path))
-    write_json(data, args.out)
+    data = responses_json(read_responses(path))
+    write_json(args.out, data, indent=None)
     print(f"wrote {args.out}: {len(data)} images, {sum(map(len, data.values()))} responses (from {path})")
     return 0
 
 
 @_user_errors
 def cmd_export_hmix(args) -> int:
-    from softlabels.data.exports import hmix_inferences_json, write_json
+    from softlabels.data.exports import hmix_inferences_json
+    from softlabels.data.io import write_json
     from softlabels.data.hmix import load_judgments
 
     config = _config(args)
     path = _parsed_table(args.judgments, "hmix_judgments.csv", config, _build_judgments)
     data = hmix_inferences_json(load_judgments(path))
-    write_json(data, args.out)
+    write_json(args.out, data, indent=None)
     print(f"wrote {args.out}: {len(data)} stimuli (from {path})")
+    return 0
+
+
+@_user_errors
+def cmd_provenance(args) -> int:
+    from softlabels.data.download import collect_provenance
+    from softlabels.data.io import write_json
+
+    provenance = collect_provenance(_config(args))
+    write_json(args.out, provenance)
+    for key, record in provenance["sources"].items():
+        flag = "  APPROXIMATE" if record["approximate"] else ""
+        print(f"{key}: {record['file']} from {record['origin']}{flag}")
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -242,6 +280,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--responses", help="responses table (default: results/data/cifar10s_responses.csv, else "
                                        "built from the raw download in resources_dir/parsed/)")
+
+    p = command("provenance", cmd_provenance,
+                "where every configured download came from (official URL or mirror, sha256, approximation)")
+    p.add_argument("--out", default=str(RESULTS / "provenance.json"))
 
     p = command("export-hmix", cmd_export_hmix, "H-Mix judgments in the layout of processed_hmix_inferences.json")
     p.add_argument("--out", required=True, help="JSON file to write")

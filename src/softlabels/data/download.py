@@ -6,6 +6,11 @@ and are renamed onto `resources_dir/<file>` only after the digest matches, so an
 transfer never leaves a file that a later run would trust. Some stored files are derived from what the URL
 serves (`derive`): the ten CIFAR-10 class-name rows of GloVe, or the stimulus list of the H-Mix batch file;
 their digest applies to the derived file.
+
+Every verified file gets a sidecar `<file>.origin.json` beside it, written atomically: where it came from
+(`origin`: the official URL, or "mirror:<absolute path of the mirror's file>"), `official_url`, its `sha256`,
+and, from the mirror's MANIFEST, its `note` and `approximate` (true when the note starts with APPROXIMATION).
+`softlabels provenance` collects them into results/data/provenance.json.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from softlabels import CLASSES, __version__
-from softlabels.data.io import DataError, temp_path_beside
+from softlabels.data.io import DataError, temp_path_beside, write_json
 
 CHUNK_BYTES = 1 << 20
 #: HTTP statuses worth another attempt; any other 4xx/5xx stops at once.
@@ -249,12 +254,14 @@ def fetch(
 ) -> Path:
     """Make `resources_dir/<file>` hold the verified file of `source`; return its path.
 
-    An existing file that already has the expected digest is kept unless `force`."""
+    An existing file that already has the expected digest is kept unless `force`. Either way its origin
+    sidecar (`origin_path`) is (re)written for the file now in place."""
     dest = Path(resources_dir) / source.file
     algo, digest = expected_digest(source, mirror)
     if dest.exists() and not force:
         if file_digest(dest, algo) == digest:
             log(f"{source.key}: {dest} present, {algo} verified")
+            write_origin(dest, origin_record(source, mirror, dest, algo, digest))
             return dest
         log(f"{source.key}: {dest} present but its {algo} differs; fetching again")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -279,11 +286,74 @@ def fetch(
             finally:
                 raw.unlink(missing_ok=True)
         verify_or_delete(tmp, algo, digest, f"{source.key} ({dest})")
+        origin_path(dest).unlink(missing_ok=True)  # never a sidecar describing the previous file
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+    write_origin(dest, origin_record(source, mirror, dest, algo, digest))
     log(f"{source.key}: {dest} ({algo} verified)")
     return dest
+
+
+# --- provenance ---------------------------------------------------------------------------------------------
+
+ORIGIN_SUFFIX = ".origin.json"
+ORIGIN_FIELDS = ("file", "origin", "official_url", "sha256", "approximate", "note")
+
+
+def origin_path(dest: str | os.PathLike) -> Path:
+    """The sidecar recording where the stored file `dest` came from."""
+    dest = Path(dest)
+    return dest.with_name(dest.name + ORIGIN_SUFFIX)
+
+
+def origin_record(source: Source, mirror: str | None, dest: Path, algo: str, digest: str) -> dict:
+    """Provenance of the verified file `dest` of `source` (see the module docstring)."""
+    sha256 = digest if algo == "sha256" else file_digest(dest, "sha256")
+    if mirror:
+        entry = read_manifest(mirror)[source.file]
+        note = entry.get("note", "") or ""
+        return {"file": source.file, "origin": f"mirror:{(Path(mirror) / source.file).resolve()}",
+                "official_url": entry.get("official_url") or source.url, "sha256": sha256,
+                "approximate": note.startswith("APPROXIMATION"), "note": note}
+    return {"file": source.file, "origin": source.url, "official_url": source.url, "sha256": sha256,
+            "approximate": False, "note": ""}
+
+
+def write_origin(dest: Path, record: dict) -> None:
+    write_json(origin_path(dest), record)
+
+
+def read_origin(dest: str | os.PathLike) -> dict | None:
+    """The sidecar of `dest` (None when there is none); DataError naming it when it is malformed."""
+    import json
+
+    path = origin_path(dest)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable origin record ({exc})") from None
+    missing = [f for f in ORIGIN_FIELDS if not isinstance(record, dict) or f not in record]
+    if missing:
+        raise DataError(f"{path}: origin record lacks {', '.join(missing)}")
+    return {f: record[f] for f in ORIGIN_FIELDS}
+
+
+def collect_provenance(config: Mapping, log: Log = _print) -> dict:
+    """{"sources": {key: origin record}} for every configured source, from the sidecars. A file without a
+    sidecar, or whose sha256 differs from its sidecar's, is fetched (verified) again first, which rewrites it."""
+    sources = {}
+    for key in config["sources"]:
+        dest = resource_path(config, key)
+        record = read_origin(dest) if dest.is_file() else None
+        if record is None or file_digest(dest, "sha256") != record["sha256"]:
+            log(f"{key}: no current origin record for {dest}; verifying the file")
+            fetch_from_config(key, config, log=log)
+            record = read_origin(dest)
+        sources[key] = record
+    return {"sources": sources}
 
 
 def fetch_from_config(key: str, config: Mapping, force: bool = False, log: Log = _print) -> Path:

@@ -12,13 +12,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 
-from softlabels.data.io import atomic_outputs
 
 
 def _capital(name: str) -> str:
@@ -69,8 +67,3 @@ def hmix_inferences_json(judgments: pd.DataFrame) -> dict[str, dict]:
         }
     return out
 
-
-def write_json(data, out_path) -> None:
-    with atomic_outputs(out_path) as (tmp,):
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)

@@ -35,7 +35,7 @@ from softlabels.data.cifar10s import (
     trial_rows,
     write_table,
 )
-from softlabels.data.io import DataError, atomic_outputs
+from softlabels.data.io import DataError, save_npz
 
 STIMULUS_COLUMNS = ["stimulus", "lambda_f", "class1", "image1", "class2", "image2"]
 JUDGMENT_COLUMNS = [*STIMULUS_COLUMNS, "first_collection", "subject", "trial", "lambda_h", "confidence", "rt_ms"]
@@ -221,16 +221,14 @@ def build_stimuli(judgments: pd.DataFrame, soft: pd.DataFrame, images: np.ndarra
 
 def write_stimuli(judgments_path, soft_path, cifar10_npz, out_path) -> dict[str, np.ndarray]:
     from softlabels.data.cifar10 import load_cifar10_test
-    from softlabels.data.cifar10s import load_responses
+    from softlabels.data.cifar10s import read_responses
 
     judgments = load_judgments(judgments_path)
-    soft = load_responses(soft_path, key="stimulus")
+    soft = read_responses(soft_path, key="stimulus")
     for column in STIMULUS_COLUMNS:
         if column not in soft.columns:
             raise DataError(f"{soft_path}: missing column {column}")
     images, labels = load_cifar10_test(cifar10_npz)
     arrays = build_stimuli(judgments, soft, images, labels, source=str(cifar10_npz))
-    with atomic_outputs(out_path) as (tmp,):
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+    save_npz(out_path, arrays)
     return arrays

@@ -12,12 +12,11 @@ unchanged file is not hashed again on the next start.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable, Mapping
 
 from softlabels.data.download import DownloadError, Source, expected_digest, file_digest
-from softlabels.data.io import temp_path_beside
+from softlabels.data.io import write_text
 
 STAMP_FILE = ".verified.json"
 
@@ -36,12 +35,7 @@ def _read_stamps(stamp_path: Path) -> dict:
 
 
 def _write_stamps(stamp_path: Path, stamps: dict) -> None:
-    tmp = temp_path_beside(stamp_path)
-    try:
-        tmp.write_text(json.dumps(stamps, indent=1, sort_keys=True))
-        os.replace(tmp, stamp_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(stamp_path, json.dumps(stamps, indent=1, sort_keys=True))
 
 
 def discard_corrupt_downloads(config: Mapping, log: Callable[[str], None] = print) -> list[Path]:

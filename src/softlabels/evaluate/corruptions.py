@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from softlabels.data.io import save_npz
 from softlabels.data.splits import balanced_prefix
 
 #: The 15 benchmark corruptions, in the order of Hendrycks & Dietterich (and of `make_cifar_c.py`).
@@ -667,15 +668,6 @@ def read_cifar10c_rows(
 # ---------------------------------------------------------------------------------------------------------
 # The chapter-5 corrupted hold-out file
 # ---------------------------------------------------------------------------------------------------------
-def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """np.savez_compressed to a temporary file beside `path`, then rename."""
-    from softlabels.data.io import atomic_outputs
-
-    with atomic_outputs(path) as (tmp,):
-        with open(tmp, "wb") as handle:  # a file object: savez would add ".npz" to a path
-            np.savez_compressed(handle, **arrays)
-
-
 def generate_holdout(
     images: np.ndarray,
     indices: np.ndarray,
@@ -800,7 +792,7 @@ def run_build(args) -> int:
             raise UserError(str(exc)) from exc
         _log(f"generating {len(names)} corruptions of {len(indices)} images at severity {severity}, seed {cfg['seed']}")
         arrays = generate_holdout(images, indices, names, severity, int(cfg["seed"]), overlays, log=_log)
-    save_npz_atomic(args.output, arrays)
+    save_npz(args.output, arrays)
     _log(f"wrote {args.output}: {len(names)} x {len(indices)} images in {time.perf_counter() - start:.1f} s")
     return 0
 

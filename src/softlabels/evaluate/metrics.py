@@ -52,6 +52,8 @@ def rms_calibration_error(probs, targets, bin_size: int = 100, skip_last_bin: bo
     bin stretched to N, and return sqrt(Σ_i (n_i/N)·(mean conf_i − mean correct_i)²). With
     `skip_last_bin` (the original's `range(len(bins) - 1)`) the last, most confident bin is left out of
     the sum while the weights still divide by the full N. With N < β there is one bin of N examples.
+    Skipping the last bin needs ⌊N/β⌋ ≥ 2 (at least two bins); with fewer the sum would be empty and the
+    metric a perfect 0.0 by construction, so that is refused (ValueError naming N and β).
     """
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets)
@@ -67,6 +69,12 @@ def rms_calibration_error(probs, targets, bin_size: int = 100, skip_last_bin: bo
     order = np.argsort(confidence)
     confidence, correct = confidence[order], correct[order]
     n = len(confidence)
+    if skip_last_bin and n // bin_size < 2:
+        raise ValueError(
+            f"calibration with skip_last_bin needs at least two bins: {n} examples and bin size {bin_size} "
+            f"leave {n // bin_size} full bin(s), and skipping the last would leave nothing to measure "
+            f"(use at least {2 * bin_size} examples or a bin size of at most {n // 2})"
+        )
     edges = [i * bin_size for i in range(max(n // bin_size, 1))] + [n]
     used = len(edges) - 2 if skip_last_bin else len(edges) - 1
     squared = 0.0

@@ -4,7 +4,7 @@ Every training scheme becomes a `LabelPools` (image n's candidate labels are `la
 """
 
 from softlabels.labels.baselines import hard_pools, label_smoothing_pools, random_pools, uniform_pools
-from softlabels.labels.elicited import PATHS, VARIETIES, response_label, response_labels
+from softlabels.labels.elicited import PATHS, SEMANTIC_BASES, VARIETIES, response_label, response_labels
 from softlabels.labels.mixed import HMIX_VARIANTS, confidence_smoothed_label, hmix_pools, mixup_label
 from softlabels.labels.pools import LabelPools, cifar10h_pools, cifar10s_pools
 from softlabels.labels.semantic import semantic_similarity
@@ -15,6 +15,7 @@ __all__ = [
     "HMIX_VARIANTS",
     "LabelPools",
     "PATHS",
+    "SEMANTIC_BASES",
     "SimulatorParams",
     "VARIETIES",
     "cifar10h_pools",

@@ -6,16 +6,7 @@ import numpy as np
 
 from softlabels import NUM_CLASSES
 from softlabels.labels.pools import LabelPools
-
-
-def one_hot(y, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """One-hot rows [N, K] of integer labels y [N]."""
-    y = np.asarray(y, dtype=np.int64)
-    if y.ndim != 1 or np.any((y < 0) | (y >= num_classes)):
-        raise ValueError(f"labels must be a 1-d array of class indices 0..{num_classes - 1}")
-    out = np.zeros((y.shape[0], num_classes))
-    out[np.arange(y.shape[0]), y] = 1.0
-    return out
+from softlabels.numerics import one_hot
 
 
 def random_labels(n: int, seed: int, num_classes: int = NUM_CLASSES) -> np.ndarray:

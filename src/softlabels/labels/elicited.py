@@ -12,10 +12,24 @@ Documented algorithm (the README, the notebook and the released `cifar10s_t2clam
    - Unif: every zero entry gets r / (K − nnz(s)); the impossible set is ignored.
    - Clamp: with n_free = |P| − nnz(s) (nnz also counts non-zero entries outside P), every possible class
      with s_k = 0 gets r / n_free.
-   - Semantic (appendix B.4): as Clamp, but the mass Clamp would add, r·|targets| / n_free, is split over
-     the zero-valued possible classes in proportion to max(0, cos-sim(c1, k)) of GloVe vectors; if every
-     such similarity is 0 the split is uniform (so semantic with constant similarity equals Clamp).
+   - Semantic (appendix B.4, Tables B.2-B.3: the counterpart of Unif), `semantic_base="unif"`: the Unif
+     leftover r (1 − A, or 0 when A ≥ 1) is split over every zero entry k in proportion to
+     max(0, cos-sim(c1, k)) of GloVe vectors; the impossible set is ignored. If every such similarity is 0 the
+     split is uniform, so semantic with constant similarity equals Unif.
+   - Semantic on Clamp, `semantic_base="clamp"`: as Clamp, but the mass Clamp would add, r·|targets| / n_free,
+     is split over the zero-valued possible classes in proportion to max(0, cos-sim(c1, k)) (uniform when
+     every weight is 0, so constant similarity equals Clamp).
 4. s = s / Σ s.
+
+`path="hmix_release"` is the construction of the released `hmix_individ_soft_labels.json` (H-Mix), which
+differs from the documented path only where the stated probabilities reach 100 (Clamp and Semantic on Clamp):
+- A = 1: the stated classes are not damped; every zero-valued possible class gets γ / n_free *on top* and
+  step 4 renormalises by Σ s = 1 + γ (truck 100 with two free classes, γ = 0.1: truck 1/1.1, the free
+  classes 0.05/1.1 each; truck 75, automobile 25, one free: 0.75/1.1, 0.25/1.1, 0.1/1.1).
+- A > 1: s is not divided by A; each of the nnz(s) stated classes gives up γ / nnz(s) (at most its value),
+  the free classes get γ / n_free each, and step 4 renormalises by Σ s = A (truck 98, automobile 10, two free:
+  (0.93, 0.05, 0.05, 0.05) / 1.08).
+Rows without free classes (n_free ≤ 0) are only renormalised, as on the documented path.
 
 Choices where the documented code is undefined (documented in the README part of the labels stage):
 - Clamp/Semantic spread (and damp) only when n_free > 0. The original code also runs for n_free < 0, which
@@ -41,7 +55,10 @@ import pandas as pd
 from softlabels import CLASSES, NUM_CLASSES
 
 VARIETIES = ("t1_unif", "t1_clamp", "t2_unif", "t2_clamp", "t1_semantic", "t2_semantic")
-PATHS = ("documented", "released_code")
+PATHS = ("documented", "released_code", "hmix_release")
+#: How the semantic varieties spread the leftover: `unif` (the thesis: Unif's spread, weighted by similarity to
+#: the top class, impossible answers unused) or `clamp` (Clamp's spread over the possible classes, weighted).
+SEMANTIC_BASES = ("unif", "clamp")
 
 _CLASS_INDEX = {name: k for k, name in enumerate(CLASSES)}
 
@@ -80,6 +97,7 @@ def elicited_labels(
     gamma: float = 0.1,
     similarity: np.ndarray | None = None,
     path: str = "documented",
+    semantic_base: str = "unif",
 ) -> np.ndarray:
     """Labels [n, K] for n responses given as arrays (the vectorised core of `response_label`).
 
@@ -89,6 +107,8 @@ def elicited_labels(
     kind = Variety.parse(variety)
     if path not in PATHS:
         raise ValueError(f"unknown redistribution path {path!r}; expected one of {', '.join(PATHS)}")
+    if semantic_base not in SEMANTIC_BASES:
+        raise ValueError(f"unknown semantic base {semantic_base!r}; expected one of {', '.join(SEMANTIC_BASES)}")
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
     top = np.asarray(top, dtype=np.int64)
@@ -105,19 +125,26 @@ def elicited_labels(
     if kind.top2:
         has2 = (second >= 0) & np.isfinite(p2)
         s[rows[has2], second[has2]] = p2[has2]
+    stated_percent = s.sum(axis=1)
     s /= 100.0
     total = s.sum(axis=1)
     over = total >= 1.0
-    s[over] /= total[over, None]
+    uniform_based = kind.spread == "unif" or (kind.spread == "semantic" and semantic_base == "unif")
+    excess = None
+    if path == "hmix_release" and not uniform_based:
+        # compared in percent, so that e.g. 70 + 30 counts as exactly 100
+        over, excess = stated_percent >= 100.0, stated_percent > 100.0
+        s[over & ~excess] /= total[over & ~excess, None]
+    else:
+        s[over] /= total[over, None]
 
-    if path == "documented":
-        if kind.spread == "unif":
-            _spread_uniform(s, np.where(over, 0.0, 1.0 - total))
+    if path != "released_code":
+        weights = _semantic_weights(similarity, top) if kind.spread == "semantic" else None
+        if uniform_based:
+            _spread_uniform(s, np.where(over, 0.0, 1.0 - total), weights)
         else:
-            weights = None
-            if kind.spread == "semantic":
-                weights = _semantic_weights(similarity, top)
-            _spread_clamp(s, possible, over, 1.0 - total, gamma, weights)
+            _spread_clamp(s, possible, over, 1.0 - total, gamma, weights, damp=path == "documented",
+                          excess=excess)
 
     return _normalise_or_onehot(s, top)
 
@@ -137,28 +164,41 @@ def _check_inputs(top, p1, second, p2, possible) -> None:
         raise ValueError("second probability must lie in [0, 100] (or be missing)")
 
 
-def _spread_uniform(s: np.ndarray, leftover: np.ndarray) -> None:
-    """Unif: every zero entry gets leftover / (K − nnz(s)), in place."""
+def _spread_uniform(s: np.ndarray, leftover: np.ndarray, weights: np.ndarray | None = None) -> None:
+    """Unif: every zero entry gets leftover / (K − nnz(s)), in place; with `weights` the leftover is split over
+    the zero entries in proportion to them instead (uniformly where every weight is 0)."""
     zero = s == 0
-    n_zero = zero.sum(axis=1)
-    share = np.divide(leftover, n_zero, out=np.zeros_like(leftover), where=n_zero > 0)
-    s += zero * share[:, None]
+    w = zero.astype(np.float64)
+    if weights is not None:
+        weighted = weights * zero
+        has_weight = weighted.sum(axis=1) > 0
+        w[has_weight] = weighted[has_weight]
+    w_sum = w.sum(axis=1)
+    share = np.divide(leftover, w_sum, out=np.zeros_like(leftover), where=w_sum > 0)
+    s += w * share[:, None]
 
 
-def _spread_clamp(s, possible, over, leftover, gamma, weights) -> None:
-    """Clamp (and Semantic): spread r over the zero-valued possible classes, damping when A ≥ 1, in place.
+def _spread_clamp(s, possible, over, leftover, gamma, weights, damp: bool = True, excess=None) -> None:
+    """Clamp (and Semantic on Clamp): spread r over the zero-valued possible classes, in place.
 
-    r = 1 − A when A < 1, else γ with the existing mass damped by (1 − γ). The classes get r / n_free each
+    r = 1 − A when A < 1, else γ, with the existing mass damped by (1 − γ) when `damp` (documented path) or
+    left as it is (hmix_release: the final renormalisation divides by 1 + γ). The classes get r / n_free each
     (n_free = |P| − nnz(s)), i.e. r·|targets| / n_free in all, split by `weights` when given. Only rows with
-    n_free > 0 change.
+    n_free > 0 change. Rows in `excess` (hmix_release, A > 1; `s` holds the stated values, not divided by A)
+    give up γ / nnz(s) from each stated class (at most its value) before the spread.
     """
     nonzero = s != 0
     n_free = possible.sum(axis=1) - nonzero.sum(axis=1)
     spread = n_free > 0
     targets = possible & ~nonzero & spread[:, None]
     r = np.where(over, gamma, leftover) * spread
-    damp = over & spread
-    s[damp] *= 1.0 - gamma
+    if damp:
+        s[over & spread] *= 1.0 - gamma
+    elif excess is not None:
+        take = excess & spread
+        cut = np.divide(gamma, nonzero.sum(axis=1), out=np.zeros(len(s)), where=take)
+        np.subtract(s, nonzero * cut[:, None], out=s)
+        np.clip(s, 0.0, None, out=s)
     mass = np.divide(r * targets.sum(axis=1), n_free, out=np.zeros_like(r), where=spread)
     if weights is None:
         w = targets.astype(np.float64)
@@ -201,6 +241,7 @@ def response_label(
     gamma: float = 0.1,
     similarity: np.ndarray | None = None,
     path: str = "documented",
+    semantic_base: str = "unif",
 ) -> np.ndarray:
     """Soft label [K] of one response (classes as int indices, probabilities 0-100; see the module doc)."""
     possible = np.ones((1, NUM_CLASSES), dtype=bool)
@@ -220,6 +261,7 @@ def response_label(
         gamma=gamma,
         similarity=similarity,
         path=path,
+        semantic_base=semantic_base,
     )[0]
 
 
@@ -265,7 +307,9 @@ def response_labels(
     gamma: float = 0.1,
     similarity: np.ndarray | None = None,
     path: str = "documented",
+    semantic_base: str = "unif",
 ) -> np.ndarray:
     """Labels [n, K] for every row of a tidy responses DataFrame, in row order."""
     arrays = response_arrays(df)
-    return elicited_labels(**arrays, variety=variety, gamma=gamma, similarity=similarity, path=path)
+    return elicited_labels(**arrays, variety=variety, gamma=gamma, similarity=similarity, path=path,
+                           semantic_base=semantic_base)

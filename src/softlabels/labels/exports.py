@@ -9,10 +9,6 @@ Vectors are in the alphabetical CIFAR-10 class order; keys and responses keep th
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -27,35 +23,21 @@ def grouped_labels(keys: pd.Series, labels: np.ndarray) -> dict[str, list[list[f
     return out
 
 
-def cifar10s_export(responses: pd.DataFrame, variety: str, gamma: float, similarity=None, path="documented") -> dict:
+def cifar10s_export(responses: pd.DataFrame, variety: str, gamma: float, similarity=None, path="documented",
+                    semantic_base: str = "unif") -> dict:
     """{test index: per-response labels} for the CIFAR-10S responses table."""
-    labels = response_labels(responses, variety, gamma=gamma, similarity=similarity, path=path)
+    labels = response_labels(responses, variety, gamma=gamma, similarity=similarity, path=path,
+                             semantic_base=semantic_base)
     return grouped_labels(responses["image"], labels)
 
 
 def hmix_soft_export(soft_responses: pd.DataFrame, variety: str = "t2_clamp", gamma: float = 0.1, similarity=None,
-                     path="documented") -> dict:
-    """{stimulus filename: per-annotator labels} for the H-Mix categorical soft-label responses."""
+                     path="hmix_release", semantic_base: str = "unif") -> dict:
+    """{stimulus filename: per-annotator labels} for the H-Mix categorical soft-label responses (the release's
+    construction is `path="hmix_release"`)."""
     if "stimulus" not in soft_responses.columns:
         raise ValueError("H-Mix soft responses table lacks column 'stimulus'")
-    labels = response_labels(soft_responses, variety, gamma=gamma, similarity=similarity, path=path)
+    labels = response_labels(soft_responses, variety, gamma=gamma, similarity=similarity, path=path,
+                             semantic_base=semantic_base)
     return grouped_labels(soft_responses["stimulus"], labels)
 
-
-def write_json_atomic(data, out_path: str | os.PathLike) -> None:
-    """Write JSON through a temporary file in the same folder, renamed onto `out_path` when complete."""
-    from softlabels.data.io import atomic_outputs
-
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_outputs(out_path) as (tmp,):
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-            handle.write("\n")
-
-
-def write_csv_atomic(table: pd.DataFrame, out_path: str | os.PathLike) -> None:
-    from softlabels.data.io import atomic_outputs
-
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_outputs(out_path) as (tmp,):
-        table.to_csv(tmp, index=False)

@@ -163,6 +163,7 @@ def cifar10s_pools(
     gamma: float,
     similarity: np.ndarray | None = None,
     path: str = "documented",
+    semantic_base: str = "unif",
 ) -> LabelPools:
     """Per-response pools of CIFAR-10S labels, one per image in `images`, in that order.
 
@@ -172,7 +173,8 @@ def cifar10s_pools(
     _check_M(M)
     if "image" not in responses_df.columns:
         raise ValueError("responses table lacks column 'image'")
-    labels = response_labels(responses_df, variety, gamma=gamma, similarity=similarity, path=path)
+    labels = response_labels(responses_df, variety, gamma=gamma, similarity=similarity, path=path,
+                             semantic_base=semantic_base)
     rows_of = pd.Series(np.arange(len(responses_df))).groupby(responses_df["image"].to_numpy()).apply(np.asarray)
     pools = []
     for image in images:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from softlabels import NUM_CLASSES
 from softlabels.labels.elicited import elicited_labels, response_labels
+from softlabels.numerics import entropy
 
 GROUPS = ("low", "high")
 
@@ -78,13 +79,6 @@ class SimulatorParams:
             )
 
         return cls(float(data["threshold"]), float(data["gamma"]), group(data["low"]), group(data["high"]))
-
-
-def entropy(probs: np.ndarray) -> np.ndarray:
-    """Shannon entropy (natural log) of each row, 0·log 0 = 0."""
-    p = np.asarray(probs, dtype=np.float64)
-    logs = np.log(np.where(p > 0, p, 1.0))
-    return -(p * logs).sum(axis=-1)
 
 
 def label_statistics(labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -4,9 +4,11 @@
 def register(subparsers) -> None:
     """Add this stage's subcommands to the `softlabels` parser."""
     from softlabels.report.figures import register_figures
+    from softlabels.report.reproduction import register_reproduction
     from softlabels.report.summaries import register_summaries
     from softlabels.report.tables import register_tables
 
     register_tables(subparsers)
     register_summaries(subparsers)
     register_figures(subparsers)
+    register_reproduction(subparsers)

@@ -14,7 +14,6 @@ NAME.csv.
 from __future__ import annotations
 
 import argparse
-import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +22,16 @@ import numpy as np
 import pandas as pd
 
 from softlabels import CLASSES, NUM_CLASSES
+from softlabels.config import select
+from softlabels.data import io as data_io
+from softlabels.numerics import entropy
 from softlabels.report.summaries import (
     endpoint_entropy_groups,
-    entropy,
     judgment_table,
     mean_labels_by_image,
     read_responses,
     total_variation,
     wasserstein_rows,
-    write_csv_atomic,
 )
 
 BLUE, RED = "#3b6fb6", "#c8423b"
@@ -62,12 +62,13 @@ class LabelSet:
     pixels: np.ndarray
 
 
-def variety_labels(responses: pd.DataFrame, variety: str, cfg: dict) -> np.ndarray:
-    """Label of every response in `variety` (softlabels.labels.response_labels)."""
+def variety_labels(responses: pd.DataFrame, variety: str, cfg: dict, path_key: str = "redistribution_path") -> np.ndarray:
+    """Label of every response in `variety` (softlabels.labels.response_labels), with the redistribution path at
+    `labels.<path_key>` (H-Mix responses use `hmix_redistribution_path`)."""
     from softlabels.labels import response_labels
 
     return np.asarray(
-        response_labels(responses, variety, gamma=cfg["labels"]["gamma"], path=cfg["labels"]["redistribution_path"]),
+        response_labels(responses, variety, gamma=cfg["labels"]["gamma"], path=cfg["labels"][path_key]),
         dtype=float,
     )
 
@@ -298,6 +299,59 @@ def fig4_2(judgments: pd.DataFrame, cfg: dict, seed: int = 0):
     return fig, data
 
 
+#: Fig. 4.3's examples: (class a, class b, generating λ_f as the share of a), as the thesis shows them.
+FIG4_3_EXAMPLES = (("dog", "airplane", 0.25), ("bird", "cat", 0.5), ("automobile", "bird", 0.5))
+
+
+def fig4_3(judgments: pd.DataFrame, stimuli: dict, cfg: dict, examples=FIG4_3_EXAMPLES):
+    """Thesis Fig. 4.3: example average human relabelings, mean λ_h (share of class a) beside the generating λ_f,
+    for the thesis' three examples (dog/airplane at λ_f = 0.25, bird/cat and automobile/bird at 0.5), with the
+    thesis' stated mean λ_h (thesis_values.csv, `fig4_3`).
+
+    Rule: for each (a, b, λ_f), among the chapter-4 stimuli mixing a and b with share λ_f of a, the one whose
+    mean λ_h over its annotators deviates most from λ_f (ties: first stimulus name); the thesis shows examples
+    of marked deviation. A pair without such a stimulus is an error (no substitute is drawn)."""
+    from softlabels.report.thesis import thesis_statistics
+
+    ch4 = first_collection(judgments)
+    thesis = thesis_statistics("fig4_3")
+    names = [str(n) for n in stimuli["names"]]
+    plt, sns = _pyplot()
+    fig, axes = plt.subplots(2, len(examples), figsize=(3.3 * len(examples), 5.2),
+                             gridspec_kw={"height_ratios": [1, 1]}, squeeze=False)
+    data = []
+    for col, (a, b, lam) in enumerate(examples):
+        ia, ib = CLASSES.index(a), CLASSES.index(b)
+        rows = ch4[((ch4["c1"] == ia) & (ch4["c2"] == ib)) | ((ch4["c1"] == ib) & (ch4["c2"] == ia))].copy()
+        flip = rows["c1"].to_numpy() != ia
+        rows["share_f"] = np.where(flip, 1 - rows["lambda_f"], rows["lambda_f"])
+        rows["share_h"] = np.where(flip, 1 - rows["lambda_h"], rows["lambda_h"])
+        rows = rows[np.isclose(rows["share_f"].to_numpy(float), lam)]
+        if rows.empty:
+            raise ValueError(f"no chapter-4 stimulus mixes {a} and {b} with lambda_f = {lam} of {a}")
+        means = rows.groupby("stimulus")["share_h"].agg(["mean", "count"]).sort_index()
+        deviation = (means["mean"] - lam).abs()
+        name = str(deviation.idxmax())
+        mean_h, n = float(means.loc[name, "mean"]), int(means.loc[name, "count"])
+        t_value, _ = thesis.get(f"lambda_h_{a}_{b}_{lam:g}", (float("nan"), float("nan")))
+        _show_image(axes[0, col], stimuli["images"][names.index(name)], f"{a.capitalize()}, {b.capitalize()}\n{name}")
+        bars = {"generating λ_f": lam, f"human mean λ_h (n={n})": mean_h, "thesis λ_h": t_value}
+        ax = axes[1, col]
+        ax.bar(range(len(bars)), [v if not np.isnan(v) else 0.0 for v in bars.values()],
+               color=["#888888", RED, "#e8a09a"])
+        ax.set_xticks(range(len(bars)), list(bars), rotation=20, fontsize=7)
+        ax.set(ylim=(0, 1), ylabel=f"share of {a}")
+        for x, v in enumerate(bars.values()):
+            if not np.isnan(v):
+                ax.text(x, v + 0.02, f"{v:.2f} / {1 - v:.2f}", ha="center", fontsize=7)
+        data.append({"panel": col, "class_a": a, "class_b": b, "stimulus": name, "lambda_f": lam,
+                     "lambda_h_mean": mean_h, "n_annotators": n, "deviation": abs(mean_h - lam),
+                     "thesis_lambda_h": t_value, "rule": "largest |mean lambda_h - lambda_f| of the pair"})
+    fig.suptitle("Example average human relabelings of the generating mixing coefficient", fontsize=9)
+    fig.tight_layout()
+    return fig, pd.DataFrame(data)
+
+
 def fig4_4(judgments: pd.DataFrame, cfg: dict, pair: tuple[str, str] = ("deer", "airplane")):
     """Thesis Fig. 4.4: the "category boundary" of one class pair, deer/airplane: λ_h against λ_f, both as the
     share of deer, with the identity line (red), the mean per λ_f and the fitted appendix-C logistic τ.
@@ -366,7 +420,7 @@ def fig5_1(soft: pd.DataFrame, stimuli: dict, cfg: dict, pair: tuple[str, str] =
     from softlabels.labels import mixup_label
 
     table = judgment_table(soft)
-    labels = variety_labels(soft, "t2_clamp", cfg)
+    labels = variety_labels(soft, "t2_clamp", cfg, "hmix_redistribution_path")
     frame = pd.DataFrame(labels, columns=range(NUM_CLASSES))
     frame["stimulus"] = table["stimulus"].to_numpy()
     means = frame.groupby("stimulus").mean()
@@ -409,9 +463,26 @@ FIGURE_INPUTS = {
     "figB_1": ["cifar10s_responses.csv", "cifar10h.npz", "cifar10_test.npz"],
     "figB_2": ["cifar10s_responses.csv", "cifar10h.npz", "cifar10_test.npz"],
     "fig4_2": ["hmix_judgments.csv"],
+    "fig4_3": ["hmix_judgments.csv", "hmix_stimuli.npz"],
     "fig4_4": ["hmix_judgments.csv"],
     "fig4_5": ["hmix_judgments.csv", "cifar10h.npz"],
     "fig5_1": ["hmix_soft_responses.csv", "hmix_stimuli.npz"],
+}
+
+#: Figure name -> the config keys it reads, and no others (the command sees only these; the workflow declares
+#: them as the rule's params, so that editing one of them redraws the figure).
+_LABEL_SETTINGS = ("labels.gamma", "labels.redistribution_path")
+FIGURE_SETTINGS = {
+    "fig3_2": _LABEL_SETTINGS,
+    "fig3_3": _LABEL_SETTINGS,
+    "fig3_4": _LABEL_SETTINGS,
+    "figB_1": _LABEL_SETTINGS,
+    "figB_2": _LABEL_SETTINGS,
+    "fig4_2": (),
+    "fig4_3": (),
+    "fig4_4": (),
+    "fig4_5": ("summaries.low_entropy_max", "summaries.endpoint_high_entropy_min"),
+    "fig5_1": ("labels.gamma", "labels.hmix_redistribution_path"),
 }
 
 #: Figure name -> the thesis part it belongs to (the category of the Snakemake report).
@@ -427,6 +498,8 @@ def build_figure(name: str, data_dir: Path, cfg: dict):
                       np.load(data_dir / "cifar10_test.npz")["images"], cfg)
     if name in ("fig4_2", "fig4_4"):
         return globals()[name](pd.read_csv(data_dir / "hmix_judgments.csv"), cfg)
+    if name == "fig4_3":
+        return fig4_3(pd.read_csv(data_dir / "hmix_judgments.csv"), dict(np.load(data_dir / "hmix_stimuli.npz")), cfg)
     if name == "fig4_5":
         return fig4_5(pd.read_csv(data_dir / "hmix_judgments.csv"), np.load(data_dir / "cifar10h.npz")["probs"], cfg)
     if name == "fig5_1":
@@ -443,11 +516,9 @@ def save_figure(fig, data: pd.DataFrame, out_png: str | Path) -> list[Path]:
     written = []
     for suffix in (".png", ".pdf"):
         final = out_png.with_suffix(suffix)
-        tmp = final.with_name(f".{final.stem}.tmp{suffix}")
-        fig.savefig(tmp, dpi=200, bbox_inches="tight")
-        os.replace(tmp, final)
+        data_io.save_figure(fig, final, dpi=200)
         written.append(final)
-    write_csv_atomic(data, out_png.with_suffix(".csv"))
+    data_io.write_csv(out_png.with_suffix(".csv"), data, float_format="%.6g")
     written.append(out_png.with_suffix(".csv"))
     plt.close(fig)
     return written
@@ -456,7 +527,7 @@ def save_figure(fig, data: pd.DataFrame, out_png: str | Path) -> list[Path]:
 def run_figure(args: argparse.Namespace) -> int:
     from softlabels.cli import UserError, config_from_args
 
-    cfg = config_from_args(args)
+    cfg = select(config_from_args(args), FIGURE_SETTINGS[args.name])
     data_dir = Path(args.data_dir)
     missing = [f for f in FIGURE_INPUTS[args.name] if not (data_dir / f).exists()]
     if missing:

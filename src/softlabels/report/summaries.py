@@ -17,23 +17,28 @@ import numpy as np
 import pandas as pd
 
 from softlabels import CLASSES, NUM_CLASSES
+from softlabels.data.cifar10s import read_responses  # the one tidy-responses reader (figures use it too)
+from softlabels.config import select
+from softlabels.data.io import write_csv
+from softlabels.numerics import entropy, mean_ci
 
 #: Columns of a summary CSV: the statistic, our value, the thesis value (NaN when the thesis states none), the
 #: thesis ± (NaN when none), the CI half-width of our value (NaN when not a mean) and a note saying what was computed.
 SUMMARY_COLUMNS = ("statistic", "reproduced", "reproduced_ci", "thesis", "thesis_ci", "note")
+#: The config keys each summary reads, and no others (the subcommand sees only these; the workflow declares
+#: them as the rule's params, so that editing one of them reruns the summary).
+SUMMARY_SETTINGS = {
+    "cifar10s_summary": ("labels.gamma", "labels.redistribution_path", "summaries.ci_level",
+                         "summaries.low_entropy_max", "summaries.high_entropy_min",
+                         "evaluation.cifar10s_holdout.max_responses"),
+    "hmix_summary": ("labels.gamma", "labels.hmix_redistribution_path", "summaries.ci_level",
+                     "summaries.low_entropy_max", "summaries.endpoint_high_entropy_min"),
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Small measures
 # --------------------------------------------------------------------------------------------------------------
-def entropy(p: np.ndarray) -> np.ndarray:
-    """H(p) = −Σ_k p_k log p_k in nats over the last axis, with 0·log 0 = 0 (thesis §3.2.1)."""
-    p = np.asarray(p, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return -terms.sum(axis=-1)
-
-
 def classes_with_mass(p: np.ndarray, tol: float = 0.0) -> np.ndarray:
     """Number of classes holding more than `tol` probability, per row."""
     return (np.asarray(p) > tol).sum(axis=-1)
@@ -51,21 +56,6 @@ def wasserstein_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def total_variation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """½ Σ_k |a_k − b_k| per row."""
     return 0.5 * np.abs(np.asarray(a, float) - np.asarray(b, float)).sum(axis=-1)
-
-
-def mean_ci(x, level: float = 0.95) -> tuple[float, float]:
-    """Mean and the half-width of its t-distribution confidence interval (NaN half-width for n < 2)."""
-    from scipy import stats
-
-    x = np.asarray(x, dtype=float)
-    x = x[~np.isnan(x)]
-    n = len(x)
-    if n == 0:
-        return float("nan"), float("nan")
-    if n < 2:
-        return float(x.mean()), float("nan")
-    sem = x.std(ddof=1) / np.sqrt(n)
-    return float(x.mean()), float(stats.t.ppf(0.5 + level / 2, n - 1) * sem)
 
 
 def class_indices(values) -> np.ndarray:
@@ -351,29 +341,12 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------------------
 # File glue and subcommands
 # --------------------------------------------------------------------------------------------------------------
-def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write `frame` to `path` through a temporary file renamed into place."""
-    from softlabels.data.io import atomic_outputs
-
-    with atomic_outputs(path) as (tmp,):
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-
-
-def read_responses(path) -> pd.DataFrame:
-    """A tidy responses CSV (CIFAR-10S or H-Mix soft) with empty cells kept as NaN/''."""
-    frame = pd.read_csv(path, keep_default_na=True)
-    for column in ("second_class", "impossible"):
-        if column in frame:
-            frame[column] = frame[column].fillna("")
-    return frame
-
-
-def t2_clamp_labels(responses: pd.DataFrame, cfg: dict) -> np.ndarray:
+def t2_clamp_labels(responses: pd.DataFrame, cfg: dict, path_key: str = "redistribution_path") -> np.ndarray:
     """T2-Clamp label of every response (softlabels.labels, γ and path from `labels` in the config)."""
     from softlabels.labels import response_labels
 
     return np.asarray(
-        response_labels(responses, "t2_clamp", gamma=cfg["labels"]["gamma"], path=cfg["labels"]["redistribution_path"]),
+        response_labels(responses, "t2_clamp", gamma=cfg["labels"]["gamma"], path=cfg["labels"][path_key]),
         dtype=float,
     )
 
@@ -403,14 +376,14 @@ def run_cifar10s_summary(args: argparse.Namespace) -> int:
     from softlabels.cli import config_from_args
     from softlabels.report.thesis import thesis_statistics
 
-    cfg = config_from_args(args)
+    cfg = select(config_from_args(args), SUMMARY_SETTINGS["cifar10s_summary"])
     _require(args.responses, args.cifar10h)
     responses = read_responses(args.responses)
     counts = np.load(args.cifar10h)["counts"]
     _, labels = mean_labels_by_image(responses, t2_clamp_labels(responses, cfg))
     table = cifar10s_summary(responses, counts, labels, _thresholds(cfg), thesis_statistics("cifar10s_summary"),
                              m_cifar10s=cfg["evaluation"]["cifar10s_holdout"]["max_responses"])
-    write_csv_atomic(table, args.out)
+    write_csv(args.out, table, float_format="%.6g")
     print(table.to_string(index=False))
     return 0
 
@@ -419,14 +392,14 @@ def run_hmix_summary(args: argparse.Namespace) -> int:
     from softlabels.cli import config_from_args
     from softlabels.report.thesis import thesis_statistics
 
-    cfg = config_from_args(args)
+    cfg = select(config_from_args(args), SUMMARY_SETTINGS["hmix_summary"])
     _require(args.judgments, args.soft_responses, args.cifar10h)
     judgments = pd.read_csv(args.judgments)
     soft = read_responses(args.soft_responses)
     probs = np.load(args.cifar10h)["probs"]
-    table = hmix_summary(judgments, soft, t2_clamp_labels(soft, cfg), probs, _thresholds(cfg),
+    table = hmix_summary(judgments, soft, t2_clamp_labels(soft, cfg, "hmix_redistribution_path"), probs, _thresholds(cfg),
                          thesis_statistics("hmix_summary"))
-    write_csv_atomic(table, args.out)
+    write_csv(args.out, table, float_format="%.6g")
     print(table.to_string(index=False))
     return 0
 

@@ -27,7 +27,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from softlabels.data.io import atomic_outputs
+from softlabels.data.io import save_figure, write_text
+from softlabels.numerics import mean_ci
 from softlabels.report.html import csv_to_html_page, html_page, markdown_to_html
 
 #: Metrics in display order (others found in metrics.json follow alphabetically).
@@ -38,8 +39,11 @@ EVAL_SET_TITLES = {"cifar10h": "CIFAR-10H hold-out", "cifar10s": "CIFAR-10S hold
 TABLE_COLUMNS = (
     "table", "eval_set", "row", "label", "metric", "mean", "ci", "n_runs", "thesis_value", "thesis_ci",
     "time_per_label_s", "thesis_time_s", "scale", "models", "seeds", "epochs", "gamma", "redistribution_path",
-    "augmentation", "variety", "M", "aggregate", "n_soft",
+    "augmentation", "variety", "M", "aggregate", "n_soft", "own_responses", "precision", "device",
+    "corruption_source", "inputs", "approximate_inputs",
 )  # fmt: skip
+#: What a table writes for a provenance field that its runs' metrics.json do not record (never a guess).
+UNRECORDED = "unrecorded"
 #: The x axis of each figure: its column in the figure data and its title.
 FIGURE_X = {
     "fig3_5": ("cost_s", "estimated annotation cost M · t_per (s)"),
@@ -49,21 +53,12 @@ FIGURE_X = {
 FIGURE_METRICS = ("ce", "calibration", "fgsm")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Statistics
-# ----------------------------------------------------------------------------------------------------------
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """(mean, half-width of the `level` t-interval); the half-width is NaN for fewer than two values."""
-    from scipy import stats
-
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, float("nan")
-    half = stats.t.ppf(0.5 + level / 2, df=v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
-    return mean, float(half)
+def table_setting_keys(config: Mapping, name: str) -> list[str]:
+    """The config keys the table (or run figure) `name` reads: its own entry, the schemes of its rows and the
+    annotation times. Everything else it shows comes from the runs' metrics.json (their spec and provenance)."""
+    group = "tables" if name in config.get("tables", {}) else "figures"
+    rows = dict.fromkeys(config[group][name]["rows"])
+    return [f"{group}.{name}", *(f"schemes.{row}" for row in rows), "annotation_time"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -166,7 +161,54 @@ def row_settings(runs: Sequence[Mapping]) -> dict:
         "gamma": _joined(s.get("labels", {}).get("gamma") for s in specs),
         "redistribution_path": _joined(s.get("labels", {}).get("redistribution_path") for s in specs),
         "augmentation": _joined(s.get("protocol", {}).get("augmentation") for s in specs),
+        "own_responses": _joined(s.get("own_responses", "") for s in specs),  # own labels in place of CIFAR-10S
     }
+
+
+def _recorded(run: Mapping, field: str):
+    """A run's provenance field: `provenance.<field>`, else `train.<field>` (precision, device); None if absent."""
+    provenance = run.get("provenance")
+    if isinstance(provenance, Mapping) and provenance.get(field) is not None:
+        return provenance[field]
+    train = run.get("train")
+    if field in ("precision", "device") and isinstance(train, Mapping):
+        return train.get(field)
+    return None
+
+
+def _input_text(key: str, record: Mapping) -> str:
+    origin = record.get("origin") or UNRECORDED
+    return f"{key} ({origin}{', APPROXIMATION' if record.get('approximate') else ''})"
+
+
+def row_provenance(runs: Sequence[Mapping]) -> dict:
+    """How the runs of a row were made, from their metrics.json: training precision, device, corruption source,
+    the inputs (`key (origin[, APPROXIMATION])`) and the inputs the data source marks as approximations ("none";
+    `UNRECORDED` where any run does not record it). Runs that differ are '|'-joined."""
+    out = {}
+    for field in ("precision", "device", "corruption_source"):
+        values = [_recorded(run, field) for run in runs]
+        out[field] = UNRECORDED if not values or any(v is None for v in values) else _joined(values)
+    inputs = [(_recorded(run, "inputs")) for run in runs]
+    if not inputs or any(not isinstance(i, Mapping) for i in inputs):
+        out["inputs"] = out["approximate_inputs"] = UNRECORDED
+        return out
+    out["inputs"] = _joined("; ".join(_input_text(k, i[k]) for k in sorted(i)) for i in inputs)
+    approximate = sorted({k for i in inputs for k, record in i.items() if record.get("approximate")})
+    out["approximate_inputs"] = ", ".join(approximate) or "none"
+    return out
+
+
+def approximate_notes(runs: Sequence[Mapping]) -> dict[str, str]:
+    """{input key: the data source's note} of every input a run marks as approximate."""
+    notes = {}
+    for run in runs:
+        inputs = _recorded(run, "inputs")
+        if isinstance(inputs, Mapping):
+            for key, record in inputs.items():
+                if isinstance(record, Mapping) and record.get("approximate"):
+                    notes.setdefault(key, str(record.get("note") or record.get("file") or ""))
+    return notes
 
 
 def load_thesis() -> pd.DataFrame | None:
@@ -230,7 +272,7 @@ def build_table(name: str, config: Mapping, runs: Sequence[Mapping], thesis: pd.
         for row in rows:
             scheme = config["schemes"][row]
             row_runs = [r for r in runs if r["scheme"] == row]
-            settings = row_settings(row_runs)
+            settings = {**row_settings(row_runs), **row_provenance(row_runs)}
             time_s = time_per_label(scheme, annotation_time) if annotation_time else float("nan")
             thesis_time, _ = _thesis_lookup(thesis, name, "", row, "time_s")
             for metric in set_metrics:
@@ -256,8 +298,27 @@ def _fmt(value: float, ci: float = float("nan"), digits: int = 3) -> str:
     return text
 
 
-def table_markdown(frame: pd.DataFrame, title: str = "") -> str:
-    """Readable form of a long table: per eval set, rows × metrics as 'ours' and 'thesis' columns."""
+def provenance_markdown(frame: pd.DataFrame, notes: Mapping[str, str] | None = None) -> list[str]:
+    """Lines saying how the table's runs were made (precision, device, corruption source, inputs) and, in plain
+    words, whether any input was an approximation of the original data."""
+    corruption = f"; corruption source `{_joined(frame['corruption_source'])}`" if "corruption" in set(
+        frame["eval_set"]) else ""
+    lines = [f"Runs: training precision `{_joined(frame['precision'])}`; device `{_joined(frame['device'])}`"
+             f"{corruption}. Inputs: {_joined(frame['inputs'])}.", ""]
+    approximate = [a for a in dict.fromkeys(frame["approximate_inputs"]) if a not in ("none", UNRECORDED)]
+    if approximate:
+        keys = sorted({k.strip() for a in approximate for k in a.split(",")})
+        detail = "; ".join(f"{k}: {notes[k]}" if notes and notes.get(k) else k for k in keys)
+        lines += [f"**Approximate inputs: these numbers were computed from an approximation of the original data "
+                  f"({detail}). They can differ from the thesis for that reason alone.**", ""]
+    elif UNRECORDED in set(frame["approximate_inputs"]):
+        lines += ["**Input provenance unrecorded: the runs do not say whether their inputs were exact.**", ""]
+    return lines
+
+
+def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str] | None = None) -> str:
+    """Readable form of a long table: per eval set, rows × metrics as 'ours' and 'thesis' columns, after the
+    settings and provenance of its runs (`notes`: {input key: note} of the approximate inputs)."""
     lines = []
     if title:
         lines += [f"## {title}", ""]
@@ -270,7 +331,11 @@ def table_markdown(frame: pd.DataFrame, title: str = "") -> str:
         f"`{_joined(frame['redistribution_path'])}`; augmentation `{_joined(frame['augmentation'])}`. "
         f"Cells: mean ± 95% CI (t) over runs; thesis value beside it."
     )
+    own = _joined(v for v in frame.get("own_responses", pd.Series(dtype=str)).fillna("") if v)
+    if own:
+        lines.append(f"Soft labels: own responses from `{own}` in place of CIFAR-10S (config key own_responses).")
     lines.append("")
+    lines += provenance_markdown(frame, notes)
     show_time = frame["time_per_label_s"].notna().any() and frame["thesis_time_s"].notna().any()
     for eval_set, block in frame.groupby("eval_set", sort=False):
         metrics = list(dict.fromkeys(block["metric"]))  # eval sets may differ (CIFAR-10-C: corruption CE only)
@@ -360,24 +425,13 @@ def plot_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | Path
         fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     for path in (png, pdf):
-        _save_atomic(fig, path)
+        save_figure(fig, path)
     plt.close(fig)
-
-
-def _save_atomic(fig, path: str | Path) -> None:
-    path = Path(path)
-    with atomic_outputs(path) as (tmp,):
-        fig.savefig(tmp, dpi=150, format=path.suffix.lstrip("."))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Files and command line
 # ----------------------------------------------------------------------------------------------------------
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_outputs(path) as (tmp,):
-        tmp.write_text(text)
-
-
 def _metrics_paths(args) -> list[str]:
     from softlabels.cli import UserError
 
@@ -402,10 +456,10 @@ def _cmd_table(args: argparse.Namespace) -> int:
     out_csv = Path(args.out_csv or f"results/tables/{args.name}.csv")
     out_md = Path(args.out_md) if args.out_md else out_csv.with_suffix(".md")
     out_html = Path(args.out_html) if args.out_html else out_csv.with_suffix(".html")
-    markdown = table_markdown(frame, title=args.title or args.name)
-    write_text_atomic(out_csv, frame.to_csv(index=False))
-    write_text_atomic(out_md, markdown)
-    write_text_atomic(out_html, html_page(args.name, markdown_to_html(markdown)))
+    markdown = table_markdown(frame, title=args.title or args.name, notes=approximate_notes(runs))
+    write_text(out_csv, frame.to_csv(index=False))
+    write_text(out_md, markdown)
+    write_text(out_html, html_page(args.name, markdown_to_html(markdown)))
     return 0
 
 
@@ -422,7 +476,7 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     frame = figure_data(args.name, config, runs)
     out_png = Path(args.out or f"results/figures/{args.name}.png")
     plot_figure(args.name, frame, out_png, out_png.with_suffix(".pdf"))
-    write_text_atomic(out_png.with_suffix(".csv"), frame.to_csv(index=False))
+    write_text(out_png.with_suffix(".csv"), frame.to_csv(index=False))
     return 0
 
 
@@ -431,14 +485,14 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     for path in args.tables:
         parts.append(Path(path).read_text().rstrip() + "\n")
     markdown = "\n".join(parts)
-    write_text_atomic(args.out, markdown)
+    write_text(args.out, markdown)
     if args.out_html:
-        write_text_atomic(args.out_html, html_page(args.title or Path(args.out).stem, markdown_to_html(markdown)))
+        write_text(args.out_html, html_page(args.title or Path(args.out).stem, markdown_to_html(markdown)))
     return 0
 
 
 def _cmd_csv_html(args: argparse.Namespace) -> int:
-    write_text_atomic(args.out, csv_to_html_page(args.csv, args.title or Path(args.csv).stem))
+    write_text(args.out, csv_to_html_page(args.csv, args.title or Path(args.csv).stem))
     return 0
 
 

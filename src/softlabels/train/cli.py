@@ -155,7 +155,7 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
     write its train_log.csv and metrics.json. Returns (metrics of the finished runs, failure messages)."""
     import torch
 
-    from softlabels.train.runs import RunData, build_run_sets
+    from softlabels.train.runs import RunData, build_run_sets, responses_file
     from softlabels.train.trainer import Diverged, Member, fit_group
 
     if threads > 0:
@@ -170,12 +170,15 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
     precision = first["protocol"].get("precision", "fp32")
     log(f"group of {len(runs)}: {first['model']} ({first['protocol_name']}) scale={first.get('scale')} "
         f"device={device} precision={precision} threads={torch.get_num_threads()}")
-    data = RunData.from_dir(data_dir, glove)
+    data: dict = {}  # one RunData per CIFAR-10S responses file the members read
     members, all_sets = [], []
     for spec, out_dir in runs:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        sets = build_run_sets(spec, data)
+        responses = responses_file(spec)
+        if responses not in data:
+            data[responses] = RunData.from_dir(data_dir, glove, responses=responses)
+        sets = build_run_sets(spec, data[responses])
         name = f"{spec['scheme']}/{spec['model']}/seed{spec['seed']}"
         log(f"{name} training set: {json.dumps({k: v for k, v in sets.info.items() if not isinstance(v, list)})}")
         members.append(Member(sets.train_images, sets.train_pools, int(spec["seed"]), sets.objective,

@@ -68,8 +68,10 @@ class RunData:
     data_dir: Path | None = None
 
     @classmethod
-    def from_dir(cls, data_dir: str | Path, glove_path: str | Path | None = None) -> "RunData":
-        import pandas as pd
+    def from_dir(
+        cls, data_dir: str | Path, glove_path: str | Path | None = None, responses: str = "cifar10s_responses.csv"
+    ) -> "RunData":
+        from softlabels.data.cifar10s import read_responses
 
         data_dir = Path(data_dir)
 
@@ -85,7 +87,7 @@ class RunData:
             split_train, split_test = f["train"].astype(np.int64), f["test"].astype(np.int64)
         with np.load(need("cifar10h.npz")) as f:
             counts, probs = f["counts"].astype(np.int64), f["probs"].astype(np.float64)
-        responses = pd.read_csv(need("cifar10s_responses.csv"), keep_default_na=False, na_values={"second_prob": [""]})
+        responses = read_responses(need(responses), key="image")
         return cls(
             images=images,
             labels=labels,
@@ -154,6 +156,7 @@ def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
         raise ValueError(f"key 'protocols.{protocol_name}.base_lr': no learning rate for model '{model}'")
     protocol["base_lr"] = {model: protocol["base_lr"][model]}
     label_keys, evaluation_keys = protocol_entry(protocol_name)[1:]
+    own = {"own_responses": config["own_responses"]} if protocol_name == "chapter3" and config.get("own_responses") else {}
     return {
         "scheme": scheme,
         "model": model,
@@ -165,7 +168,14 @@ def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
         "protocol": protocol,
         "labels": _subset(config["labels"], label_keys),
         "evaluation": _subset(config["evaluation"], evaluation_keys),
+        **own,
     }
+
+
+def responses_file(spec: Mapping) -> str:
+    """The responses table under the data folder a run reads: own responses (config key own_responses, checked
+    into own_responses.csv by `softlabels elicit import`) or the CIFAR-10S table."""
+    return "own_responses.csv" if spec.get("own_responses") else "cifar10s_responses.csv"
 
 
 def runs_of(config: Mapping, scheme: str, all_models: bool, seeds: str = "main") -> list[tuple[str, str, int]]:
@@ -272,6 +282,7 @@ def soft_label_pools(spec: Mapping, data: RunData, images: np.ndarray):
                 lab["gamma"],
                 similarity=similarity,
                 path=lab["redistribution_path"],
+                semantic_base=lab["semantic_base"],
             )
     else:
         raise ValueError(f"key 'schemes.{spec['scheme']}.labels': unknown label source '{kind}'")
@@ -360,6 +371,7 @@ def build_chapter3_set(spec: Mapping, data: RunData) -> RunSets:
 CHAPTER3_LABEL_KEYS = (
     "gamma",
     "redistribution_path",
+    "semantic_base",
     "label_smoothing_beta",
     "label_smoothing_normalised",
     "annotator_subsample_seed",

@@ -1,0 +1,190 @@
+"""The researcher's progress page: responses per image and per participant, time per response, attention-check
+failures and the entropy of the labels collected so far, as plots (PNG, inlined) and a few numbers.
+
+Labels for the entropy histogram (soft_label): each response's T2-Clamp label with γ = 0.1 (thesis §3.2.2),
+averaged per image; H = −Σ p log p in nats. Mixing: the mean human label λ_h·y1 + (1 − λ_h)·y2 per stimulus.
+A repeat fails the attention check when its most probable class differs from the first answer (soft_label) or
+its share differs by more than `attention_tolerance` points (mixing).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+
+import numpy as np
+
+from softlabels.elicit.store import Store
+from softlabels.numerics import entropy
+
+
+def attention_checks(store: Store) -> list[dict]:
+    """One record per answered repeat: participant, stimulus, passed."""
+    study = store.study
+    responses = store.responses()
+    first = {(r["batch"], r["position"]): r for r in responses if not r["is_repeat"]}
+    out = []
+    for r in responses:
+        if not r["is_repeat"]:
+            continue
+        orig = first.get((r["batch"], r["repeat_of"]))
+        if orig is None:
+            continue
+        a, b = r["answer"], orig["answer"]
+        if study.task == "soft_label":
+            passed = a["top_class"] == b["top_class"]
+        else:
+            passed = abs(a["lambda_h"] - b["lambda_h"]) * 100 <= study["attention_tolerance"]
+        out.append({"participant": r["participant"], "stimulus": study.stimuli[r["stimulus"]].name, "passed": passed})
+    return out
+
+
+def label_entropies(store: Store) -> np.ndarray:
+    """Entropy (nats) of the mean label of every stimulus with at least one response."""
+    study = store.study
+    K = len(study.classes)
+    index = {c: i for i, c in enumerate(study.classes)}
+    per_stimulus = defaultdict(list)
+    for r in store.responses():
+        a = r["answer"]
+        if study.task == "mixing":
+            mix = study.stimuli[r["stimulus"]].mix
+            label = np.zeros(K)
+            label[index[mix["class1"]]] += a["lambda_h"]
+            label[index[mix["class2"]]] += 1 - a["lambda_h"]
+        else:
+            label = _t2_clamp(a, index, K)
+        per_stimulus[r["stimulus"]].append(label)
+    if not per_stimulus:
+        return np.zeros(0)
+    return entropy(np.stack([np.mean(v, axis=0) for v in per_stimulus.values()]))
+
+
+def _t2_clamp(a: dict, index: dict, K: int) -> np.ndarray:
+    from softlabels import NUM_CLASSES
+    from softlabels.labels.elicited import elicited_labels
+
+    if K == NUM_CLASSES:
+        possible = np.ones((1, K), dtype=bool)
+        for name in a["impossible"]:
+            possible[0, index[name]] = False
+        second = index[a["second_class"]] if a["second_class"] else -1
+        p2 = a["second_prob"] if a["second_prob"] is not None else np.nan
+        return elicited_labels([index[a["top_class"]]], [a["top_prob"]], [second], [p2], possible,
+                               variety="t2_clamp", gamma=0.1)[0]  # fmt: skip
+    # other class counts: top-2 with the rest spread uniformly over the classes not ruled out
+    s = np.zeros(K)
+    s[index[a["top_class"]]] = a["top_prob"] / 100
+    if a["second_class"]:
+        s[index[a["second_class"]]] = a["second_prob"] / 100
+    free = [i for i in range(K) if s[i] == 0 and list(index)[i] not in a["impossible"]]
+    if s.sum() < 1 and free:
+        s[free] += (1 - s.sum()) / len(free)
+    return s / s.sum()
+
+
+def _figure_png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def progress_summary(store: Store) -> dict:
+    study = store.study
+    responses = store.responses()
+    counts = np.zeros(len(study.stimuli), dtype=int)
+    for r in responses:
+        if not r["is_repeat"]:
+            counts[r["stimulus"]] += 1
+    per_participant = defaultdict(int)
+    for r in responses:
+        per_participant[r["participant"]] += 1
+    checks = attention_checks(store)
+    batches = store.batches()
+    return {
+        "responses": len(responses),
+        "participants": len(per_participant),
+        "batches_finished": sum(b["finished"] is not None for b in batches),
+        "images_complete": int((counts >= study["responses_per_image"]).sum()),
+        "images": len(study.stimuli),
+        "M": study["responses_per_image"],
+        "counts": counts,
+        "per_participant": dict(per_participant),
+        "rt_s": np.array([r["rt_ms"] / 1000 for r in responses]),
+        "checks": checks,
+        "check_failures": sum(not c["passed"] for c in checks),
+        "entropies": label_entropies(store),
+    }
+
+
+def progress_html(store: Store) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    s = progress_summary(store)
+    study = store.study
+    plots = []
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(s["counts"], bins=np.arange(s["counts"].max(initial=0) + 2) - 0.5, color="#4c72b0")
+    ax.axvline(s["M"], color="k", ls="--", label=f"M = {s['M']}")
+    ax.set(xlabel="responses (repeats not counted)", ylabel="images", title="Responses per image")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    plots.append((ax.get_title(), _figure_png(fig)))
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    values = sorted(s["per_participant"].values(), reverse=True)
+    ax.bar(range(len(values)), values, color="#55a868")
+    ax.set(xlabel="participant (sorted)", ylabel="responses", title="Responses per participant")
+    plots.append((ax.get_title(), _figure_png(fig)))
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    if len(s["rt_s"]):
+        ax.hist(s["rt_s"], bins=30, color="#c44e52")
+        ax.axvline(np.median(s["rt_s"]), color="k", ls="--", label=f"median {np.median(s['rt_s']):.1f} s")
+        ax.legend()
+    ax.set(xlabel="seconds", ylabel="responses", title="Time per response")
+    plots.append((ax.get_title(), _figure_png(fig)))
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    failed = defaultdict(int)
+    for c in s["checks"]:
+        failed[c["participant"]] += int(not c["passed"])
+    ax.hist(list(failed.values()) or [0], bins=np.arange(study["repeats"] + 2) - 0.5, color="#8172b2")
+    ax.set(xlabel="failed repeats", ylabel="participants", title="Attention-check failures")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    plots.append((ax.get_title(), _figure_png(fig)))
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    if len(s["entropies"]):
+        ax.hist(s["entropies"], bins=20, range=(0, np.log(len(study.classes))), color="#937860")
+    ax.set(xlabel="entropy of the mean label (nats)", ylabel="images", title="Label entropy so far")
+    plots.append((ax.get_title(), _figure_png(fig)))
+
+    e = html.escape
+    facts = [
+        ("responses stored", s["responses"]),
+        ("participants", s["participants"]),
+        ("batches finished", s["batches_finished"]),
+        (f"images with M = {s['M']} responses", f"{s['images_complete']} / {s['images']}"),
+        ("median seconds per response", f"{np.median(s['rt_s']):.1f}" if len(s["rt_s"]) else "-"),
+        ("attention checks failed", f"{s['check_failures']} / {len(s['checks'])}"),
+    ]
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
+    images = "".join(f'<figure><figcaption>{e(t)}</figcaption><img alt="{e(t)}" src="{p}"></figure>' for t, p in plots)
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Progress: {e(study['title'])}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}img{margin:.5em;border:1px solid #ddd}"
+        "th{text-align:left;padding-right:1em}figure{display:inline-block}</style></head><body>"
+        f"<h1>Progress: {e(study['title'])}</h1><p>Task: {e(study.task)}. Database: {e(str(store.path))}</p>"
+        f"<table>{rows}</table><div>{images}</div></body></html>"
+    )

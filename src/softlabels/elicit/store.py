@@ -1,0 +1,278 @@
+"""SQLite storage and assignment of one study (one database file per study).
+
+The database runs in WAL mode with `synchronous=FULL`, and every response is committed in its own transaction
+before the server answers, so a killed server loses nothing it has acknowledged. A submission carries an id
+made by the page (UNIQUE in the table): a retried submission finds its first copy and is not stored twice.
+
+Assignment (thesis §3.2.1): a participant gets one batch of `trials_per_participant` trials, of which the
+last `repeats` show images from earlier in the same batch again (attention and consistency checks; thesis
+§4.2.1 puts them at the end). The distinct images are those with the smallest load (responses so far plus
+trials handed out in unfinished, unexpired batches) among the images below M responses the participant has
+not seen, ties broken at random, so every image reaches M and images stay balanced. A batch not finished
+within `batch_timeout_min` expires: its unanswered trials go back to the pool and later answers to it are
+refused. The class order (soft_label) and the endpoint order (mixing) are shuffled per batch and trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from softlabels.elicit import validate as V
+from softlabels.elicit.study import Study
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY, participant TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL,
+    finished REAL, class_order TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    batch INTEGER NOT NULL REFERENCES batches(id), position INTEGER NOT NULL, stimulus INTEGER NOT NULL,
+    repeat_of INTEGER, swapped INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (batch, position));
+CREATE TABLE IF NOT EXISTS responses (
+    id INTEGER PRIMARY KEY, submission TEXT NOT NULL UNIQUE, batch INTEGER NOT NULL, position INTEGER NOT NULL,
+    participant TEXT NOT NULL, stimulus INTEGER NOT NULL, is_repeat INTEGER NOT NULL, answer TEXT NOT NULL,
+    rt_ms REAL NOT NULL, received REAL NOT NULL, UNIQUE (batch, position));
+CREATE INDEX IF NOT EXISTS batches_participant ON batches (participant);
+"""
+
+
+def study_fingerprint(study: Study) -> str:
+    """Digest of what the stored answers refer to: task, classes and the ordered stimulus names."""
+    text = json.dumps([study.task, list(study.classes), [s.name for s in study.stimuli]])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StoreError(ValueError):
+    """The database does not belong to this study (or cannot be opened)."""
+
+
+class Store:
+    def __init__(self, db_path: str | Path, study: Study, clock=time.time):
+        self.path = Path(db_path)
+        self.study = study
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        fingerprint = study_fingerprint(study)
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key='study'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('study', ?)", (fingerprint,))
+            elif row[0] != fingerprint:
+                self.db.close()
+                raise StoreError(
+                    f"{self.path} holds responses of a different study (its images, classes or task differ from "
+                    f"{study.path}); use a new --db for a changed study"
+                )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -------------------------------------------------------------------------------- admin token
+    def admin_token(self, given: str | None = None) -> str:
+        """The study's admin token: `given` when set (and then stored), else the stored one, else a new one."""
+        import secrets
+
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key='admin_token'").fetchone()
+            token = given or (row[0] if row else secrets.token_urlsafe(18))
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('admin_token', ?)", (token,))
+            return token
+
+    # -------------------------------------------------------------------------------- assignment
+    def batch_for(self, participant: str) -> dict:
+        """The participant's open batch, or a new one; {'status': 'done'|'full'} when there is none to give."""
+        if not V.PARTICIPANT_ID.match(participant or ""):
+            raise V.Rejected("participant ID missing or malformed (letters, digits, '.', '_', '-'; at most 64)")
+        now = self.clock()
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._batch_for(participant, now)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return result
+
+    def _batch_for(self, participant: str, now: float) -> dict:
+        db, study = self.db, self.study
+        row = db.execute(
+            "SELECT id FROM batches WHERE participant=? AND finished IS NULL AND expires>? ORDER BY id DESC LIMIT 1",
+            (participant, now),
+        ).fetchone()
+        if row:
+            return self._describe(row[0])
+        if db.execute("SELECT 1 FROM batches WHERE participant=? AND finished IS NOT NULL", (participant,)).fetchone():
+            return {"status": "done", "completion": study["completion"]}
+        M = study["responses_per_image"]
+        load = [0] * len(study.stimuli)
+        for stimulus, n in db.execute("SELECT stimulus, COUNT(*) FROM responses WHERE is_repeat=0 GROUP BY stimulus"):
+            load[stimulus] += n
+        for stimulus, n in db.execute(
+            "SELECT t.stimulus, COUNT(*) FROM trials t JOIN batches b ON b.id=t.batch "
+            "LEFT JOIN responses r ON r.batch=t.batch AND r.position=t.position "
+            "WHERE b.finished IS NULL AND b.expires>? AND t.repeat_of IS NULL AND r.id IS NULL GROUP BY t.stimulus",
+            (now,),
+        ):
+            load[stimulus] += n
+        seen = {s for (s,) in db.execute(
+            "SELECT DISTINCT t.stimulus FROM trials t JOIN batches b ON b.id=t.batch WHERE b.participant=?",
+            (participant,))}  # fmt: skip
+        next_id = (db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0] or 0) + 1
+        rng = random.Random(f"{study['seed']}/{next_id}")
+        candidates = [s for s in range(len(study.stimuli)) if load[s] < M and s not in seen]
+        if not candidates:
+            return {"status": "full"}
+        order = sorted(candidates, key=lambda s: (load[s], rng.random()))
+        distinct = order[: study["trials_per_participant"] - study["repeats"]]
+        rng.shuffle(distinct)
+        n_repeats = min(study["repeats"], len(distinct) // 2)
+        repeated = sorted(rng.sample(range(len(distinct)), n_repeats))
+        classes = list(study.classes)
+        rng.shuffle(classes)
+        db.execute(
+            "INSERT INTO batches (id, participant, created, expires, class_order) VALUES (?, ?, ?, ?, ?)",
+            (next_id, participant, now, now + 60 * study["batch_timeout_min"], json.dumps(classes)),
+        )
+        trials = [(s, None) for s in distinct] + [(distinct[p], p) for p in repeated]
+        db.executemany(
+            "INSERT INTO trials (batch, position, stimulus, repeat_of, swapped) VALUES (?, ?, ?, ?, ?)",
+            [(next_id, pos, s, rep, int(rng.random() < 0.5)) for pos, (s, rep) in enumerate(trials)],
+        )
+        return self._describe(next_id)
+
+    def _describe(self, batch: int) -> dict:
+        """What the page needs for a batch: trial positions, which are answered, the class names to show."""
+        study = self.study
+        participant, classes = self.db.execute("SELECT participant, class_order FROM batches WHERE id=?", (batch,)).fetchone()
+        answered = {p for (p,) in self.db.execute("SELECT position FROM responses WHERE batch=?", (batch,))}
+        trials = []
+        for position, stimulus, swapped in self.db.execute(
+            "SELECT position, stimulus, swapped FROM trials WHERE batch=? ORDER BY position", (batch,)
+        ):
+            trial = {"position": position, "answered": position in answered, "image": f"/api/image/{batch}/{position}"}
+            mix = study.stimuli[stimulus].mix
+            if mix is not None:
+                pair = [mix["class1"], mix["class2"]]
+                trial["classes"] = pair[::-1] if swapped else pair
+            trials.append(trial)
+        return {"status": "active", "batch": batch, "participant": participant, "classes": json.loads(classes),
+                "trials": trials}  # fmt: skip
+
+    def trial_stimulus(self, batch: int, position: int, participant: str) -> int:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT t.stimulus, b.participant FROM trials t JOIN batches b ON b.id=t.batch "
+                "WHERE t.batch=? AND t.position=?",
+                (batch, position),
+            ).fetchone()
+        if row is None or row[1] != participant:
+            raise V.Rejected("no such trial for this participant", 404)
+        return row[0]
+
+    # -------------------------------------------------------------------------------- responses
+    def submit(self, payload: dict) -> dict:
+        """Validate and store one answer (committed before returning). Raises Rejected (nothing stored)."""
+        if not isinstance(payload, dict):
+            raise V.Rejected("the request body must be a JSON object")
+        submission = payload.get("submission_id")
+        if not isinstance(submission, str) or not V.SUBMISSION_ID.match(submission):
+            raise V.Rejected("field 'submission_id' must be 8-64 letters, digits, '_' or '-'")
+        participant = payload.get("participant")
+        batch, position = payload.get("batch"), payload.get("position")
+        if not isinstance(batch, int) or not isinstance(position, int) or isinstance(batch, bool):
+            raise V.Rejected("fields 'batch' and 'position' must be integers")
+        rt_ms = V.reaction_time(payload.get("rt_ms"))
+        now = self.clock()
+        with self.lock:
+            previous = self.db.execute(
+                "SELECT batch, position, participant FROM responses WHERE submission=?", (submission,)
+            ).fetchone()
+            if previous is not None:
+                if tuple(previous) != (batch, position, participant):
+                    raise V.Rejected("this submission_id was already used for another trial", 409)
+                return self._after_submit(batch, duplicate=True)
+            row = self.db.execute(
+                "SELECT b.participant, b.expires, b.finished, t.stimulus, t.repeat_of, t.swapped FROM batches b "
+                "JOIN trials t ON t.batch=b.id WHERE b.id=? AND t.position=?",
+                (batch, position),
+            ).fetchone()
+            if row is None or row[0] != participant:
+                raise V.Rejected("no such trial for this participant", 404)
+            _, expires, finished, stimulus, repeat_of, swapped = row
+            if finished is None and expires <= now:
+                raise V.Rejected("this batch timed out and was handed to someone else; reload the page for a new one", 410)
+            if self.study.task == "soft_label":
+                answer = V.soft_label_answer(payload.get("answer"), self.study.classes)
+            else:
+                answer = V.mixing_answer(payload.get("answer"), bool(swapped))
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute(
+                    "INSERT INTO responses (submission, batch, position, participant, stimulus, is_repeat, answer, "
+                    "rt_ms, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (submission, batch, position, participant, stimulus, int(repeat_of is not None),
+                     json.dumps(answer), rt_ms, now),
+                )  # fmt: skip
+                left = self.db.execute(
+                    "SELECT COUNT(*) FROM trials t LEFT JOIN responses r ON r.batch=t.batch AND r.position=t.position "
+                    "WHERE t.batch=? AND r.id IS NULL",
+                    (batch,),
+                ).fetchone()[0]
+                if left == 0:
+                    self.db.execute("UPDATE batches SET finished=? WHERE id=?", (now, batch))
+                self.db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                self.db.execute("ROLLBACK")
+                raise V.Rejected("this trial was already answered", 409) from None
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            return self._after_submit(batch, duplicate=False)
+
+    def _after_submit(self, batch: int, duplicate: bool) -> dict:
+        finished = self.db.execute("SELECT finished FROM batches WHERE id=?", (batch,)).fetchone()[0]
+        out = {"ok": True, "duplicate": duplicate, "finished": finished is not None}
+        if finished is not None:
+            out["completion"] = self.study["completion"]
+        return out
+
+    # -------------------------------------------------------------------------------- reading
+    def responses(self) -> list[dict]:
+        """Every stored response in submission order, with its trial and stimulus facts."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT r.id, r.participant, r.batch, r.position, r.stimulus, r.is_repeat, t.repeat_of, r.answer, "
+                "r.rt_ms, r.received, r.submission FROM responses r JOIN trials t ON t.batch=r.batch AND "
+                "t.position=r.position ORDER BY r.id"
+            ).fetchall()
+        keys = ("id", "participant", "batch", "position", "stimulus", "is_repeat", "repeat_of", "answer", "rt_ms",
+                "received", "submission")  # fmt: skip
+        out = []
+        for row in rows:
+            rec = dict(zip(keys, row))
+            rec["answer"] = json.loads(rec["answer"])
+            out.append(rec)
+        return out
+
+    def batches(self) -> list[dict]:
+        with self.lock:
+            rows = self.db.execute("SELECT id, participant, created, expires, finished FROM batches ORDER BY id").fetchall()
+        return [dict(zip(("id", "participant", "created", "expires", "finished"), r)) for r in rows]
+
+
+def open_store(db_path: str | Path, study: Study) -> Store:
+    try:
+        return Store(db_path, study)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db_path}: cannot open the study database ({exc})") from None

@@ -1,0 +1,97 @@
+"""Server-side checks of one submitted answer (the page runs the same checks in app.js).
+
+soft_label (thesis §3.2): `top_class` from the class list with `top_prob` in 0..100; optionally `second_class`
+(≠ the first) with `second_prob` in 0..100, and top_prob + second_prob ≤ 100; `impossible` a list of distinct
+classes that excludes the chosen ones.
+mixing (thesis §4.2.1): `share` in 0..100, the percentage of the class shown on the right, and `confidence` in
+0..100. The stored λ_h is the share of image 1 of the stimulus, as in the H-Mix table.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_RT_MS = 24 * 3600 * 1000
+
+
+class Rejected(ValueError):
+    """A submission that is not stored; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _number(answer: dict, key: str, lo: float = 0, hi: float = 100) -> float:
+    value = answer.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Rejected(f"field '{key}' must be a number between {lo:g} and {hi:g}, got {value!r}")
+    if not lo <= value <= hi:
+        raise Rejected(f"field '{key}' must be between {lo:g} and {hi:g}, got {value:g}")
+    return float(value)
+
+
+def _class(answer: dict, key: str, classes) -> str:
+    value = answer.get(key)
+    if value not in classes:
+        raise Rejected(f"field '{key}': {value!r} is not one of the classes ({', '.join(classes)})")
+    return value
+
+
+def soft_label_answer(answer: Any, classes) -> dict:
+    if not isinstance(answer, dict):
+        raise Rejected("field 'answer' must be an object")
+    unknown = set(answer) - {"top_class", "top_prob", "second_class", "second_prob", "impossible"}
+    if unknown:
+        raise Rejected(f"unknown answer field(s): {', '.join(sorted(unknown))}")
+    top = _class(answer, "top_class", classes)
+    top_prob = _number(answer, "top_prob")
+    second = answer.get("second_class") or ""
+    second_prob = None
+    if second:
+        second = _class(answer, "second_class", classes)
+        if second == top:
+            raise Rejected(f"field 'second_class': the second class must differ from the most probable ('{top}')")
+        second_prob = _number(answer, "second_prob")
+        if top_prob + second_prob > 100:
+            raise Rejected(f"probabilities sum to {top_prob + second_prob:g} > 100 (top_prob + second_prob)")
+    elif answer.get("second_prob") not in (None, ""):
+        raise Rejected("field 'second_prob' given without a 'second_class'")
+    impossible = answer.get("impossible", [])
+    if not isinstance(impossible, list):
+        raise Rejected("field 'impossible' must be a list of classes")
+    for name in impossible:
+        if name not in classes:
+            raise Rejected(f"field 'impossible': {name!r} is not one of the classes")
+        if name in (top, second):
+            raise Rejected(f"field 'impossible': '{name}' is also chosen as a probable class")
+    if len(set(impossible)) != len(impossible):
+        raise Rejected("field 'impossible' lists a class twice")
+    order = {c: i for i, c in enumerate(classes)}
+    return {"top_class": top, "top_prob": top_prob, "second_class": second, "second_prob": second_prob,
+            "impossible": sorted(impossible, key=order.get)}  # fmt: skip
+
+
+def mixing_answer(answer: Any, swapped: bool) -> dict:
+    """`swapped`: the page showed the stimulus' class 2 on the left (endpoint order shuffled per trial)."""
+    if not isinstance(answer, dict):
+        raise Rejected("field 'answer' must be an object")
+    unknown = set(answer) - {"share", "confidence"}
+    if unknown:
+        raise Rejected(f"unknown answer field(s): {', '.join(sorted(unknown))}")
+    share = _number(answer, "share")
+    confidence = _number(answer, "confidence")
+    share_class2 = 100.0 - share if swapped else share  # share of the stimulus' image 2
+    return {"share": share, "confidence": confidence, "lambda_h": round(1.0 - share_class2 / 100.0, 6)}
+
+
+def reaction_time(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Rejected(f"field 'rt_ms' must be a number of milliseconds, got {value!r}")
+    if not 0 < value <= MAX_RT_MS:
+        raise Rejected(f"field 'rt_ms' must be between 0 and {MAX_RT_MS} ms, got {value:g}")
+    return float(value)

@@ -1,0 +1,371 @@
+"""The elicitation app without a browser: study-file errors, server-side validation, tokens, idempotent
+retries, 50 concurrent participants over loopback, SIGKILL and restart, batch expiry, exports and the import
+check for the chapter-3 runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from elicit.fixtures import call, fake_cifar10, mixing_study, soft_answer, soft_study, write_study  # noqa: E402
+
+from softlabels.cli import main as cli_main  # noqa: E402
+from softlabels.elicit.export import export_table  # noqa: E402
+from softlabels.elicit.server import start_server  # noqa: E402
+from softlabels.elicit.store import Store, StoreError  # noqa: E402
+from softlabels.elicit.study import StudyError, load_study  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def source(tmp_path):
+    return fake_cifar10(tmp_path / "cifar.npz")
+
+
+def answer_batch(url, participant, classes, sid_prefix=None):
+    """Answer every open trial of the participant's batch; returns the server's replies."""
+    status, batch = call(f"{url}/api/batch", {"participant": participant})
+    assert status == 200, batch
+    if batch["status"] != "active":
+        return batch, []
+    replies = []
+    for trial in batch["trials"]:
+        if trial["answered"]:
+            continue
+        body = {"submission_id": f"sub-{sid_prefix or participant}-{batch['batch']}-{trial['position']}",
+                "participant": participant, "batch": batch["batch"], "position": trial["position"],
+                "answer": soft_answer(classes, trial["position"]), "rt_ms": 900 + trial["position"]}  # fmt: skip
+        replies.append((body, call(f"{url}/api/response", body)))
+    return batch, replies
+
+
+# ------------------------------------------------------------------------------------------- study files
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"task": "rating"}, "task"),
+        ({"responses_per_image": 0}, "responses_per_image"),
+        ({"images": {"cifar10": {"indices": [1, 2, 10001]}}}, "images.cifar10.indices[2]"),
+        ({"colour": "red"}, "colour"),
+        ({"completion": {"url": "ftp://x"}}, "completion.url"),
+        ({"trials_per_participant": 50}, "trials_per_participant"),
+        ({"repeats": 4}, "repeats"),
+        ({"mixing": {"pairs": [[1, 2]], "lambdas": [0.5]}}, "mixing"),
+    ],
+)
+def test_malformed_study_names_the_key(tmp_path, source, change, key):
+    path = soft_study(tmp_path, source, range(10), **change)
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    assert f"'{key}'" in str(err.value) and str(path) in str(err.value)
+
+
+def test_study_file_errors_from_the_cli_write_nothing(tmp_path, source, capsys):
+    bad = soft_study(tmp_path, source, [5, 6, 7, 8, 9, 10], images={"cifar10": {"indices": [1], "source": "nope.npz"}})
+    assert cli_main(["elicit", "serve", str(bad), "--port", "0"]) == 2
+    assert "images.cifar10.source" in capsys.readouterr().err
+    assert not bad.with_suffix(".sqlite").exists()
+    yaml_error = tmp_path / "broken.yaml"
+    yaml_error.write_text("title: [unclosed\n")
+    assert cli_main(["elicit", "check", str(yaml_error)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    mixing = mixing_study(tmp_path, source, [(3, 13)])  # both class 3: not a mix of two classes
+    assert cli_main(["elicit", "check", str(mixing)]) == 2
+    assert "mixing.pairs[0]" in capsys.readouterr().err
+    unknown = mixing_study(tmp_path, source, [(3, 8)])
+    text = unknown.read_text().replace("- 8\n", "- 99\n", 1)
+    unknown.write_text(text.replace("- 3\n  - 8", "- 3\n  - 99"))
+    assert cli_main(["elicit", "check", str(unknown)]) == 2
+    assert "unknown image" in capsys.readouterr().err
+
+
+def test_folder_study_and_mixed_pixels(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for cls, value in (("cat", 200), ("dog", 40)):
+        (root / cls).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(root / cls / "a.png")
+    path = write_study(tmp_path / "f.yaml", title="f", task="mixing", images={"folder": {"path": str(root), "classes": ["cat", "dog"]}},
+                       mixing={"pairs": [["cat/a.png", "dog/a.png"]], "lambdas": [0.25]}, responses_per_image=1,
+                       trials_per_participant=1, repeats=0)  # fmt: skip
+    study = load_study(path)
+    (stimulus,) = study.stimuli
+    assert stimulus.name == "mixed_0.25_Cat_a_Dog_a.png"
+    assert int(study.pixels(stimulus)[0, 0, 0]) == round(0.25 * 200 + 0.75 * 40)
+
+
+# ------------------------------------------------------------------------------------------- requests
+def test_bad_requests_are_refused_and_nothing_stored(tmp_path, source):
+    study = load_study(soft_study(tmp_path, source, range(10)))
+    store = Store(tmp_path / "s.sqlite", study)
+    server = start_server(store, "tok-123", quiet=True)
+    url, classes = server.url, list(study.classes)
+    try:
+        _, batch = call(f"{url}/api/batch", {"participant": "p1"})
+        base = {"submission_id": "sub-00001", "participant": "p1", "batch": batch["batch"], "position": 0, "rt_ms": 800}
+        bad_answers = [
+            ({"top_class": "unicorn", "top_prob": 50}, "unicorn"),
+            ({"top_class": "cat", "top_prob": 101}, "top_prob"),
+            ({"top_class": "cat", "top_prob": 60, "second_class": "cat", "second_prob": 10}, "second_class"),
+            ({"top_class": "cat", "top_prob": 60, "second_class": "dog", "second_prob": 50}, "sum"),
+            ({"top_class": "cat", "top_prob": 60, "impossible": ["cat"]}, "impossible"),
+            ({"top_class": "cat", "top_prob": "60"}, "top_prob"),
+        ]
+        for answer, word in bad_answers:
+            status, reply = call(f"{url}/api/response", {**base, "answer": answer})
+            assert status == 400 and word in reply["error"], reply
+        assert call(f"{url}/api/response", {**base, "participant": "p2", "answer": soft_answer(classes)})[0] == 404
+        assert call(f"{url}/api/response", {**base, "position": 99, "answer": soft_answer(classes)})[0] == 404
+        assert call(f"{url}/api/response", {**base, "rt_ms": -1, "answer": soft_answer(classes)})[0] == 400
+        assert call(f"{url}/api/response", b"{not json")[0] == 400
+        assert call(f"{url}/api/batch", {"participant": "bad id!"})[0] == 400
+        assert call(f"{url}/api/image/{batch['batch']}/0?participant=someone-else")[0] == 404
+        assert store.responses() == []
+        # tokens: missing or wrong -> 403, right -> the page
+        for token in (None, "tok-12", "tok-1234"):
+            assert call(f"{url}/admin/progress", token=token)[0] == 403
+            assert call(f"{url}/admin/export.csv", token=token)[0] == 403
+        assert call(f"{url}/admin/progress?token=tok-123")[0] == 200
+        # a retry with the same submission id is stored once; another id for the same trial is refused
+        good = {**base, "answer": soft_answer(classes)}
+        assert call(f"{url}/api/response", good) == (200, {"ok": True, "duplicate": False, "finished": False})
+        assert call(f"{url}/api/response", good)[1]["duplicate"] is True
+        assert call(f"{url}/api/response", {**good, "submission_id": "sub-00002"})[0] == 409
+        assert len(store.responses()) == 1
+        # the participant page sees nothing about images or other participants
+        public = json.dumps(call(f"{url}/api/study")[1]) + json.dumps(batch)
+        assert not any(s.name in public.split('"') for s in study.stimuli)
+    finally:
+        server.stop()
+
+
+def test_expired_batch_is_handed_out_again(tmp_path, source):
+    study = load_study(soft_study(tmp_path, source, range(4), trials_per_participant=4, repeats=0, responses_per_image=1))
+    now = [1000.0]
+    store = Store(tmp_path / "s.sqlite", study, clock=lambda: now[0])
+    first = store.batch_for("slow")
+    assert store.batch_for("other") == {"status": "full"}  # all four images are out with 'slow'
+    now[0] += 61 * 60  # batch_timeout_min: 60
+    again = store.batch_for("other")
+    assert again["status"] == "active" and len(again["trials"]) == 4
+    late = {"submission_id": "late-0001", "participant": "slow", "batch": first["batch"], "position": 0,
+            "answer": soft_answer(list(study.classes)), "rt_ms": 5}  # fmt: skip
+    with pytest.raises(Exception) as err:
+        store.submit(late)
+    assert getattr(err.value, "status", None) == 410
+
+
+def test_database_of_another_study_is_refused(tmp_path, source):
+    store = Store(tmp_path / "s.sqlite", load_study(soft_study(tmp_path, source, range(10))))
+    store.close()
+    with pytest.raises(StoreError, match="different study"):
+        Store(tmp_path / "s.sqlite", load_study(soft_study(tmp_path, source, range(12))))
+
+
+# ------------------------------------------------------------------------------------------- load
+def test_fifty_concurrent_participants(tmp_path, source):
+    """50 participants at once over 127.0.0.1, each retrying every submission once: every accepted response is
+    stored exactly once and each of the 60 images reaches M = 4."""
+    n_images, M, per_batch, repeats = 60, 4, 7, 1
+    study = load_study(soft_study(tmp_path, source, range(n_images), responses_per_image=M,
+                                  trials_per_participant=per_batch, repeats=repeats))  # fmt: skip
+    store = Store(tmp_path / "load.sqlite", study)
+    server = start_server(store, "t", quiet=True)
+    classes = list(study.classes)
+    accepted, errors = [], []
+    lock = threading.Lock()
+
+    def participant(k: int) -> None:
+        try:
+            batch, replies = answer_batch(server.url, f"p{k:02d}", classes)
+            for body, (status, reply) in replies:
+                assert status == 200, reply
+                retry = call(f"{server.url}/api/response", body)  # a retried submission: same id
+                assert retry[0] == 200 and retry[1]["duplicate"] is True
+                with lock:
+                    accepted.append(body["submission_id"])
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            with lock:
+                errors.append(repr(exc))
+
+    start = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            list(pool.map(participant, range(50), timeout=90))
+        elapsed = time.perf_counter() - start
+    finally:
+        server.stop()
+    assert not errors, errors[:3]
+    stored = store.responses()
+    ids = [r["submission"] for r in stored]
+    assert len(ids) == len(set(ids)) == len(accepted) and set(ids) == set(accepted)
+    counts = np.bincount([r["stimulus"] for r in stored if not r["is_repeat"]], minlength=n_images)
+    # 50 batches × 6 distinct images = 300 >= 60 × 4: every image reaches M, none goes past it
+    assert counts.min() == M and counts.max() == M, counts
+    print(f"\nload test: 50 participants, {len(accepted)} responses accepted, {len(stored)} stored, "
+          f"{len(ids) - len(set(ids))} duplicates, {elapsed:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------- SIGKILL
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(study_path, db, port):
+    env = dict(os.environ, SOFTLABELS_ELICIT_TOKEN="kill-token")
+    log = Path(db).with_suffix(".log")
+    with open(log, "a") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "softlabels", "elicit", "serve", str(study_path), "--db", str(db), "--port",
+             str(port), "--quiet"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if call(f"http://127.0.0.1:{port}/api/study", timeout=2)[0] == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"server did not start: {log.read_text()}")
+
+
+def test_sigkill_mid_study_loses_nothing(tmp_path, source):
+    study_path = soft_study(tmp_path, source, range(30), responses_per_image=2, trials_per_participant=6, repeats=1)
+    db, port = tmp_path / "kill.sqlite", _free_port()
+    classes = list(load_study(study_path).classes)
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(study_path, db, port)
+    acknowledged, stop = [], threading.Event()
+
+    def participant(k: int) -> None:
+        status, batch = call(f"{url}/api/batch", {"participant": f"k{k}"})
+        for trial in batch["trials"]:
+            if stop.is_set():
+                return
+            body = {"submission_id": f"kill-k{k}-{trial['position']}", "participant": f"k{k}", "batch": batch["batch"],
+                    "position": trial["position"], "answer": soft_answer(classes, k), "rt_ms": 700}  # fmt: skip
+            try:
+                status, _ = call(f"{url}/api/response", body, timeout=5)
+            except OSError:
+                return
+            if status == 200:
+                acknowledged.append(body["submission_id"])
+
+    threads = [threading.Thread(target=participant, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 60
+    while len(acknowledged) < 15 and time.time() < deadline:
+        time.sleep(0.01)
+    assert len(acknowledged) >= 15, "the participants did not get going"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    n_ack = len(acknowledged)
+    proc = _serve(study_path, db, port)
+    try:
+        _, export = call(f"{url}/admin/export.csv", token="kill-token")
+        store = Store(db, load_study(study_path))
+        stored = {r["submission"] for r in store.responses()}
+        store.close()
+        assert set(acknowledged) <= stored, sorted(set(acknowledged) - stored)[:5]
+        # the study continues: the interrupted participants resume their batches, new ones start
+        for k in list(range(8)) + [100, 101]:
+            batch, replies = answer_batch(url, f"k{k}", classes)
+            assert all(status == 200 for _, (status, _) in replies)
+        _, export = call(f"{url}/admin/export.csv", token="kill-token")
+        table = pd.read_csv(__import__("io").StringIO(export.decode()))
+        assert len(table) == 10 * 6 and table.groupby("subject").size().eq(6).all()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    print(f"\nkill test: {n_ack} responses acknowledged before SIGKILL, all {n_ack} present after restart "
+          f"({len(stored)} stored then); after resuming, {len(table)} responses from 10 participants")
+
+
+# ------------------------------------------------------------------------------------------- exports
+def test_mixing_export_matches_the_hmix_layout(tmp_path, source):
+    from softlabels.data.hmix import JUDGMENT_COLUMNS, load_judgments
+
+    study = load_study(mixing_study(tmp_path, source, [(3, 8)], lambdas=(0.25,), trials_per_participant=1, repeats=0))
+    store = Store(tmp_path / "m.sqlite", study)
+    batch = store.batch_for("m1")
+    swapped = batch["trials"][0]["classes"] != ["cat", "ship"]
+    store.submit({"submission_id": "mix-00001", "participant": "m1", "batch": batch["batch"], "position": 0,
+                  "answer": {"share": 30, "confidence": 80}, "rt_ms": 1500})  # fmt: skip
+    out = tmp_path / "judgments.csv"
+    export_table(store).to_csv(out, index=False)
+    table = load_judgments(out)
+    assert list(table.columns) == JUDGMENT_COLUMNS
+    row = table.iloc[0]
+    assert row["stimulus"] == "mixed_0.25_Cat_3_Ship_8.png" and row["lambda_f"] == 0.25
+    # share = % of the right-hand class; λ_h = share of image 1 (cat)
+    assert row["lambda_h"] == pytest.approx(0.3 if swapped else 0.7) and row["confidence"] == pytest.approx(0.8)
+
+
+def test_export_cli_and_progress_page(tmp_path, source, capsys):
+    study_path = soft_study(tmp_path, source, range(10))
+    study = load_study(study_path)
+    store = Store(study_path.with_suffix(".sqlite"), study)
+    server = start_server(store, "tok", quiet=True)
+    try:
+        for k in range(3):
+            answer_batch(server.url, f"s{k}", list(study.classes))
+        status, page = call(f"{server.url}/admin/progress", token="tok")
+    finally:
+        server.stop()
+    html = page.decode()
+    assert status == 200 and html.count("data:image/png;base64,") == 5
+    for words in ("Responses per image", "Responses per participant", "Time per response", "attention checks failed"):
+        assert words.lower() in html.lower()
+    out = tmp_path / "out.csv"
+    assert cli_main(["elicit", "export", str(study_path), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 15
+    assert cli_main(["elicit", "export", str(study_path), "--db", str(tmp_path / "none.sqlite"), "--out", str(out)]) == 2
+    assert "no study database" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- import
+def _responses(images, path: Path) -> Path:
+    rows = [{"image": i, "subject": f"s{j}", "task": "spec_conf", "trial": j, "top_class": "cat", "top_prob": 70,
+             "second_class": "dog", "second_prob": 20, "impossible": "ship|truck", "rt_ms": 3000}
+            for i in images for j in range(2)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_import_refuses_hold_out_images(tmp_path, capsys):
+    splits = tmp_path / "splits.npz"
+    np.savez(splits, train=np.arange(0, 7000), test=np.arange(7000, 10000))
+    out = tmp_path / "own.csv"
+    leaky = _responses([1, 2, 3, 4, 5, 6, 7008, 9123], tmp_path / "leaky.csv")
+    code = cli_main(["elicit", "import", "--responses", str(leaky), "--splits", str(splits), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "7008, 9123" in err and "hold-out" in err and not out.exists()
+    few = _responses(range(50), tmp_path / "few.csv")
+    assert cli_main(["elicit", "import", "--responses", str(few), "--splits", str(splits), "--out", str(out)]) == 2
+    assert "evaluation.cifar10s_holdout.size" in capsys.readouterr().err and not out.exists()
+    good = _responses(range(120), tmp_path / "good.csv")
+    assert cli_main(["elicit", "import", "--responses", str(good), "--splits", str(splits), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 240

@@ -1,0 +1,178 @@
+"""A config edit reruns exactly what depends on it (Snakemake's params rerun trigger).
+
+Every rule declares the settings its command reads as `params: settings=settings(...)`. Here the non-training
+outputs of a smoke workdir are built once from the mirror; then one key at a time is edited in the workdir's
+config.yaml and the dry run must list exactly the jobs whose command reads that key, plus the jobs downstream of
+them, and no others. The config file keeps its path (the rules' command lines name it), only its text changes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = [pytest.mark.mirror, pytest.mark.slow]
+
+# Every non-training target: `all` without the training runs (and what is built from them) and without the
+# corrupted hold-out, which only chapter-5 runs read.
+NON_TRAINING = ["--omit-from", "run_spec", "train_run", "corrupt_holdout"]
+
+# Jobs whose command builds CIFAR-10S labels (labels.gamma, labels.redistribution_path) and H-Mix soft labels
+# (labels.gamma, labels.hmix_redistribution_path).
+CIFAR10S_LABEL_READERS = {
+    "export_cifar10s_labels",
+    "cifar10s_summary",
+    *(f"data_figure_{name}" for name in ("fig3_2", "fig3_3", "fig3_4", "figB_1", "figB_2")),
+}
+HMIX_LABEL_READERS = {"export_hmix_soft_labels", "hmix_summary", "data_figure_fig5_1"}
+LABEL_READERS = CIFAR10S_LABEL_READERS | HMIX_LABEL_READERS
+# Jobs that only render another job's output.
+DOWNSTREAM = {"cifar10s_summary": {"cifar10s_summary_html"}, "hmix_summary": {"hmix_summary_html"}}
+
+
+def with_downstream(jobs: set[str]) -> set[str]:
+    return jobs | {d for job in jobs for d in DOWNSTREAM.get(job, ())}
+
+
+def snakemake(built, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """This checkout's workflow at smoke scale on built = (workdir, its config.yaml, the data mirror)."""
+    workdir, config, mirror = built
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(config), *args, "--config", "scale=smoke", f"data_mirror={mirror}"]  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(done: subprocess.CompletedProcess) -> set[str]:
+    """Rule names of the dry run's job-stats table (empty when nothing is to be done)."""
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-3000:]
+    if "Nothing to be done" in text:
+        return set()
+    stats = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", stats, re.MULTILINE)} - {"job"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data_mirror):
+    """(workdir, its config.yaml) with every non-training smoke output built from the mirror."""
+    workdir = tmp_path_factory.mktemp("rerun")
+    config = workdir / "config.yaml"
+    shutil.copy(REPO / "config.yaml", config)
+    built = (workdir, config, data_mirror)
+    done = snakemake(built, "--cores", "2", *NON_TRAINING)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert planned_jobs(snakemake(built, "-n", *NON_TRAINING)) == set()
+    return built
+
+
+def dry_run_after_edit(built, key: str, value) -> set[str]:
+    """The jobs a dry run plans after setting the dotted `key` to `value` in the workdir's config.yaml (the
+    file is restored afterwards)."""
+    config = built[1]
+    original = config.read_text()
+    data = yaml.safe_load(original)
+    node = data
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    assert node.get(last) != value, f"{key} is already {value!r}: the edit would change nothing"
+    node[last] = value
+    try:
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        return planned_jobs(snakemake(built, "-n", *NON_TRAINING))
+    finally:
+        config.write_text(original)
+
+
+def other(options, current):
+    return next(v for v in options if v != current)
+
+
+def current(key: str):
+    node = yaml.safe_load((REPO / "config.yaml").read_text())
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def test_labels_gamma_reruns_every_label_reader(built):
+    jobs = dry_run_after_edit(built, "labels.gamma", 0.3)
+    # the simulator fit uses γ for its T2-Clamp statistics; the default export's file name carries γ·100
+    assert jobs == with_downstream(LABEL_READERS | {"fit_simulator"})
+
+
+def test_redistribution_path_reruns_the_cifar10s_label_readers(built):
+    value = other(["documented", "released_code"], current("labels.redistribution_path"))
+    jobs = dry_run_after_edit(built, "labels.redistribution_path", value)
+    assert jobs == with_downstream(CIFAR10S_LABEL_READERS)
+
+
+def test_hmix_redistribution_path_reruns_the_hmix_label_readers(built):
+    value = other(["documented", "hmix_release"], current("labels.hmix_redistribution_path"))
+    jobs = dry_run_after_edit(built, "labels.hmix_redistribution_path", value)
+    assert jobs == with_downstream(HMIX_LABEL_READERS)
+
+
+def test_tau_stimuli_reruns_the_tau_fit_only(built):
+    value = other(["all", "first_collection"], current("labels.tau_stimuli"))
+    assert dry_run_after_edit(built, "labels.tau_stimuli", value) == {"fit_class_pair_taus"}
+
+
+def test_calibration_bin_size_reruns_no_data_or_label_job(built):
+    # only training runs read it (their spec); see test_training_triggers below
+    assert dry_run_after_edit(built, "evaluation.calibration.bin_size", 50) == set()
+
+
+def test_low_entropy_max_reruns_summaries_and_fig4_5(built):
+    jobs = dry_run_after_edit(built, "summaries.low_entropy_max", 0.05)
+    assert jobs == with_downstream({"cifar10s_summary", "hmix_summary", "data_figure_fig4_5"})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training-run triggers. Written against the per-run DAG (run_spec -> train_run per (scheme, model, seed));
+# TO ADAPT after the grouped training DAG is merged: the rule names of the training jobs change there.
+# --------------------------------------------------------------------------------------------------------------
+TABLE = "results/tables/table3_1.csv"
+TABLE3_1_RUNS = 5  # rows hard, random, uniform, cifar10h_agg, cifar10s_agg × resnet8a × seed 0 at smoke
+
+
+def test_training_triggers(built):
+    config = built[1]
+    done = snakemake(built, "--cores", "2", TABLE)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert planned_jobs(snakemake(built, "-n", TABLE)) == set()
+
+    def after(key, value):
+        original = config.read_text()
+        data = yaml.safe_load(original)
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+        try:
+            config.write_text(yaml.safe_dump(data, sort_keys=False))
+            done = snakemake(built, "-n", TABLE)
+            return planned_jobs(done), done.stdout
+        finally:
+            config.write_text(original)
+
+    # a protocol key: every chapter-3 run of the table retrains, then the table; no data or label job
+    jobs, out = after("protocols.chapter3.grad_clip", 2.0)
+    assert jobs == {"run_spec", "train_run", "table_table3_1"}
+    assert len(re.findall(r"rule train_run:", out)) == TABLE3_1_RUNS
+    # an evaluation key read by the runs
+    jobs, _ = after("evaluation.calibration.bin_size", 50)
+    assert jobs == {"run_spec", "train_run", "table_table3_1"}
+    # a key only other chapters read: nothing
+    assert after("protocols.chapter4.grad_clip", 2.0)[0] == set()

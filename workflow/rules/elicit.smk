@@ -1,0 +1,35 @@
+# Rules of the elicit stage (softlabels.elicit): own soft labels in place of CIFAR-10S in the chapter-3 runs.
+#   results/data/own_responses.csv   config key own_responses, checked: tidy columns, CIFAR-10 test images, none
+#                                    in the CIFAR-10H evaluation hold-out (splits.npz 'test')
+# The study itself runs by hand: softlabels elicit serve STUDY.yaml, then softlabels elicit export.
+# CHAPTER3_RESPONSES (common.smk) switches the chapter-3 runs' input; this file is included after mixup.smk so
+# that the chapter-4/5 runs, which copy the chapter-3 inputs, keep CIFAR-10S (chapter 5's soft endpoints).
+
+OWN_RESPONSES = f"{DATA}/own_responses.csv"
+
+for _protocol in ("chapter4", "chapter5"):
+    if _protocol in TRAIN_DATA:
+        TRAIN_DATA[_protocol]["cifar10s"] = f"{DATA}/cifar10s_responses.csv"
+
+
+if config.get("own_responses"):
+
+    rule elicit_import:
+        input:
+            responses=config["own_responses"],
+            splits=f"{DATA}/splits.npz",
+        output:
+            OWN_RESPONSES,
+        log:
+            "logs/data/elicit_import.log",
+        conda:
+            "../../envs/softlabels.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            settings=settings("own_responses", "evaluation.cifar10s_holdout.size"),
+            config_args=config_args(),
+        shell:
+            "softlabels elicit import --responses {input.responses} --splits {input.splits} --out {output} "
+            "{params.config_args} > {log} 2>&1"
