@@ -1,8 +1,9 @@
 """Fused training (softlabels.train.fit_group) equals training each run alone, on the CPU in float32.
 
-Tolerances: after two epochs of ResNet-8A on 160 images (10 steps), every parameter and buffer of a fused
-member lies within 1e-4 of the same run trained alone, and the per-epoch losses within 1e-4. The rate is
-0.01: the grouped convolution sums in another order than the single one, and at rate 0.1 on random labels
+Tolerances: after two epochs of ResNet-8A on 160 images (10 steps), every parameter of a fused member lies
+within 1e-4 of the same run trained alone (observed: up to 3e-5), its batch-norm running statistics within
+1e-3 (observed: up to 5e-5 on running means of about 0.7), and the per-epoch losses within 1e-4 (observed:
+up to 4e-6). The rate is 0.01: the grouped convolution sums in another order than the single one, and at rate 0.1 on random labels
 such float32 reorderings grow to ~1e-3 within five steps even for one run alone (channels_last against
 contiguous layout of the same run differ by 7e-4), which would test chaos, not the fusion."""
 
@@ -30,6 +31,7 @@ PROTOCOL = {
     "precision": "fp32",
 }
 WEIGHT_TOL = 1e-4
+BUFFER_TOL = 1e-3
 LOSS_TOL = 1e-4
 
 
@@ -55,10 +57,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def max_difference(a, b):
+def max_difference(a, b, buffers_scale=WEIGHT_TOL / BUFFER_TOL):
+    """max |Δ| over the parameters and, scaled by WEIGHT_TOL / BUFFER_TOL, the batch-norm running statistics
+    (so one threshold, WEIGHT_TOL, checks both)."""
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
-    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa if sa[k].numel())
+    names = {name for name, _ in a.named_parameters()}
+    return max(float((sa[k].double() - sb[k].double()).abs().max()) * (1.0 if k in names else buffers_scale)
+               for k in sa if sa[k].numel())
 
 
 def losses(model):
