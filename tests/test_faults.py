@@ -208,7 +208,9 @@ def test_sigterm_leaves_no_output_taken_for_complete(workdir, data_mirror):
     assert "rule train_resnet8a_" in plan
     ok(run_long(workdir, "--rerun-incomplete", *smoke_args(data_mirror, f"{run}/metrics.json")))
     assert json.loads(metrics.read_text())["scheme"] == "hard"
-    assert "Nothing to be done" in ok(run_long(workdir, "-n", *smoke_args(data_mirror, f"{run}/metrics.json")))
+    # Finished now: no job of the next run trains it again (a finished run is a plain file no rule makes).
+    plan = ok(run_long(workdir, "-n", "-p", *smoke_args(data_mirror, "results/tables/table3_1.csv")))
+    assert "--run hard/resnet8a/0 " not in plan and "--run uniform/resnet8a/0 " in plan
 
 
 def test_second_run_in_the_same_workdir_is_refused(workdir, data_mirror):
