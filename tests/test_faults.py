@@ -157,7 +157,7 @@ def _train(workdir: Path, spec: Path, out_dir: Path) -> subprocess.Popen:
     log = open(out_dir.with_suffix(".log"), "a+")
     return subprocess.Popen(
         [sys.executable, "-m", "softlabels", "train", "--spec", str(spec), "--out-dir", str(out_dir),
-         "--data-dir", "results/data", "--threads", "1"],
+         "--data-dir", "results/data", "--threads", "1", "--provenance", "none"],
         cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
@@ -186,11 +186,17 @@ def test_killed_training_resumes_with_the_same_metrics(workdir, data_mirror):
     assert _evaluation(b) == _evaluation(a)
 
 
+def _training_started(workdir: Path, scheme: str) -> bool:
+    """A group job's log (logs/train_groups/*.log) shows the run's training set: its training has started."""
+    return any(f"{scheme}/resnet8a/seed0 training set" in log.read_text()
+               for log in (workdir / "logs/train_groups").glob("*.log"))
+
+
 def test_sigterm_leaves_no_output_taken_for_complete(workdir, data_mirror):
     run = RUN.format(scheme="hard")
-    metrics, train_log = workdir / run / "metrics.json", workdir / f"logs/{run[len('results/'):]}/train.log"
+    metrics = workdir / run / "metrics.json"
     proc = start_snakemake(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
-    wait_for(lambda: train_log.exists() and "run hard/" in train_log.read_text(), proc, "the training job to start")
+    wait_for(lambda: _training_started(workdir, "hard"), proc, "the training job to start")
     # SIGTERM to the whole process group (as `kill -TERM -PGID`, `timeout`, a service manager or a cluster
     # preemption do): the training process dies mid-run. (SIGTERM to Snakemake alone lets running jobs finish.)
     os.killpg(proc.pid, signal.SIGTERM)
@@ -199,17 +205,18 @@ def test_sigterm_leaves_no_output_taken_for_complete(workdir, data_mirror):
     assert not metrics.exists(), "a run stopped by SIGTERM left metrics.json"
     # The next run sees the job as not done, and reruns it to a complete, valid output.
     plan = ok(run_long(workdir, "-n", *smoke_args(data_mirror, f"{run}/metrics.json")))
-    assert "train_run" in plan
+    assert "rule train_resnet8a_" in plan
     ok(run_long(workdir, "--rerun-incomplete", *smoke_args(data_mirror, f"{run}/metrics.json")))
     assert json.loads(metrics.read_text())["scheme"] == "hard"
-    assert "Nothing to be done" in ok(run_long(workdir, "-n", *smoke_args(data_mirror, f"{run}/metrics.json")))
+    # Finished now: no job of the next run trains it again (a finished run is a plain file no rule makes).
+    plan = ok(run_long(workdir, "-n", "-p", *smoke_args(data_mirror, "results/tables/table3_1.csv")))
+    assert "--run hard/resnet8a/0 " not in plan and "--run uniform/resnet8a/0 " in plan
 
 
 def test_second_run_in_the_same_workdir_is_refused(workdir, data_mirror):
     run = RUN.format(scheme="uniform")
-    train_log = workdir / f"logs/{run[len('results/'):]}/train.log"
     first = start_snakemake(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
-    wait_for(lambda: train_log.exists() and "run uniform/" in train_log.read_text(), first, "the training job")
+    wait_for(lambda: _training_started(workdir, "uniform"), first, "the training job")
     # Plain: the running job's outputs are marked incomplete, so the second run stops before doing anything.
     second = run_long(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
     assert second.returncode != 0

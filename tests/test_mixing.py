@@ -261,3 +261,35 @@ def test_build_objective_picks_the_class_and_names_missing_keys():
         mixing.build_objective({"objective": "entwc", "alpha": 0.2}, "s", 0)
     with pytest.raises(ValueError, match="tau"):
         mixing.build_objective({"objective": "mixup", "alpha": 1.0, "target_mix": "tau"}, "s", 0)
+
+
+def _maxent_partners(partners: str, classes, seed: int):
+    """Partner of each example as MixMaxEnt.prepare draws it: inputs are one-hot rows e_i, so mixed row i is
+    λ·e_i + (1−λ)·e_partner(i)."""
+    n = len(classes)
+    objective = mixing.MixMaxEnt(10.0, seed, 1.0, partners)
+    targets = torch.nn.functional.one_hot(torch.tensor(classes), 10).float()
+    model_inputs, _ = objective.prepare(torch.eye(n), targets, None)
+    mixed = model_inputs[n:]
+    partner = []
+    for i, row in enumerate(mixed):
+        others = [j for j in torch.nonzero(row).view(-1).tolist() if j != i]
+        partner.append(others[0] if others else i)
+    return partner
+
+
+def test_mixmaxent_partner_rules_differ():
+    """different_class never pairs an example with its own class; random (a permutation) does."""
+    classes = [0, 0, 0, 0, 1, 1, 1, 1]
+    same_random = same_different = 0
+    for seed in range(20):
+        for rule in ("random", "different_class"):
+            partner = _maxent_partners(rule, classes, seed)
+            same = sum(classes[i] == classes[p] for i, p in enumerate(partner))
+            if rule == "random":
+                same_random += same
+                assert sorted(partner) == list(range(8))  # a permutation of the batch
+            else:
+                same_different += same
+    assert same_different == 0
+    assert same_random > 20  # about half of 160 pairs

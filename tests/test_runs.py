@@ -191,7 +191,7 @@ def test_runs_of(config):
 
 def test_unknown_protocol_is_named():
     with pytest.raises(ValueError, match="chapter9"):
-        R.get_builder("chapter9")
+        R.protocol_entry("chapter9")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -205,7 +205,12 @@ def data_dir(tmp_path_factory, data) -> Path:
     np.savez(path / "splits.npz", train=data.split_train, test=data.split_test)
     np.savez(path / "cifar10h.npz", counts=data.cifar10h_counts, probs=data.cifar10h_probs)
     data.cifar10s_responses.to_csv(path / "cifar10s_responses.csv", index=False)
+    (path / "provenance.json").write_text(json.dumps(PROVENANCE))
     return path
+
+
+PROVENANCE = {"sources": {"cifar10": {"file": "cifar-10-python.tar.gz", "origin": "mirror", "official_url": "https://x",
+                                      "sha256": "ab" * 32, "approximate": False, "note": ""}}}
 
 
 def tiny_spec(config, **label_overrides):
@@ -220,10 +225,10 @@ def tiny_spec(config, **label_overrides):
 
 def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys):
     from softlabels.cli import main
-    from softlabels.train.cli import write_json_atomic
+    from softlabels.data.io import write_json
 
     spec = tiny_spec(config)
-    write_json_atomic(tmp_path / "spec.json", spec)
+    write_json(tmp_path / "spec.json", spec)
     out = tmp_path / "run"
     assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir), "--threads", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -233,6 +238,8 @@ def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys
         assert set(metrics[name]) >= {"ce", "calibration", "fgsm", "accuracy", "n"} and metrics[name]["n"] == n
         assert all(np.isfinite(metrics[name][k]) for k in ("ce", "calibration", "fgsm"))
     assert metrics["train"]["epochs"] == 1 and metrics["train"]["n_train"] == 40 and metrics["train"]["n_hard"] == 0
+    assert (metrics["train"]["precision"], metrics["train"]["device"], metrics["train"]["group_size"]) == ("fp32", "cpu", 1)
+    assert metrics["provenance"] == {"precision": "fp32", "device": "cpu", "corruption_source": None, "inputs": PROVENANCE}
     log = pd.read_csv(out / "train_log.csv")
     assert list(log["epoch"]) == [1] and "loss" in log.columns
     assert (out / "checkpoint.pt").exists()
@@ -241,10 +248,23 @@ def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys
     assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir)]) == 0
     assert "resumed" in capsys.readouterr().out
     # a changed spec (other γ) discards the stale checkpoint instead of resuming it
-    write_json_atomic(tmp_path / "spec.json", tiny_spec(config, gamma=0.2))
-    assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir)]) == 0
+    write_json(tmp_path / "spec.json", tiny_spec(config, gamma=0.2))
+    assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir),
+                 "--provenance", "none"]) == 0
     assert "resumed" not in capsys.readouterr().out
-    assert json.loads((out / "metrics.json").read_text())["spec"]["labels"]["gamma"] == 0.2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["spec"]["labels"]["gamma"] == 0.2 and metrics["provenance"]["inputs"] is None
+
+
+def test_train_command_needs_the_provenance_record(config, data_dir, tmp_path, capsys):
+    from softlabels.cli import main
+    from softlabels.data.io import write_json
+
+    write_json(tmp_path / "spec.json", tiny_spec(config))
+    assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(tmp_path / "run"), "--data-dir",
+                 str(data_dir), "--provenance", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_train_command_reports_bad_spec(tmp_path, capsys):

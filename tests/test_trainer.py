@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from softlabels.train import Batch, fit, learning_rate
-from softlabels.train.trainer import crop_flip, default_objective, draw_annotators, normalise
+from softlabels.train.trainer import SoftCrossEntropy, crop_flip, draw_annotators, normalise, soft_cross_entropy_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,12 +134,13 @@ def test_objective_hook_receives_normalised_batches_and_pool_draws():
     images, pools = make_data(n=50)
     seen = []
 
-    def objective(model, inputs, targets, *, batch):
-        assert isinstance(batch, Batch) and batch.x is inputs and batch.y is targets
-        seen.append(batch)
-        return default_objective(model, inputs, targets)
+    class Objective(SoftCrossEntropy):
+        def prepare(self, inputs, targets, batch):
+            assert isinstance(batch, Batch) and batch.x is inputs and batch.y is targets
+            seen.append(batch)
+            return super().prepare(inputs, targets, batch)
 
-    fit(images, pools, {**PROTOCOL, "augmentation": "none"}, "resnet8a", 0, "cpu", log=quiet, objective=objective)
+    fit(images, pools, {**PROTOCOL, "augmentation": "none"}, "resnet8a", 0, "cpu", log=quiet, objective=Objective())
     assert [b.x.shape[0] for b in seen] == [32, 18, 32, 18]  # drop_last = False
     for b in seen:
         index = b.index.numpy()
@@ -153,16 +154,45 @@ def test_objective_hook_receives_normalised_batches_and_pool_draws():
     assert sorted(epoch0) == list(range(50))  # each example once per epoch
 
 
-def test_three_argument_objective_is_used():
+@pytest.mark.parametrize("augmentation", ["per_epoch", "once", "none"])
+def test_per_epoch_augmentation_draws_new_crops_every_epoch(augmentation):
+    """Per image: the inputs of epoch 1 and epoch 2 differ under per_epoch (a fresh crop/flip), are equal under
+    once and none, and under once/per_epoch are a crop/flip of the image, not the image itself."""
+    images, pools = make_data(n=64)
+    seen = {}
+
+    class Record(SoftCrossEntropy):
+        def prepare(self, inputs, targets, batch):
+            for row, x in zip(batch.index.tolist(), inputs):
+                seen[(batch.epoch, row)] = x.clone()
+            return super().prepare(inputs, targets, batch)
+
+    fit(images, pools, {**PROTOCOL, "augmentation": augmentation}, "resnet8a", 0, "cpu", log=quiet, objective=Record())
+    plain = normalise(torch.from_numpy(images.transpose(0, 3, 1, 2)))
+    changed = sum(not torch.equal(seen[(0, i)], seen[(1, i)]) for i in range(64))
+    cropped = sum(not torch.equal(seen[(0, i)], plain[i]) for i in range(64))
+    if augmentation == "per_epoch":
+        assert changed >= 60 and cropped >= 60
+    elif augmentation == "once":
+        assert changed == 0 and cropped >= 60
+    else:
+        assert changed == 0 and cropped == 0
+
+
+def test_objective_chooses_the_model_inputs_and_the_loss():
     images, pools = make_data(n=40)
     calls = []
 
-    def objective(model, inputs, targets):
-        calls.append(inputs.shape[0])
-        return default_objective(model, inputs, targets)
+    class HalfBatch:
+        """Feeds only the first half of each batch to the model."""
 
-    fit(images, pools, PROTOCOL, "resnet8a", 0, "cpu", log=quiet, objective=objective)
-    assert calls == [32, 8, 32, 8]
+        def prepare(self, inputs, targets, batch):
+            half = inputs.shape[0] // 2
+            calls.append(half)
+            return inputs[:half], lambda logits: soft_cross_entropy_loss(logits, targets[:half])
+
+    fit(images, pools, PROTOCOL, "resnet8a", 0, "cpu", log=quiet, objective=HalfBatch())
+    assert calls == [16, 4, 16, 4]
 
 
 def test_bad_inputs_are_named():
@@ -187,9 +217,9 @@ class RandomObjective:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self, model, inputs, targets):
+    def prepare(self, inputs, targets, batch):
         scale = float(self.rng.uniform(0.5, 1.5)) * float(torch.rand(1, generator=self.generator) + 0.5)
-        return scale * default_objective(model, inputs, targets)
+        return inputs, lambda logits: scale * soft_cross_entropy_loss(logits, targets)
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
@@ -237,7 +267,7 @@ KILL_SCRIPT = textwrap.dedent(
     import numpy as np, torch
     from types import SimpleNamespace
     from softlabels.train import fit
-    from softlabels.train.trainer import default_objective
+    from softlabels.train.trainer import SoftCrossEntropy
 
     torch.set_num_threads(1)
     checkpoint, output, slow = sys.argv[1], sys.argv[2], sys.argv[3] == "slow"
@@ -250,13 +280,14 @@ KILL_SCRIPT = textwrap.dedent(
                 "base_lr": {"resnet8a": 0.1}, "lr_milestones": [0, 1], "lr_gamma": 0.1, "grad_clip": 1.0,
                 "augmentation": "once"}
 
-    def objective(model, inputs, targets, *, batch):
-        if slow and batch.epoch >= 1:
-            time.sleep(0.3)  # leaves time to kill the process in the middle of the second epoch
-        return default_objective(model, inputs, targets)
+    class Objective(SoftCrossEntropy):
+        def prepare(self, inputs, targets, batch):
+            if slow and batch.epoch >= 1:
+                time.sleep(0.3)  # leaves time to kill the process in the middle of the second epoch
+            return super().prepare(inputs, targets, batch)
 
     model = fit(images, SimpleNamespace(labels=labels, sizes=sizes), protocol, "resnet8a", 5, "cpu", checkpoint,
-                log=lambda line: print(line, flush=True), objective=objective)
+                log=lambda line: print(line, flush=True), objective=Objective())
     torch.save(model.state_dict(), output)
     """
 )

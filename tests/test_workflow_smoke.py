@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pandas as pd
 import pytest
+
+from conftest import REPO
 
 pytestmark = [pytest.mark.mirror, pytest.mark.slow]
 
@@ -23,6 +26,9 @@ def test_table3_1_smoke_build(smoke_workdir, data_mirror, snakemake_runner):
     config = ["--config", "scale=smoke", f"data_mirror={data_mirror}"]
     done = snakemake_runner(smoke_workdir, "--cores", "2", TARGET, *config)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # the plan is printed once, at the start
+    assert (done.stderr.count("training plan: 5 run(s) to train in 5 group job(s)") == 1), done.stderr[:3000]
+    assert "estimated training time" in done.stderr and "WARNING: this is the paper scale" not in done.stderr
 
     table = pd.read_csv(smoke_workdir / TARGET)
     assert list(dict.fromkeys(table["row"])) == ROWS
@@ -49,3 +55,33 @@ def test_table3_1_smoke_build(smoke_workdir, data_mirror, snakemake_runner):
     again = snakemake_runner(smoke_workdir, "-n", "--cores", "2", TARGET, *config)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _planned_runs(output: str) -> list[list[str]]:
+    """The --run arguments of each `softlabels train-group` command of a dry run's printed shell commands."""
+    return [re.findall(r"--run (\S+)", line) for line in output.splitlines() if "softlabels train-group" in line]
+
+
+def test_new_seeds_and_edited_schemes_train_only_what_changed(smoke_workdir, data_mirror, snakemake_runner):
+    """After the smoke build: one more seed with group_size 2 plans only the new runs, in groups of two; an
+    edited scheme retrains only its runs; nothing of the finished runs is made again."""
+    config = ["--config", "scale=smoke", f"data_mirror={data_mirror}"]
+    assert (smoke_workdir / "results/runs/hard/resnet8a/seed0/metrics.json").exists(), "run the smoke build first"
+    extra = smoke_workdir / "more_seeds.yaml"
+    extra.write_text("scales:\n  smoke:\n    protocols:\n      chapter3: {seeds: [0, 1], group_size: 2}\n")
+    plan = snakemake_runner(smoke_workdir, "-n", "-p", TARGET, "--configfile", str(REPO / "config.yaml"), str(extra), *config)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    groups = _planned_runs(plan.stdout + plan.stderr)
+    planned = {r for g in groups for r in g}
+    # Groups are cut from every unfinished run of the config (other tables' runs may share a job), never
+    # from finished ones: the new seed of each row is planned, the trained seed 0 is not.
+    assert groups and all(1 <= len(g) <= 2 for g in groups) and any(len(g) == 2 for g in groups)
+    assert {f"{row}/resnet8a/1" for row in ROWS} <= planned
+    assert not planned & {f"{row}/resnet8a/0" for row in ROWS}
+    edited = smoke_workdir / "edited_scheme.yaml"
+    edited.write_text("schemes:\n  cifar10s_agg: {M: 5}\n")
+    plan = snakemake_runner(smoke_workdir, "-n", "-p", TARGET, "--configfile", str(REPO / "config.yaml"), str(edited), *config)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    planned = {r for g in _planned_runs(plan.stdout + plan.stderr) for r in g}
+    assert planned & {f"{row}/resnet8a/0" for row in ROWS} == {"cifar10s_agg/resnet8a/0"}
+    assert "table_table3_1" in plan.stdout + plan.stderr

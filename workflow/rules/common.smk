@@ -23,7 +23,6 @@ SCALE = config["scale"]
 RESOURCES = config["resources_dir"]
 # Rules call the `softlabels` command; make the one beside this interpreter (the venv's) win on PATH.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-CLI = "softlabels"
 
 
 envvars:
@@ -81,12 +80,7 @@ def get_final_output():
 
 
 # Helpers of the train and tables stages (kept here: `snakemake --lint` wants no functions beside rules).
-from softlabels.train.runs import runs_of
-
-
-# Resources of a training job where a protocol block has no `resources:`.
-def run_dir(scheme, model, seed):
-    return f"results/runs/{scheme}/{model}/seed{seed}"
+from softlabels.train.runs import run_dir, runs_of
 
 
 def run_metrics(runs):
@@ -102,12 +96,54 @@ def result_set_runs(result_set):
     ]
 
 
+def all_training_runs():
+    """Every run a table or figure of the config reads."""
+    runs = set()
+    for kind in ("tables", "figures"):
+        for result_set in (config.get(kind) or {}).values():
+            runs.update(result_set_runs(result_set))
+    return sorted(runs)
+
+
+def train_inputs(protocol):
+    """Input files of a run of `protocol` (TRAIN_DATA of train.smk, the provenance record), flattened."""
+    paths = []
+    for value in {**TRAIN_DATA[protocol], **train_provenance_input()}.values():
+        paths += [value] if isinstance(value, str) else list(value)
+    return paths
+
+
+def train_provenance_input():
+    return {"provenance": PROVENANCE} if PROVENANCE_RULE else {}
+
+
+def run_status(run, spec):
+    """Status of a run: "trained" / "copied" when its outputs are current (metrics.json and train_log.csv exist, the
+    metrics record this spec, and they are newer than every input of the run), else False."""
+    folder = run_dir(*run)
+    try:
+        made = min(os.stat(f"{folder}/{name}").st_mtime for name in ("metrics.json", "train_log.csv"))
+    except FileNotFoundError:
+        return False
+    for path in train_inputs(spec["protocol_name"]):
+        if not os.path.exists(path) or os.stat(path).st_mtime > made:
+            return False
+    try:
+        with open(f"{folder}/metrics.json") as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return False
+    if metrics.get("spec") != json.loads(json.dumps(spec)):
+        return False
+    return "copied" if metrics.get("alias_of") else "trained"
+
+
 def protocol_of(wildcards):
     return config["schemes"][wildcards.scheme]["protocol"]
 
 
 def train_resource(name):
-    """Input function for one resource of a training job, from `protocols.<p>.resources` of the scale."""
+    """Input function for one resource of a per-run job, from `protocols.<p>.resources` of the scale."""
 
     def get(wildcards):
         return config["protocols"][protocol_of(wildcards)]["resources"][name]
@@ -117,6 +153,52 @@ def train_resource(name):
 
 def train_threads(wildcards):
     return train_resource("threads")(wildcards)
+
+
+def group_outputs(group):
+    """Per member and alias: metrics.json, train_log.csv, spec.json."""
+    runs = list(group.members) + [alias for alias, _ in group.aliases]
+    return [
+        f"{run_dir(*run)}/{name}" for run in runs for name in ("metrics.json", "train_log.csv", "spec.json")
+    ]
+
+
+def group_arguments(group):
+    """The --run / --alias options of `softlabels train-group`."""
+    text = lambda run: f"{run[0]}/{run[1]}/{run[2]}"
+    args = [f"--run {text(run)}" for run in group.members]
+    args += [f"--alias {text(alias)}={text(canonical)}" for alias, canonical in group.aliases]
+    return " ".join(args)
+
+
+def group_resource(group, name):
+    """One resource of a group job, from `protocols.<p>.resources` of the scale (a copy-only job: light)."""
+    if not group.members:
+        return {"gpu": 0, "mem_mb": 1000, "runtime_min": 5}[name]
+    return config["protocols"][group.protocol]["resources"][name]
+
+
+def glove_option(wildcards, input):
+    """--glove with the group's GloVe input (a copy-only job has none)."""
+    return f"--glove {input.glove}" if "glove" in input.keys() else ""
+
+
+def group_threads(group):
+    return group_resource(group, "threads") if group.members else 1
+
+
+def print_training_plan():
+    """The plan printed once when a workflow run starts (not in dry runs): runs and group jobs to do, the
+    device, the time estimated from a measured step (`plan_measure_step: false` skips the measurement)."""
+    from softlabels.train.plan import training_plan_text
+
+    try:
+        pending = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    except Exception:  # the DAG's job list is Snakemake-internal; plan every group without it
+        pending = None
+    groups = [g for g in TRAINING_GROUPS if pending is None or f"train_{g.name.replace('-', '_')}" in pending]
+    text = training_plan_text(config, groups, RUN_SPECS, measure=config.get("plan_measure_step", True))
+    print(text, file=sys.stderr, flush=True)
 
 
 # Helpers of the data, labels, corruption, tables and report stages.

@@ -1,12 +1,19 @@
-# Rules of the train stage: one run = (scheme, model, seed).
-#   results/runs/{scheme}/{model}/seed{seed}/spec.json     the run's effective settings (rewritten when they change)
+# Rules of the train stage: one job trains one *group* of runs (same protocol, model and training-set size)
+# as one fused computation (`softlabels train-group`); a run is (scheme, model, seed) and keeps its own
+# outputs:
+#   results/runs/{scheme}/{model}/seed{seed}/spec.json     the run's effective settings
 #   results/runs/{scheme}/{model}/seed{seed}/metrics.json  evaluation of the final-epoch model (+ train_log.csv,
 #                                                          checkpoint.pt kept for resuming an interrupted run)
-# Helpers (run_metrics, result_set_runs, train_resource, ...) live in common.smk.
-from softlabels.train.runs import run_spec
+#   results/runs/.groups/{group}.json                      what one group job trained (members, aliases, time)
+# Groups are formed here, when the DAG is built, from the runs that are not finished (softlabels.train.runs.
+# plan_training): a run is finished when its metrics.json records the run's current spec and is newer than its
+# inputs. Finished runs are plain files no rule makes, so adding a seed or a scheme trains only the new runs;
+# a config edit that changes a run's spec makes it unfinished, and it trains again (with the tables on it).
+# Runs whose specs differ only in the scheme's name train once; the group copies the results to the others.
+from softlabels.train.runs import plan_training
 
-# Inputs a run of each protocol reads; `softlabels train` finds them under results/data/ (and the GloVe rows
-# under resources_dir). Other stage files add their protocols' entries.
+# Inputs a run of each protocol reads; `softlabels train-group` finds them under results/data/ (and the GloVe
+# rows under resources_dir).
 TRAIN_DATA = {
     "chapter3": {
         "cifar10": "results/data/cifar10_test.npz",
@@ -16,46 +23,64 @@ TRAIN_DATA = {
         "glove": resource("glove"),
     },
 }
+# Chapters 4-5 read the CIFAR-10S responses also when own responses replace them in chapter 3 (chapter 5's
+# soft endpoints are the expanded CIFAR-10S).
+TRAIN_DATA["chapter4"] = {
+    **TRAIN_DATA["chapter3"],
+    "cifar10s": "results/data/cifar10s_responses.csv",
+    "hmix_stimuli": "results/data/hmix_stimuli.npz",
+    "hmix_judgments": "results/data/hmix_judgments.csv",
+}
+TRAIN_DATA["chapter5"] = {
+    **TRAIN_DATA["chapter3"],
+    "cifar10s": "results/data/cifar10s_responses.csv",
+    # appendix C refits the class-pair τ from the judgments (results/labels/class_pair_taus.csv shows it)
+    "hmix_judgments": "results/data/hmix_judgments.csv",
+    "corruption": CORRUPTION_OUTPUTS,
+}
+# The data stage's record of every input (copied into each metrics.json as provenance.inputs).
+PROVENANCE = "results/data/provenance.json"
+PROVENANCE_RULE = any(PROVENANCE in map(str, r.output) for r in workflow.rules)
+if not PROVENANCE_RULE:
+    print(
+        f"WARNING: no rule writes {PROVENANCE}; training records provenance.inputs = null",
+        file=sys.stderr,
+    )
 
 
-rule run_spec:
-    output:
-        "results/runs/{scheme}/{model}/seed{seed}/spec.json",
-    log:
-        "logs/runs/{scheme}/{model}/seed{seed}/spec.log",
-    localrule: True
-    resources:
-        mem_mb=500,
-        runtime=5,
-    params:
-        spec=lambda wc: run_spec(config, wc.scheme, wc.model, int(wc.seed)),
-    run:
-        from softlabels.train.cli import write_json_atomic
-
-        write_json_atomic(output[0], params.spec)
-        with open(log[0], "w") as f:
-            print(f"wrote {output[0]}", file=f)
+TRAINING_GROUPS, RUN_SPECS, CANONICAL_RUN = plan_training(config, all_training_runs(), run_status)
 
 
-rule train_run:
-    input:
-        unpack(lambda wc: TRAIN_DATA[protocol_of(wc)]),
-        spec="results/runs/{scheme}/{model}/seed{seed}/spec.json",
-    output:
-        metrics="results/runs/{scheme}/{model}/seed{seed}/metrics.json",
-        train_log="results/runs/{scheme}/{model}/seed{seed}/train_log.csv",
-    log:
-        "logs/runs/{scheme}/{model}/seed{seed}/train.log",
-    conda:
-        "../../envs/softlabels.yaml"
-    threads: train_threads
-    resources:
-        gpu=train_resource("gpu"),
-        cpus_per_gpu=train_threads,
-        mem_mb=train_resource("mem_mb"),
-        runtime=train_resource("runtime_min"),
-    params:
-        glove=resource("glove"),
-    shell:
-        "softlabels train --spec {input.spec} --out-dir $(dirname {output.metrics}) "
-        "--data-dir results/data --glove {params.glove} --threads {threads} > {log} 2>&1"
+onstart:
+    print_training_plan()
+
+
+for _group in TRAINING_GROUPS:
+
+    rule:
+        name:
+            f"train_{_group.name.replace('-', '_')}"
+        input:
+            **({**TRAIN_DATA[_group.protocol], **train_provenance_input()} if _group.members else {}),
+            shared=[run_metrics([c]) for _, c in _group.aliases if c not in _group.members],
+        output:
+            runs=group_outputs(_group),
+            record=f"results/runs/.groups/{_group.name}.json",
+        log:
+            f"logs/train_groups/{_group.name}.log",
+        conda:
+            "../../envs/softlabels.yaml"
+        threads: group_threads(_group)
+        resources:
+            gpu=group_resource(_group, "gpu"),
+            cpus_per_gpu=group_threads(_group),
+            mem_mb=group_resource(_group, "mem_mb"),
+            runtime=group_resource(_group, "runtime_min"),
+        params:
+            runs=group_arguments(_group),
+            glove=glove_option,
+            provenance="" if PROVENANCE_RULE else "--provenance none",
+            config_args=config_args(),
+        shell:
+            "softlabels train-group {params.runs} --record {output.record} --data-dir results/data "
+            "{params.glove} --threads {threads} {params.provenance} {params.config_args} > {log} 2>&1"

@@ -1,100 +1,63 @@
 """Subcommands of the train stage.
 
 `softlabels make-spec` writes the spec of one run (scheme, model, seed) from the effective configuration;
-`softlabels train --spec spec.json --out-dir DIR` trains that run and evaluates it, writing
-`DIR/metrics.json` (atomically, last), `DIR/train_log.csv` (one row per logged epoch) and the resumable
-checkpoint `DIR/checkpoint.pt`, which is discarded when the spec it was made under differs from this one.
+`softlabels train --spec spec.json --out-dir DIR` trains that one run and evaluates it;
+`softlabels train-group --run SCHEME/MODEL/SEED ...` trains a group of runs of one model and protocol as one
+fused computation (`softlabels.train.fit_group`) and evaluates each member. Per run, under its folder:
+`spec.json` (its effective settings), `metrics.json` (atomically, last), `train_log.csv` (one row per epoch)
+and the resumable `checkpoint.pt`, which is discarded when the spec it was made under differs from this one.
+An alias (`--alias A=C`: a scheme whose effective spec equals run C's but for its name) gets C's metrics
+under its own name, spec and `alias_of: C`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+from softlabels.data.io import write_json
 
 #: metrics.json layout version.
 METRICS_FORMAT = 1
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it into place."""
-    from softlabels.data.io import atomic_outputs
-
-    with atomic_outputs(path) as (tmp,):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-
-
-def spec_digest(spec: Mapping) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
-
-_NUMBER = re.compile(r"^-?\d+(\.\d*)?([eE][-+]?\d+)?$")
-_PAIR = re.compile(r"([A-Za-z_][\w/]*)\s*[=:]\s*([^\s,;|]+)")
-
-
-def parse_progress(message: Any) -> dict | None:
-    """A per-epoch progress record from the trainer's log callback: a mapping as it is, or the `key=value`
-    (or `key: value`) pairs of a text line that names an epoch; None for other lines."""
-    if isinstance(message, Mapping):
-        return dict(message)
-    text = str(message)
-    pairs = {}
-    for key, value in _PAIR.findall(text):
-        value = value.rstrip("s%") if _NUMBER.match(value.rstrip("s%")) else value
-        pairs[key] = float(value) if _NUMBER.match(value) else value
-    if "epoch" not in pairs:
-        match = re.search(r"\bepoch\s+(\d+)", text)
-        if not match:
-            return None
-        pairs["epoch"] = int(match.group(1))
-    return pairs
-
-
 class TrainLog:
-    """Receives the trainer's log messages: prints them (the Snakemake log) and keeps per-epoch records."""
+    """Receives the trainer's log messages and prints them (the Snakemake log)."""
 
     def __init__(self, stream=None):
         self.stream = stream  # None: whatever sys.stdout is when a message arrives
-        self.rows: list[dict] = []
 
     def __call__(self, message: Any) -> None:
-        text = message if not isinstance(message, Mapping) else json.dumps(message)
-        print(text, file=self.stream or sys.stdout, flush=True)
-        row = parse_progress(message)
-        if row is not None:
-            self.rows.append(row)
-
-    def write_csv(self, path: str | Path) -> None:
-        path = Path(path)
-        columns: list[str] = []
-        for row in self.rows:
-            columns += [k for k in row if k not in columns]
-        from softlabels.data.io import atomic_outputs
-
-        with atomic_outputs(path) as (tmp,), open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns or ["epoch"])
-            writer.writeheader()
-            writer.writerows(self.rows)
+        print(message, file=self.stream or sys.stdout, flush=True)
 
 
-def resolve_device(device: str) -> str:
-    import torch
+def write_train_log(path: str | Path, rows: Sequence[Mapping]) -> None:
+    """The per-epoch records of a run as CSV (atomically)."""
+    from softlabels.data.io import atomic_outputs
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        from softlabels.cli import UserError
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with atomic_outputs(path) as (tmp,), open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns or ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
 
-        raise UserError("device 'cuda' was asked for (config key 'device') but torch sees no CUDA device")
-    return device
+
+def device_of(spec: Mapping):
+    """The torch device of a run (`device` of its spec); UserError when CUDA is asked for but absent."""
+    from softlabels.cli import UserError
+    from softlabels.train.trainer import resolve_device
+
+    try:
+        return resolve_device(spec.get("device", "auto"))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def load_spec(path: str | Path) -> dict:
@@ -113,8 +76,26 @@ def load_spec(path: str | Path) -> dict:
     return spec
 
 
+def load_provenance(path: str | None) -> dict | None:
+    """The data stage's record of the inputs (`results/data/provenance.json`); None only when the caller
+    passes None (`--provenance none`) explicitly. A missing or unreadable file is a UserError."""
+    from softlabels.cli import UserError
+
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"provenance file not found: {path} (written by the data stage; "
+                        "pass --provenance none to train without it)") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"provenance file {path} is not valid JSON: line {exc.lineno}: {exc.msg}") from None
+
+
 def _prepare_checkpoint(out_dir: Path, spec: Mapping) -> Path:
     """The checkpoint path; an existing checkpoint made under a different spec is removed (no stale resume)."""
+    from softlabels.train.runs import spec_digest
+
     checkpoint = out_dir / "checkpoint.pt"
     stamp = out_dir / "checkpoint.spec.sha256"
     digest = spec_digest(spec)
@@ -131,9 +112,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def evaluate_sets(model, sets, spec: Mapping, device: str) -> dict:
+def evaluate_sets(model, sets, spec: Mapping, device) -> dict:
     from softlabels.evaluate import evaluate_model
 
+    device = str(device)
     results = {}
     for name, es in sets.eval_sets.items():
         if es.evaluate is not None:
@@ -155,71 +137,184 @@ def evaluate_sets(model, sets, spec: Mapping, device: str) -> dict:
     return results
 
 
-def train_run(spec: Mapping, out_dir: str | Path, data_dir: str | Path, glove: str | None, threads: int) -> dict:
-    """Build the run's sets, train (resuming from the checkpoint), evaluate, write metrics.json."""
+def provenance_block(spec: Mapping, device, precision: str, inputs: Mapping | None) -> dict:
+    """How the run was made: precision, device, the corruption source of chapter-5 runs, and the data
+    stage's record of every input file (content of results/data/provenance.json)."""
+    corruption = spec["evaluation"].get("corruption") if spec["protocol_name"] == "chapter5" else None
+    return {
+        "precision": precision,
+        "device": str(device),
+        "corruption_source": corruption.get("source") if corruption else None,
+        "inputs": inputs,
+    }
+
+
+def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove: str | None, threads: int,
+               provenance: Mapping | None, log: TrainLog | None = None) -> tuple[list[dict], list[str]]:
+    """Train the (spec, out_dir) runs, all of one model and protocol, as one fused group; evaluate each and
+    write its train_log.csv and metrics.json. Returns (metrics of the finished runs, failure messages)."""
     import torch
 
-    from softlabels.train import fit
     from softlabels.train.runs import RunData, build_run_sets, responses_file
+    from softlabels.train.trainer import Diverged, Member, fit_group
 
     if threads > 0:
         torch.set_num_threads(threads)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(spec.get("device", "auto"))
-    log = TrainLog()
-    log(f"run {spec['scheme']}/{spec['model']}/seed{spec['seed']} scale={spec.get('scale')} device={device} threads={torch.get_num_threads()}")
-    data = RunData.from_dir(data_dir, glove, responses=responses_file(spec))
-    sets = build_run_sets(spec, data)
-    log(f"training set: {json.dumps({k: v for k, v in sets.info.items() if not isinstance(v, list)})}")
-    checkpoint = _prepare_checkpoint(out_dir, spec)
+    log = log or TrainLog()
+    first = runs[0][0]
+    for spec, _ in runs:
+        if (spec["protocol_name"], spec["model"], spec["protocol"]) != (first["protocol_name"], first["model"], first["protocol"]):
+            raise ValueError(f"a group trains one model under one protocol: {spec['scheme']}/{spec['model']} "
+                             f"differs from {first['scheme']}/{first['model']}")
+    device = device_of(first)
+    precision = first["protocol"].get("precision", "fp32")
+    log(f"group of {len(runs)}: {first['model']} ({first['protocol_name']}) scale={first.get('scale')} "
+        f"device={device} precision={precision} threads={torch.get_num_threads()}")
+    data: dict = {}  # one RunData per CIFAR-10S responses file the members read
+    members, all_sets = [], []
+    for spec, out_dir in runs:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        responses = responses_file(spec)
+        if responses not in data:
+            data[responses] = RunData.from_dir(data_dir, glove, responses=responses)
+        sets = build_run_sets(spec, data[responses])
+        name = f"{spec['scheme']}/{spec['model']}/seed{spec['seed']}"
+        log(f"{name} training set: {json.dumps({k: v for k, v in sets.info.items() if not isinstance(v, list)})}")
+        members.append(Member(sets.train_images, sets.train_pools, int(spec["seed"]), sets.objective,
+                              _prepare_checkpoint(out_dir, spec), name=name))
+        all_sets.append(sets)
     start = time.perf_counter()
-    model = fit(
-        sets.train_images,
-        sets.train_pools,
-        spec["protocol"],
-        spec["model"],
-        int(spec["seed"]),
-        device,
-        checkpoint,
-        log=log,
-        objective=sets.objective,
-    )
+    results = fit_group(members, first["protocol"], first["model"], device, log=log, precision=precision)
     seconds = time.perf_counter() - start
-    summary = getattr(model, "training_summary", None) or {}
-    if summary.get("history"):
-        log.rows = [dict(row) for row in summary["history"]]  # survives a resume (kept in the checkpoint)
-    log.write_csv(out_dir / "train_log.csv")
-    model.eval()
-    t_eval = time.perf_counter()
-    results = evaluate_sets(model, sets, spec, device)
-    log(f"evaluation ({time.perf_counter() - t_eval:.1f}s): {json.dumps(results)}")
-    epochs = int(spec["protocol"]["epochs"])
-    metrics = {
-        "format": METRICS_FORMAT,
-        "scheme": spec["scheme"],
-        "model": spec["model"],
-        "seed": int(spec["seed"]),
-        "scale": spec.get("scale"),
-        "spec": dict(spec),
-        **results,
-        "train": {
-            "epochs": epochs,
-            "seconds": summary.get("seconds", round(seconds, 3)),
-            "images_per_s": summary.get("images_per_s", round(epochs * len(sets.train_images) / seconds, 1) if seconds > 0 else None),
-            "device": device,
-            "threads": torch.get_num_threads(),
-            **sets.info,
-        },
-    }
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    return metrics
+    finished, failures = [], []
+    for (spec, out_dir), sets, member, model in zip(runs, all_sets, members, results):
+        if isinstance(model, Diverged):
+            failures.append(str(model))
+            continue
+        summary = model.training_summary
+        write_train_log(Path(out_dir) / "train_log.csv", summary["history"])
+        t_eval = time.perf_counter()
+        results_ = evaluate_sets(model, sets, spec, device)
+        log(f"{member.name} evaluation ({time.perf_counter() - t_eval:.1f}s): {json.dumps(results_)}")
+        metrics = {
+            "format": METRICS_FORMAT,
+            "scheme": spec["scheme"],
+            "model": spec["model"],
+            "seed": int(spec["seed"]),
+            "scale": spec.get("scale"),
+            "spec": dict(spec),
+            **results_,
+            "train": {
+                "epochs": int(spec["protocol"]["epochs"]),
+                "seconds": summary.get("seconds", round(seconds, 3)),
+                "images_per_s": summary.get("images_per_s"),
+                "group_size": summary.get("group_size", 1),
+                "group_images_per_s": summary.get("group_images_per_s"),
+                "device": str(device),
+                "precision": precision,
+                "threads": torch.get_num_threads(),
+                **sets.info,
+            },
+            "provenance": provenance_block(spec, device, precision, provenance),
+        }
+        write_json(Path(out_dir) / "metrics.json", metrics)
+        finished.append(metrics)
+    return finished, failures
+
+
+def copy_alias(canonical_dir: Path, alias_dir: Path, alias_spec: Mapping) -> None:
+    """The canonical run's metrics and train log under the alias's name and spec (`alias_of` names the run)."""
+    from softlabels.cli import UserError
+
+    try:
+        metrics = json.loads((canonical_dir / "metrics.json").read_text())
+    except FileNotFoundError:
+        raise UserError(f"alias {alias_dir}: the run it shares, {canonical_dir}, has no metrics.json") from None
+    alias_dir.mkdir(parents=True, exist_ok=True)
+    write_json(alias_dir / "spec.json", alias_spec)
+    metrics.update(scheme=alias_spec["scheme"], spec=dict(alias_spec), alias_of=str(canonical_dir))
+    log_path = canonical_dir / "train_log.csv"
+    from softlabels.data.io import atomic_outputs
+
+    with atomic_outputs(alias_dir / "train_log.csv") as (tmp,):
+        tmp.write_bytes(log_path.read_bytes())
+    write_json(alias_dir / "metrics.json", metrics)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from softlabels.cli import UserError
+
     spec = load_spec(args.spec)
     out_dir = Path(args.out_dir) if args.out_dir else Path(args.spec).parent
-    train_run(spec, out_dir, args.data_dir, args.glove, args.threads)
+    provenance = load_provenance(_provenance_path(args))
+    _, failures = train_runs([(spec, out_dir)], args.data_dir, args.glove, args.threads, provenance)
+    if failures:
+        raise UserError("; ".join(failures))
+    return 0
+
+
+def _provenance_path(args: argparse.Namespace) -> str | None:
+    if args.provenance is None:
+        return str(Path(args.data_dir) / "provenance.json")
+    return None if args.provenance == "none" else args.provenance
+
+
+def _parse_run(text: str) -> tuple[str, str, int]:
+    from softlabels.cli import UserError
+
+    parts = text.split("/")
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise UserError(f"--run/--alias expects SCHEME/MODEL/SEED, got {text!r}")
+    return parts[0], parts[1], int(parts[2])
+
+
+def _cmd_train_group(args: argparse.Namespace) -> int:
+    from softlabels.cli import UserError, config_from_args
+    from softlabels.train.runs import run_dir, run_spec
+
+    config = config_from_args(args)
+    runs_root = Path(args.runs_dir)
+
+    def spec_of(run):
+        try:
+            return run_spec(config, *run)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+    members = [_parse_run(r) for r in args.run]
+    aliases = []
+    for item in args.alias:
+        alias, sep, canonical = item.partition("=")
+        if not sep:
+            raise UserError(f"--alias expects ALIAS_RUN=CANONICAL_RUN, got {item!r}")
+        aliases.append((_parse_run(alias), _parse_run(canonical)))
+    t0 = time.perf_counter()
+    runs = []
+    for run in members:
+        out_dir = runs_root / run_dir(*run)
+        spec = spec_of(run)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "spec.json", spec)
+        runs.append((spec, out_dir))
+    failures = []
+    if runs:
+        provenance = load_provenance(_provenance_path(args))
+        _, failures = train_runs(runs, args.data_dir, args.glove, args.threads, provenance)
+    failed = {f.split(":")[0] for f in failures}
+    for alias, canonical in aliases:
+        if "/".join(map(str, (canonical[0], canonical[1], f"seed{canonical[2]}"))) in failed:
+            continue
+        copy_alias(runs_root / run_dir(*canonical), runs_root / run_dir(*alias), spec_of(alias))
+    if args.record:
+        write_json(args.record, {
+            "runs": ["/".join(map(str, r)) for r in members],
+            "aliases": {"/".join(map(str, a)): "/".join(map(str, c)) for a, c in aliases},
+            "seconds": round(time.perf_counter() - t0, 2),
+            "failed": failures,
+        })
+    if failures:
+        raise UserError("diverged: " + "; ".join(failures))
     return 0
 
 
@@ -236,8 +331,17 @@ def _cmd_make_spec(args: argparse.Namespace) -> int:
         json.dump(spec, sys.stdout, indent=2)
         print()
     else:
-        write_json_atomic(args.out, spec)
+        write_json(args.out, spec)
     return 0
+
+
+def _add_data_arguments(p) -> None:
+    p.add_argument("--data-dir", default="results/data", help="parsed inputs (default: results/data)")
+    p.add_argument("--glove", default=None, help="GloVe rows file (needed by the semantic varieties)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--provenance", default=None,
+                   help="the data stage's input record copied into metrics.json (default: DATA_DIR/provenance.json; "
+                        "'none' = record none)")
 
 
 def register(subparsers) -> None:
@@ -251,10 +355,23 @@ def register(subparsers) -> None:
     )
     p.add_argument("--spec", required=True, help="run spec (from `softlabels make-spec` or the workflow)")
     p.add_argument("--out-dir", default=None, help="where metrics.json, train_log.csv, checkpoint.pt go (default: the spec's folder)")
-    p.add_argument("--data-dir", default="results/data", help="parsed inputs (default: results/data)")
-    p.add_argument("--glove", default=None, help="GloVe rows file (needed by the semantic varieties)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    _add_data_arguments(p)
     p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser(
+        "train-group",
+        help="train and evaluate a group of runs of one model as one fused computation",
+        description="Write each run's spec.json from the configuration, train the runs fused, evaluate each, "
+        "write their metrics.json; copy the results of shared runs to their aliases.",
+    )
+    p.add_argument("--run", action="append", default=[], metavar="SCHEME/MODEL/SEED", help="a member run (repeat)")
+    p.add_argument("--alias", action="append", default=[], metavar="ALIAS=CANONICAL",
+                   help="SCHEME/MODEL/SEED=SCHEME/MODEL/SEED: give the alias the canonical run's results (repeat)")
+    p.add_argument("--runs-dir", default=".", help="folder holding results/runs (default: .)")
+    p.add_argument("--record", default=None, help="JSON record of the group (members, aliases, seconds)")
+    _add_data_arguments(p)
+    add_config_arguments(p)
+    p.set_defaults(func=_cmd_train_group)
 
     p = subparsers.add_parser(
         "make-spec",

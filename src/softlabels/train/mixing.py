@@ -1,9 +1,12 @@
 """Mixing objectives of chapters 4-5 and appendix C: mixup, Mix-MaxEnt, the clamped entropy-weighted loss
 (Ent-WC) and mixing with the human-fitted class-pair transform τ.
 
-Each objective is a callable ``objective(model, inputs, targets) -> scalar loss`` that the trainer calls on
-every batch instead of the plain soft cross-entropy (`softlabels.train.fit(..., objective=...)`). `inputs` is
-the batch as the model takes it, `targets` the soft (or one-hot) labels [B, K] drawn for this batch. The
+Each objective implements the trainer's two-phase hook (`softlabels.train.trainer`):
+``prepare(inputs, targets, batch) -> (model_inputs, loss_fn)`` draws λ and the partners and mixes the
+inputs before the forward, and ``loss_fn(logits)`` is the loss on the model's output for `model_inputs`,
+so the members of a fused group share one forward. `inputs` is the normalised batch, `targets` the soft (or
+one-hot) labels [B, K] drawn for this batch. ``objective(model, inputs, targets, batch=None)`` gives the
+loss of one model directly. The
 classes of the mixing endpoints, where a rule needs them (Mix-MaxEnt partners, τ), are argmax(targets): the
 class itself for hard endpoints, the most probable class for soft ones.
 
@@ -120,6 +123,10 @@ class MixingObjective:
     def generator_of(self, batch) -> torch.Generator:
         return batch.generator if batch is not None else self.generator
 
+    def __call__(self, model, inputs, targets, *, batch=None):
+        model_inputs, loss_fn = self.prepare(inputs, targets, batch)
+        return loss_fn(model(model_inputs))
+
 
 class Mixup(MixingObjective):
     """mixup (optionally with the appendix-C target transform): mean_i CE(f(x̃_i), ỹ_i)."""
@@ -142,9 +149,9 @@ class Mixup(MixingObjective):
             mixed_y = mix_pairs(targets, perm, lam_g)
         return mixed_x, mixed_y
 
-    def __call__(self, model, inputs, targets, *, batch=None):
+    def prepare(self, inputs, targets, batch=None):
         mixed_x, mixed_y = self.mixed_batch(inputs, targets, self.generator_of(batch))
-        return soft_cross_entropy_per_example(model(mixed_x).float(), mixed_y.float()).mean()
+        return mixed_x, lambda logits: soft_cross_entropy_per_example(logits.float(), mixed_y.float()).mean()
 
 
 class EntWC(Mixup):
@@ -156,9 +163,9 @@ class EntWC(Mixup):
         self.kappa = float(kappa)
         self.detach_weight = bool(detach_weight)
 
-    def __call__(self, model, inputs, targets, *, batch=None):
+    def prepare(self, inputs, targets, batch=None):
         mixed_x, mixed_y = self.mixed_batch(inputs, targets, self.generator_of(batch))
-        return entwc_loss(model(mixed_x).float(), mixed_y.float(), self.kappa, self.detach_weight)
+        return mixed_x, lambda logits: entwc_loss(logits.float(), mixed_y.float(), self.kappa, self.detach_weight)
 
 
 class MixMaxEnt(MixingObjective):
@@ -175,7 +182,7 @@ class MixMaxEnt(MixingObjective):
         self.weight = float(weight)
         self.partners = partners
 
-    def __call__(self, model, inputs, targets, *, batch=None):
+    def prepare(self, inputs, targets, batch=None):
         generator = self.generator_of(batch)
         n = inputs.shape[0]
         lam = draw_beta(self.alpha, generator)
@@ -185,11 +192,15 @@ class MixMaxEnt(MixingObjective):
             partner = torch.randperm(n, generator=generator).to(inputs.device)
             valid = torch.ones(n, dtype=torch.bool, device=inputs.device)
         mixed_x = mix_pairs(inputs, partner, lam)[valid]
-        logits = model(torch.cat([inputs, mixed_x])).float()
-        clean_logits, mixed_logits = logits[:n], logits[n:]
-        if mixed_logits.shape[0] == 0:
-            return soft_cross_entropy_per_example(clean_logits, targets.float()).mean()
-        return maxent_loss(clean_logits, targets.float(), mixed_logits, self.weight)
+
+        def loss_fn(logits):
+            logits = logits.float()
+            clean_logits, mixed_logits = logits[:n], logits[n:]
+            if mixed_logits.shape[0] == 0:
+                return soft_cross_entropy_per_example(clean_logits, targets.float()).mean()
+            return maxent_loss(clean_logits, targets.float(), mixed_logits, self.weight)
+
+        return torch.cat([inputs, mixed_x]), loss_fn
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -22,14 +22,15 @@ Chapter 3 (thesis §3.3, decisions.md, protocol-facts §3.3-3.4, §4.1):
 Annotator subsets (M) are fixed per image by (`labels.annotator_subsample_seed`, image index) (see
 `softlabels.labels.pools`), so an image's subset does not depend on which images were held out.
 
-Other protocols (chapters 4-5) register their own builder in `TRAINING_SET_BUILDERS` (see
-`register_protocol`); a builder is `builder(spec, data: RunData) -> RunSets`.
+The chapter-4/5 builders live in `softlabels.train.synthetic`; `PROTOCOLS` maps each protocol to its
+builder `builder(spec, data: RunData) -> RunSets` and the label/evaluation keys its runs depend on.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
+import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +39,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from softlabels.data.splits import balanced_prefix
+from softlabels.numerics import one_hot
 
-from softlabels import NUM_CLASSES
-
-#: Keys of a protocol block that list which runs exist (or what a job asks the scheduler for) rather than
-#: how one run is trained; left out of a run's spec so that adding a seed or a model re-runs nothing else.
-RUN_LIST_KEYS = ("models", "seeds", "seeds_extra", "resources")
+#: Keys of a protocol block that list which runs exist (or how jobs are cut and what they ask the scheduler
+#: for) rather than how one run is trained; left out of a run's spec so that adding a seed or a model re-runs nothing else.
+RUN_LIST_KEYS = ("models", "seeds", "seeds_extra", "resources", "group_size")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -136,43 +136,6 @@ class RunSets:
 # ----------------------------------------------------------------------------------------------------------
 # Specs
 # ----------------------------------------------------------------------------------------------------------
-#: Protocol name -> builder(spec, data) -> RunSets.
-TRAINING_SET_BUILDERS: dict[str, Callable[[Mapping, RunData], RunSets]] = {}
-#: Protocol name -> (label keys, evaluation keys) that its runs depend on (None = the whole block).
-SPEC_KEYS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...] | None]] = {}
-#: Modules imported on first lookup so that they can register builders of further protocols.
-BUILDER_MODULES: list[str] = ["softlabels.train.synthetic"]  # chapters 4-5, appendix C
-
-
-def register_protocol(
-    name: str,
-    builder: Callable[[Mapping, RunData], RunSets],
-    label_keys: tuple[str, ...] | None = None,
-    evaluation_keys: tuple[str, ...] | None = None,
-) -> None:
-    """Make `builder` build the runs of protocol `name`; `label_keys`/`evaluation_keys` name the config keys
-    of `labels`/`evaluation` its runs depend on (they go into spec.json; None = all)."""
-    TRAINING_SET_BUILDERS[name] = builder
-    SPEC_KEYS[name] = (label_keys, evaluation_keys)
-
-
-def _load_builder_modules() -> None:
-    for module in BUILDER_MODULES:
-        importlib.import_module(module)
-
-
-def get_builder(protocol: str) -> Callable[[Mapping, RunData], RunSets]:
-    if protocol not in TRAINING_SET_BUILDERS:
-        _load_builder_modules()
-    try:
-        return TRAINING_SET_BUILDERS[protocol]
-    except KeyError:
-        raise ValueError(
-            f"no training-set builder registered for protocol '{protocol}' "
-            f"(known: {', '.join(sorted(TRAINING_SET_BUILDERS))})"
-        ) from None
-
-
 def _subset(block: Mapping, keys: tuple[str, ...] | None) -> dict:
     block = copy.deepcopy(dict(block))
     return block if keys is None else {k: block[k] for k in keys if k in block}
@@ -192,8 +155,7 @@ def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
     if model not in protocol["base_lr"]:
         raise ValueError(f"key 'protocols.{protocol_name}.base_lr': no learning rate for model '{model}'")
     protocol["base_lr"] = {model: protocol["base_lr"][model]}
-    _load_builder_modules()
-    label_keys, evaluation_keys = SPEC_KEYS.get(protocol_name, (None, None))
+    label_keys, evaluation_keys = protocol_entry(protocol_name)[1:]
     own = {"own_responses": config["own_responses"]} if protocol_name == "chapter3" and config.get("own_responses") else {}
     return {
         "scheme": scheme,
@@ -228,7 +190,7 @@ def runs_of(config: Mapping, scheme: str, all_models: bool, seeds: str = "main")
 
 def build_run_sets(spec: Mapping, data: RunData) -> RunSets:
     """Dispatch on the spec's protocol."""
-    return get_builder(spec["protocol_name"])(spec, data)
+    return protocol_entry(spec["protocol_name"])[0](spec, data)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -247,12 +209,6 @@ def cifar10s_holdout(cifar10s_images: np.ndarray, size: int, seed: int) -> np.nd
 def holdout_seed(evaluation: Mapping, seed: int) -> int:
     block = evaluation["cifar10s_holdout"]
     return int(seed) if block["resample_per_seed"] else int(block["split_seed"])
-
-
-def one_hot(y: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
-    out = np.zeros((len(y), k), dtype=np.float32)
-    out[np.arange(len(y)), y] = 1.0
-    return out
 
 
 def chapter3_split(spec: Mapping, data: RunData) -> dict[str, np.ndarray]:
@@ -358,7 +314,7 @@ def cifar10h_eval_set(spec: Mapping, data: RunData, test: np.ndarray) -> EvalSet
     """The CIFAR-10H hold-out: CIFAR-10H distribution as target, FGSM target per `fgsm.cifar10h_target`."""
     evaluation = spec["evaluation"]
     targets = data.cifar10h_probs[test]
-    fgsm = one_hot(data.labels[test]) if evaluation["fgsm"]["cifar10h_target"] == "hard" else targets
+    fgsm = one_hot(data.labels[test], dtype=np.float32) if evaluation["fgsm"]["cifar10h_target"] == "hard" else targets
     return EvalSet(
         images=data.images[test],
         targets=targets,
@@ -412,16 +368,126 @@ def build_chapter3_set(spec: Mapping, data: RunData) -> RunSets:
     )
 
 
-register_protocol(
-    "chapter3",
-    build_chapter3_set,
-    label_keys=(
-        "gamma",
-        "redistribution_path",
-        "semantic_base",
-        "label_smoothing_beta",
-        "label_smoothing_normalised",
-        "annotator_subsample_seed",
-    ),
-    evaluation_keys=("calibration", "fgsm", "cifar10s_holdout", "cifar10h_holdout_limit"),
+CHAPTER3_LABEL_KEYS = (
+    "gamma",
+    "redistribution_path",
+    "semantic_base",
+    "label_smoothing_beta",
+    "label_smoothing_normalised",
+    "annotator_subsample_seed",
 )
+CHAPTER3_EVALUATION_KEYS = ("calibration", "fgsm", "cifar10s_holdout", "cifar10h_holdout_limit")
+
+
+def protocol_entry(protocol: str) -> tuple[Callable[[Mapping, RunData], RunSets], tuple[str, ...], tuple[str, ...]]:
+    """(builder, label keys, evaluation keys) of a protocol: the keys of `labels`/`evaluation` its runs
+    depend on (they go into spec.json, so an edit of another key re-runs nothing)."""
+    from softlabels.train import synthetic
+
+    protocols = {
+        "chapter3": (build_chapter3_set, CHAPTER3_LABEL_KEYS, CHAPTER3_EVALUATION_KEYS),
+        "chapter4": (synthetic.build_chapter4_set, synthetic.CHAPTER4_LABEL_KEYS, synthetic.CHAPTER4_EVALUATION_KEYS),
+        "chapter5": (synthetic.build_chapter5_set, synthetic.CHAPTER5_LABEL_KEYS, synthetic.CHAPTER5_EVALUATION_KEYS),
+    }
+    if protocol not in protocols:
+        raise ValueError(f"no training-set builder for protocol '{protocol}' (known: {', '.join(sorted(protocols))})")
+    return protocols[protocol]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Groups of runs trained together, and runs that share one training (aliases)
+# ----------------------------------------------------------------------------------------------------------
+def run_dir(scheme: str, model: str, seed: int) -> str:
+    """Folder of one run, relative to the working directory."""
+    return f"results/runs/{scheme}/{model}/seed{seed}"
+
+
+def spec_digest(spec: Mapping) -> str:
+    """sha256 of the spec as canonical JSON."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def spec_identity(spec: Mapping) -> str:
+    """Digest of what the training sees: the spec without the scheme's name. Runs with one identity are one
+    training (e.g. cifar10h_sep_m51 and cifar10h_sep: both `M: all`)."""
+    return spec_digest({k: v for k, v in spec.items() if k != "scheme"})
+
+
+def group_key(spec: Mapping) -> tuple:
+    """Runs that may share a fused group: one protocol and model, and one training-set size (n_soft
+    schemes and chapter-4 schemes with/without the augmenting set have other sizes)."""
+    scheme = spec["scheme_spec"]
+    return (spec["protocol_name"], spec["model"], scheme.get("n_soft") or 0, bool(scheme.get("augment")))
+
+
+@dataclass
+class TrainingGroup:
+    """One training job: `members` (scheme, model, seed) trained fused; `aliases` (alias run, canonical run)
+    whose results it copies (canonical runs are members here or already finished)."""
+
+    name: str
+    protocol: str
+    model: str
+    members: list[tuple[str, str, int]]
+    aliases: list[tuple[tuple[str, str, int], tuple[str, str, int]]]
+
+
+def plan_training(config: Mapping, runs, finished: Callable[[tuple, Mapping], bool]):
+    """Group the runs that are not finished into training jobs.
+
+    `finished(run, spec)` says whether a run's outputs are current (the workflow: metrics.json exists, records
+    this spec and is newer than the run's inputs). Runs of one `spec_identity` train once: the canonical run
+    is a finished, trained (not copied) one if there is one, else the smallest scheme name; the others are
+    aliases. To-do canonical runs are sorted by (`group_key`, scheme, seed) and cut into chunks of
+    `protocols.<p>.group_size`; a group is named by its model and a digest of its members' specs, so a
+    change of any member's spec names a new group. Returns (groups, specs by run)."""
+    specs = {run: run_spec(config, *run) for run in sorted(set(runs))}
+    by_identity: dict[str, list] = {}
+    for run, spec in specs.items():
+        by_identity.setdefault(spec_identity(spec), []).append(run)
+    status = {run: finished(run, spec) for run, spec in specs.items()}
+    canonical_of = {}
+    for same in by_identity.values():
+        trained = [r for r in same if status[r] == "trained"]
+        canonical = min(trained) if trained else min(same)
+        for run in same:
+            canonical_of[run] = canonical
+    todo = [r for r in specs if canonical_of[r] == r and not status[r]]
+    alias_todo = [(r, canonical_of[r]) for r in specs if canonical_of[r] != r and not status[r]]
+    chunks: dict[tuple, list] = {}
+    for run in sorted(todo, key=lambda r: (group_key(specs[r]), r)):
+        chunks.setdefault(group_key(specs[run]), []).append(run)
+    groups = []
+    for key, members in chunks.items():
+        protocol, model = key[0], key[1]
+        size = max(1, int(config["protocols"][protocol].get("group_size", 1)))
+        for start in range(0, len(members), size):
+            part = members[start : start + size]
+            groups.append((protocol, model, part))
+    result = []
+    placed = set()
+    for protocol, model, part in groups:
+        aliases = [(a, c) for a, c in alias_todo if c in part]
+        placed.update(a for a, _ in aliases)
+        digest = hashlib.sha256("".join(spec_digest(specs[r]) for r in part).encode()).hexdigest()[:10]
+        result.append(TrainingGroup(f"{model}-{digest}", protocol, model, part, aliases))
+    for alias, canonical in alias_todo:
+        if alias not in placed:  # the canonical run is finished: a copy job
+            digest = hashlib.sha256(spec_digest(specs[alias]).encode()).hexdigest()[:10]
+            result.append(TrainingGroup(f"alias-{digest}", specs[alias]["protocol_name"], alias[1], [], [(alias, canonical)]))
+    return result, specs, canonical_of
+
+
+def approximate_train_size(spec: Mapping) -> int:
+    """Training images of a run from its spec alone (the builders give the exact number): chapter 3:
+    `n_soft`, else the soft images (CIFAR-10S minus the hold-out: 1000 − size) + `hard_image_limit` (or
+    the 6000 other split images); chapter 4: `hard_image_limit` or 7000, + 810 stimuli with `augment`;
+    chapter 5: `hard_image_limit` or 7000."""
+    scheme, protocol = spec["scheme_spec"], spec["protocol"]
+    limit = protocol.get("hard_image_limit")
+    if spec["protocol_name"] == "chapter3":
+        if scheme.get("n_soft"):
+            return int(scheme["n_soft"])
+        return 1000 - int(spec["evaluation"]["cifar10s_holdout"]["size"]) + int(limit if limit is not None else 6000)
+    n = int(limit if limit is not None else 7000)
+    return n + (810 if spec["protocol_name"] == "chapter4" and scheme.get("augment") else 0)

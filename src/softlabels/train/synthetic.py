@@ -1,5 +1,5 @@
-"""Training sets of chapters 4 and 5 and appendix C, registered as the `chapter4` and `chapter5` protocols of
-`softlabels.train.runs` (`builder(spec, data) -> RunSets`).
+"""Training sets of chapters 4 and 5 and appendix C: the builders of the `chapter4` and `chapter5` protocols
+of `softlabels.train.runs` (`builder(spec, data) -> RunSets`, dispatched by `runs.protocol_entry`).
 
 Chapter 4 (thesis §4.2-4.3, protocol-facts §6): the 7000 split images (`splits.train`, file order; when a
 scale sets `hard_image_limit`, that many evenly spaced through the class-ordered split) with their hard CIFAR-10 labels, plus, when the scheme's
@@ -33,9 +33,8 @@ from typing import Mapping
 import numpy as np
 
 from softlabels.data.splits import balanced_prefix
-from softlabels.train.runs import EvalSet, RunData, RunSets, cifar10h_eval_set, register_protocol
+from softlabels.train.runs import EvalSet, RunData, RunSets, cifar10h_eval_set
 
-#: Files under results/data/ that the builders read beyond RunData's own (the train rule's extra inputs).
 CORRUPTION_FILE = "cifar10c_holdout_s{severity}.npz"
 
 
@@ -237,23 +236,16 @@ def build_chapter5_set(spec: Mapping, data: RunData) -> RunSets:
     )
 
 
-register_protocol(
-    "chapter4",
-    build_chapter4_set,
-    label_keys=("confidence_gamma",),
-    evaluation_keys=("calibration", "fgsm", "cifar10h_holdout_limit"),
+#: Keys of `labels` / `evaluation` that chapter-4/5 runs depend on (copied into their spec.json).
+CHAPTER4_LABEL_KEYS = ("confidence_gamma",)
+CHAPTER4_EVALUATION_KEYS = ("calibration", "fgsm", "cifar10h_holdout_limit")
+CHAPTER5_LABEL_KEYS = (
+    "gamma",
+    "redistribution_path",
+    "annotator_subsample_seed",
+    "simulator_entropy_threshold",
+    "simulator_seed",
+    "simulator_use_beta_scale",
+    "tau_stimuli",
 )
-register_protocol(
-    "chapter5",
-    build_chapter5_set,
-    label_keys=(
-        "gamma",
-        "redistribution_path",
-        "annotator_subsample_seed",
-        "simulator_entropy_threshold",
-        "simulator_seed",
-        "simulator_use_beta_scale",
-        "tau_stimuli",
-    ),
-    evaluation_keys=("calibration", "fgsm", "cifar10h_holdout_limit", "corruption"),
-)
+CHAPTER5_EVALUATION_KEYS = ("calibration", "fgsm", "cifar10h_holdout_limit", "corruption")

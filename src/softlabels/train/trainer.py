@@ -1,55 +1,64 @@
-"""The training loop (thesis §3.3, protocol-facts §3.1-3.4, decisions.md "Training").
+"""The training loop (thesis §3.3): one loop that trains a *group* of runs of one model and protocol as one
+fused computation; a single run is a group of one.
 
 Design (airbench / nanoGPT spirit): the images and the label pools live as tensors on the device. Each
-epoch draws, for the whole epoch at once, a permutation of the examples, one uniform number per example
-for the annotator draw (pool position floor(u·size)) and, with per-epoch augmentation, one crop/flip per
-example; it then gathers the epoch's normalised images and drawn targets in that order, so each batch is
-a contiguous slice. Nothing runs Python per example, and a step is forward, backward, clip, SGD.
+epoch draws, per member and for the whole epoch at once, a permutation of the examples, one uniform number
+per example for the annotator draw (pool position floor(u·size)) and, with per-epoch augmentation, one
+crop/flip per example; it then gathers the epoch's normalised images and drawn targets in that order, so
+each batch is a contiguous slice. Nothing runs Python per example.
 
-Randomness. Every random stream is a `torch.Generator` seeded from (seed, stream, epoch), so the draws
-of epoch e do not depend on how many epochs ran in this process:
+Fusion (horizontal fusion of G runs). The members' parameters and batch-norm buffers are stacked along a
+leading axis [G, ...] and one forward runs over all members with `torch.func.vmap` of
+`torch.func.functional_call` (convolutions become one grouped convolution; batch-norm statistics and the
+in-place running-stat updates stay per member). The loss is Σ_g L_g, so each member's gradient is its own
+∂L_g/∂θ_g. Per member: clipping scales member g's gradient by min(1, c / (‖∇θ_g‖ + 1e-6)) with the norm
+over all of g's parameters (as `clip_grad_norm_` alone); SGD with momentum, weight decay and Nesterov is
+elementwise, so one SGD over the stacked tensors equals G separate SGDs. A group of one calls the model on
+member 0's views directly (no vmap), keeping the channels_last fast path.
+
+Randomness. Every random stream is a `torch.Generator` seeded from (member seed, stream, epoch), so the
+draws of epoch e depend neither on how many epochs ran in this process nor on the other members:
 - model initialisation: torch's global RNG seeded from (seed, "init") just before `build_model`;
 - "once" augmentation: one crop/flip per image, drawn before training from (seed, "augment_once");
-- per epoch: batch order, annotator draws, per-epoch augmentation, and the generator handed to
-  objectives that accept one.
-Global RNGs (torch, CUDA, NumPy, `random`) are seeded at the start and saved in / restored from the
-checkpoint, as is the state of the objective (its `state_dict()` / `load_state_dict()` when it has them,
-else the NumPy / torch generators among its attributes). On the CPU,
-the same inputs and seed therefore give bit-identical weights, also across a kill and resume.
+- per epoch: batch order, annotator draws, per-epoch augmentation and the objective's generator.
+Nothing in a training step draws from the global RNGs; they are seeded from the first member's seed and
+saved in / restored from each checkpoint. On the CPU the same inputs and seed give the same weights alone
+or fused (to float32 rounding of the grouped kernels), also across a kill and resume.
 
-Objective hook. `objective(model, inputs, targets) -> scalar loss` replaces the soft cross-entropy:
-`inputs` is the normalised batch [B, 3, 32, 32] (float32; channels_last where the model is), `targets`
-the soft labels [B, K] drawn for this batch (one-hot rows for hard images). Because normalisation is
-affine per channel, mixing normalised inputs equals normalising mixed pixels. Hard classes (for
-different-class partners or τ) are `targets.argmax(1)`. An objective that needs more declares a
-keyword-only parameter `batch` and receives a `Batch` (x, y, hard_labels, index, epoch, generator) with
-the same tensors plus the dataset row indices and a per-epoch seeded CPU generator. On CUDA the call
-runs under autocast: cast logits to float32 before a loss (`logits.float()`).
+Objective hook. An objective is an object with `prepare(x, y, batch) -> (inputs, loss_fn)`: `x` the
+normalised batch [B, 3, 32, 32] (float32), `y` the soft targets [B, K] drawn for it (one-hot rows for
+hard images), `batch` a `Batch` (x, y, hard labels, dataset rows, epoch, the member's seeded per-epoch
+CPU generator). It returns the tensor the model is to see (e.g. mixed inputs) and `loss_fn(logits) ->
+scalar loss` for those inputs, so all members' inputs go through one fused forward. Because normalisation
+is affine per channel, mixing normalised inputs equals normalising mixed pixels. On CUDA with bf16 the
+forward runs under autocast: cast logits to float32 in `loss_fn` (`logits.float()`).
 """
 
 from __future__ import annotations
 
-import inspect
+import copy
 import math
-import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from softlabels.data.io import save_torch
 from softlabels.models import CIFAR_MEAN, CIFAR_STD, build_model
 
 #: Checkpoint layout version; a checkpoint of another version is refused.
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 #: Random streams (mixed into the seed of each generator).
 STREAMS = {"init": 0, "augment_once": 1, "order": 2, "annotator": 3, "augment_epoch": 4, "objective": 5, "global": 6}
 CROP_PADDING = 4
+#: Added to a member's gradient norm before dividing (as torch.nn.utils.clip_grad_norm_).
+CLIP_EPS = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -136,27 +145,34 @@ class Batch:
     generator: torch.Generator
 
 
-def default_objective(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The chapter-3 loss: soft cross-entropy, mean over the batch."""
-    return soft_cross_entropy_loss(model(inputs), targets)
+class SoftCrossEntropy:
+    """The chapter-3 objective: soft cross-entropy of the unmixed batch, mean over the batch."""
+
+    def prepare(self, x: torch.Tensor, y: torch.Tensor, batch: Batch | None = None):
+        return x, lambda logits: soft_cross_entropy_loss(logits, y)
+
+    def __call__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, batch: Batch | None = None):
+        return objective_loss(self, model, inputs, targets, batch)
 
 
-def _wants_batch(objective: Callable) -> bool:
-    try:
-        parameters = inspect.signature(objective).parameters
-    except (TypeError, ValueError):
-        return False
-    return "batch" in parameters and parameters["batch"].kind == inspect.Parameter.KEYWORD_ONLY
+def objective_loss(objective: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: Batch | None = None):
+    """The loss of one objective on one model for one batch (outside the trainer: tests, callers)."""
+    inputs, loss_fn = objective.prepare(x, y, batch)
+    return loss_fn(model(inputs))
 
 
 # ---------------------------------------------------------------------------------------------------
 # Devices, precision, RNG state, checkpoints.
 # ---------------------------------------------------------------------------------------------------
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """"auto"/None → cuda when available, else cpu."""
+    """The training/evaluation device: "auto" (or None) = cuda when torch sees one, else cpu; "cuda" without a
+    CUDA device is a ValueError naming the config key `device`."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for (config key 'device') but torch sees no CUDA device")
+    return device
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
@@ -221,18 +237,6 @@ def set_objective_state(objective: Any, state: Any) -> None:
             generator.bit_generator.state = value
         else:
             generator.set_state(value)
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def run_fingerprint(images: torch.Tensor, labels: torch.Tensor, protocol: Mapping, model_name: str, seed: int,
@@ -315,6 +319,45 @@ def epoch_images(images: torch.Tensor, order: torch.Tensor | None, memory_format
 # ---------------------------------------------------------------------------------------------------
 # The loop.
 # ---------------------------------------------------------------------------------------------------
+@dataclass
+class Member:
+    """One run of a group: its training images uint8 [N, 32, 32, 3], label pools (`.labels` [N, P, K],
+    `.sizes` [N]), seed, objective (None = soft CE), checkpoint file and a name for messages."""
+
+    images_u8: np.ndarray
+    pools: Any
+    seed: int
+    objective: Any = None
+    checkpoint_path: str | Path | None = None
+    name: str = ""
+
+
+class Diverged(FloatingPointError):
+    """A member whose mean training loss of an epoch was not finite; the other members are unaffected."""
+
+
+@dataclass
+class _State:
+    """Per-member tensors on the device."""
+
+    member: Member
+    images: torch.Tensor
+    labels: torch.Tensor
+    sizes: torch.Tensor
+    fingerprint: dict
+    checkpoint_path: Path | None
+    checkpoint: dict | None
+    objective: Any = None
+    stored: torch.Tensor | None = None
+    history: list = field(default_factory=list)
+    seconds_before: float = 0.0
+    failed: str | None = None
+
+
+def _member_name(member: Member) -> str:
+    return member.name or f"seed {member.seed}"
+
+
 def fit(
     images_u8: np.ndarray,
     pools: Any,
@@ -324,70 +367,157 @@ def fit(
     device: str | torch.device = "auto",
     checkpoint_path: str | Path | None = None,
     log: Callable[[str], Any] = print,
-    objective: Callable | None = None,
+    objective: Any = None,
     precision: str | None = None,
 ) -> nn.Module:
-    """Train `model_name` on `images_u8` [N, 32, 32, 3] uint8 with labels drawn from `pools` (any object with
-    `.labels` float32 [N, P, K] and `.sizes` int64 [N]) under `protocol` (one `protocols.<p>` config block).
+    """Train one run: `fit_group` with a group of one; raises `Diverged` when its loss is not finite."""
+    member = Member(images_u8, pools, seed, objective, checkpoint_path, name=f"{model_name} seed {seed}")
+    result = fit_group([member], protocol, model_name, device, log, precision)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
-    Per step: SGD (momentum, weight decay, nesterov from `protocol.optimizer`) on the objective (default:
-    soft CE, mean over the batch), gradient-norm clip at `grad_clip` unless null. The rate follows
-    `learning_rate`. Augmentation (`protocol.augmentation`): once | per_epoch | none. `precision` (default
-    `protocol.get("precision", "auto")`): see `autocast_dtype`.
 
-    With `checkpoint_path`, the state (model, optimizer, epoch, RNG states, objective state, log history)
-    is written atomically after every epoch and training resumes from it when it exists. Logs one line
-    per epoch. Returns the model in eval mode on `device`, with `model.training_summary` = dict(epochs,
-    seconds, images_per_s, history) where history holds the per-epoch records.
+def fit_group(
+    members: Sequence[Member],
+    protocol: Mapping,
+    model_name: str,
+    device: str | torch.device = "auto",
+    log: Callable[[str], Any] = print,
+    precision: str | None = None,
+) -> list:
+    """Train the runs `members` of `model_name` under `protocol` (one `protocols.<p>` config block), fused.
+
+    Per step and member: SGD (momentum, weight decay, nesterov from `protocol.optimizer`) on the member's
+    objective, gradient-norm clip at `grad_clip` unless null. The rate follows `learning_rate`.
+    Augmentation (`protocol.augmentation`): once | per_epoch | none. `precision` (default
+    `protocol.get("precision", "fp32")`): see `autocast_dtype`; fp32 on CUDA allows TF32 matmuls/convolutions.
+
+    With a member's `checkpoint_path`, its state (weights and buffers, momentum, epoch, RNG states,
+    objective state, log history) is written atomically after every epoch, and training resumes from it.
+    Members are trained together when they have the same number of images and resume from the same
+    epoch; otherwise in consecutive sub-groups. Returns, per member, its model in eval mode on the device
+    with `model.training_summary` = dict(epochs, seconds, images_per_s, group_size, history), or a
+    `Diverged` exception for a member whose loss became non-finite (its checkpoint keeps its last finite
+    epoch; the others are trained to the end).
     """
     device = resolve_device(device)
-    precision = precision or protocol.get("precision", "auto")
+    precision = precision or protocol.get("precision", "fp32")
     amp_dtype = autocast_dtype(device, precision)
-    objective = objective or default_objective
-    wants_batch = _wants_batch(objective)
-    epochs, batch_size = int(protocol["epochs"]), int(protocol["batch_size"])
+    if device.type == "cuda" and amp_dtype is None:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     augmentation = protocol.get("augmentation", "none")
     if augmentation not in ("once", "per_epoch", "none"):
         raise ValueError(f"protocol key 'augmentation' must be once, per_epoch or none, got {augmentation!r}")
+    if not members:
+        return []
+    states = []
+    for member in members:
+        images = images_to_tensor(member.images_u8, device)
+        labels, sizes = pools_to_tensors(member.pools, images.shape[0], device)
+        if images.shape[0] == 0:
+            raise ValueError(f"{_member_name(member)}: no training images")
+        fingerprint = run_fingerprint(images, labels, protocol, model_name, member.seed, precision)
+        path = Path(member.checkpoint_path) if member.checkpoint_path is not None else None
+        checkpoint = load_checkpoint(path, fingerprint) if path is not None else None
+        states.append(_State(member, images, labels, sizes, fingerprint, path, checkpoint,
+                             member.objective if member.objective is not None else SoftCrossEntropy()))
+    # Sub-groups of equal size and start epoch (normally one).
+    keys = [(s.images.shape[0], s.labels.shape[2], s.checkpoint["epoch"] if s.checkpoint else 0) for s in states]
+    results: list = [None] * len(states)
+    for key in sorted(set(keys)):
+        index = [i for i, k in enumerate(keys) if k == key]
+        if len(index) < len(states):
+            log(f"sub-group of {len(index)} (images={key[0]}, start epoch={key[2]}): "
+                + ", ".join(_member_name(states[i].member) for i in index))
+        for i, result in zip(index, _fit_fused([states[i] for i in index], protocol, model_name, device, log,
+                                               amp_dtype, augmentation)):
+            results[i] = result
+    return results
 
-    images = images_to_tensor(images_u8, device)
-    labels, sizes = pools_to_tensors(pools, images.shape[0], device)
-    n = images.shape[0]
-    if n == 0:
-        raise ValueError("no training images")
-    fingerprint = run_fingerprint(images, labels, protocol, model_name, seed, precision)
-    checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
-    state = load_checkpoint(checkpoint_path, fingerprint) if checkpoint_path is not None else None
 
-    seed_globals(seed)
-    torch.manual_seed(stream_seed(seed, "init"))
-    model = build_model(model_name, num_classes=labels.shape[2]).to(device)
-    memory_format = torch.channels_last
-    model = model.to(memory_format=memory_format)
+def _stack_models(states: Sequence[_State], model_name: str, num_classes: int, device: torch.device):
+    """(skeleton module on the meta device, stacked parameters [G, ...] (leaves), stacked buffers)."""
+    models = []
+    for s in states:
+        torch.manual_seed(stream_seed(s.member.seed, "init"))
+        model = build_model(model_name, num_classes=num_classes)
+        if s.checkpoint is not None:
+            model.load_state_dict(s.checkpoint["model"])
+        models.append(model)
+    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).to(device).requires_grad_()
+              for name, _ in models[0].named_parameters()}
+    buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]).to(device)
+               for name, _ in models[0].named_buffers()}
+    skeleton = copy.deepcopy(models[0]).to("meta").train()
+    return skeleton, params, buffers
+
+
+def _member_copy(stacked: torch.Tensor, g: int) -> torch.Tensor:
+    """Member g's slice as its own CPU tensor (a view would save the whole stacked storage)."""
+    return stacked[g].detach().to("cpu", copy=True)
+
+
+def _member_model(model_name: str, num_classes: int, params: Mapping, buffers: Mapping, g: int,
+                  device: torch.device) -> nn.Module:
+    model = build_model(model_name, num_classes=num_classes)
+    model.load_state_dict({**{k: v[g].detach() for k, v in params.items()}, **{k: v[g] for k, v in buffers.items()}})
+    return model.to(device)
+
+
+def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device: torch.device, log: Callable,
+               amp_dtype: torch.dtype | None, augmentation: str) -> list:
+    from torch.func import functional_call, vmap
+
+    G = len(states)
+    n, num_classes = states[0].images.shape[0], states[0].labels.shape[2]
+    epochs, batch_size = int(protocol["epochs"]), int(protocol["batch_size"])
+    seed_globals(states[0].member.seed)
+    skeleton, params, buffers = _stack_models(states, model_name, num_classes, device)
+    memory_format = torch.channels_last if G == 1 else torch.contiguous_format
     opt_cfg = protocol["optimizer"]
+    names = list(params)
     optimizer = torch.optim.SGD(
-        model.parameters(),
+        [params[k] for k in names],
         lr=learning_rate(protocol, model_name, 0),
         momentum=float(opt_cfg["momentum"]),
         weight_decay=float(opt_cfg["weight_decay"]),
         nesterov=bool(opt_cfg["nesterov"]),
         fused=device.type == "cuda",
     )
-    seed_globals(seed)
-    if augmentation == "once":
-        images = augment_once(images, seed)
-    # Normalised once (augmentation none/once); per-epoch crops are cut from the uint8 images each epoch.
-    stored = None if augmentation == "per_epoch" else epoch_images(images, None, memory_format)
+    start_epoch = states[0].checkpoint["epoch"] if states[0].checkpoint else 0
+    resume_rng = states[0].checkpoint["rng"] if states[0].checkpoint else None
+    if start_epoch > 0 and float(opt_cfg["momentum"]) != 0:
+        for k in names:
+            optimizer.state[params[k]]["momentum_buffer"] = torch.stack(
+                [s.checkpoint["momentum"][k] for s in states]).to(device)
+    for s in states:
+        if augmentation == "once":
+            s.images = augment_once(s.images, s.member.seed)
+        # Normalised once (augmentation none/once); per-epoch crops are cut from the uint8 images each epoch.
+        s.stored = None if augmentation == "per_epoch" else epoch_images(s.images, None, memory_format)
+        if s.checkpoint is not None:
+            if s.checkpoint.get("objective") is not None:
+                set_objective_state(s.objective, s.checkpoint["objective"])
+            s.seconds_before, s.history = s.checkpoint["seconds"], list(s.checkpoint["history"])
+            log(f"resumed from {s.checkpoint_path}: completed_epochs={start_epoch} of {epochs}")
+            s.checkpoint = None  # free the memory
+    if resume_rng is not None:
+        set_rng_state(resume_rng)
 
-    start_epoch, seconds_before, history = 0, 0.0, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        if state.get("objective") is not None:
-            set_objective_state(objective, state["objective"])
-        start_epoch, seconds_before, history = state["epoch"], state["seconds"], list(state["history"])
-        log(f"resumed from {checkpoint_path}: completed_epochs={start_epoch} of {epochs}")
+    def member_forward(p, b, x):
+        return functional_call(skeleton, (p, b), (x,))
+
+    fused_forward = vmap(member_forward)
+
+    def forward(inputs: list[torch.Tensor], stacked: torch.Tensor | None) -> list[torch.Tensor]:
+        """Logits per member: one vmapped forward when all inputs have one shape; member by member on
+        views of the stacked tensors otherwise (e.g. a single-class Mix-MaxEnt batch has no mixed half)."""
+        if G == 1 or any(t.shape != inputs[0].shape for t in inputs):
+            return [member_forward({k: v[g] for k, v in params.items()}, {k: v[g] for k, v in buffers.items()}, x)
+                    for g, x in enumerate(inputs)]
+        return list(fused_forward(params, buffers, stacked if stacked is not None else torch.stack(inputs)))
 
     grad_clip = protocol.get("grad_clip")
     t_session = time.perf_counter()
@@ -396,63 +526,97 @@ def fit(
         lr = learning_rate(protocol, model_name, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        model.train()
-        order = torch.randperm(n, generator=stream_generator(seed, "order", epoch)).to(device)
-        uniforms = torch.rand(n, generator=stream_generator(seed, "annotator", epoch)).to(device)
-        if augmentation == "per_epoch":
-            crops = draw_crop_flip(n, stream_generator(seed, "augment_epoch", epoch))
-            x_epoch = epoch_images(images, order, memory_format, crops)
-        else:
-            x_epoch = stored[order]
-        y_epoch = labels[order, draw_annotators(sizes[order], uniforms)]
-        objective_generator = stream_generator(seed, "objective", epoch)
-        loss_sum = torch.zeros((), device=device)
-        for s in range(0, n, batch_size):
-            x, y = x_epoch[s : s + batch_size], y_epoch[s : s + batch_size]
+        orders, x_epochs, y_epochs, generators = [], [], [], []
+        for s in states:
+            seed = s.member.seed
+            order = torch.randperm(n, generator=stream_generator(seed, "order", epoch)).to(device)
+            uniforms = torch.rand(n, generator=stream_generator(seed, "annotator", epoch)).to(device)
+            if augmentation == "per_epoch":
+                crops = draw_crop_flip(n, stream_generator(seed, "augment_epoch", epoch))
+                x_epochs.append(epoch_images(s.images, order, memory_format, crops))
+            else:
+                x_epochs.append(s.stored[order])
+            y_epochs.append(s.labels[order, draw_annotators(s.sizes[order], uniforms)])
+            orders.append(order)
+            generators.append(stream_generator(seed, "objective", epoch))
+        x_stacked = torch.stack(x_epochs) if G > 1 else None
+        loss_sum = torch.zeros(G, device=device)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            xs = [x[start:stop] for x in x_epochs]
+            inputs, loss_fns = [], []
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                if wants_batch:
-                    batch = Batch(x, y, y.argmax(dim=1), order[s : s + batch_size], epoch, objective_generator)
-                    loss = objective(model, x, y, batch=batch)
-                else:
-                    loss = objective(model, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+                for g, s in enumerate(states):
+                    y = y_epochs[g][start:stop]
+                    batch = Batch(xs[g], y, y.argmax(dim=1), orders[g][start:stop], epoch, generators[g])
+                    model_input, loss_fn = s.objective.prepare(xs[g], y, batch)
+                    inputs.append(model_input)
+                    loss_fns.append(loss_fn)
+                unmixed = x_stacked is not None and all(t is x for t, x in zip(inputs, xs))
+                logits = forward(inputs, x_stacked[:, start:stop] if unmixed else None)
+                losses = torch.stack([loss_fn(z) for loss_fn, z in zip(loss_fns, logits)])
+            for p in optimizer.param_groups[0]["params"]:
+                p.grad = None
+            losses.sum().backward()
             if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
+                grads = [params[k].grad for k in names]
+                norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+                coef = (float(grad_clip) / (norms + CLIP_EPS)).clamp(max=1.0)
+                torch._foreach_mul_(grads, [coef.view(-1, *([1] * (g.ndim - 1))) for g in grads])
             optimizer.step()
-            loss_sum.add_(loss.detach().float(), alpha=x.shape[0])
-        mean_loss = float(loss_sum) / n
-        if not math.isfinite(mean_loss):
-            raise FloatingPointError(f"training loss became {mean_loss} in epoch {epoch} ({model_name}, seed {seed})")
+            loss_sum.add_(losses.detach().float(), alpha=stop - start)
+        mean_losses = (loss_sum / n).tolist()
         now = time.perf_counter()
         epoch_s = now - t_epoch
-        elapsed = seconds_before + now - t_session
         per_epoch = (now - t_session) / (epoch + 1 - start_epoch)
-        record = {"epoch": epoch + 1, "epochs": epochs, "loss": round(mean_loss, 6), "lr": lr,
-                  "images_per_s": round(n / epoch_s, 1), "elapsed_s": round(elapsed, 2),
-                  "eta_s": round(per_epoch * (epochs - epoch - 1), 1)}
-        history.append(record)
-        if checkpoint_path is not None:
-            save_atomic({
-                "format": CHECKPOINT_FORMAT,
-                "fingerprint": fingerprint,
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": rng_state(),
-                "objective": objective_state(objective),
-                "seconds": elapsed,
-                "history": history,
-            }, checkpoint_path)
-        log(" ".join(f"{k}={v:.6g}" if k == "lr" else f"{k}={v}" for k, v in record.items()))
+        momentum = {k: optimizer.state[params[k]].get("momentum_buffer") for k in names}
+        rng = rng_state()
+        for g, s in enumerate(states):
+            if s.failed:
+                continue
+            if not math.isfinite(mean_losses[g]):
+                s.failed = (f"{_member_name(s.member)}: training loss became {mean_losses[g]} in epoch {epoch + 1} "
+                            f"({model_name}); its checkpoint keeps epoch {epoch}, the other members go on")
+                log(s.failed)
+                continue
+            record = {"epoch": epoch + 1, "epochs": epochs, "loss": round(mean_losses[g], 6), "lr": lr,
+                      "images_per_s": round(G * n / epoch_s, 1), "elapsed_s": round(s.seconds_before + now - t_session, 2),
+                      "eta_s": round(per_epoch * (epochs - epoch - 1), 1)}
+            s.history.append(record)
+            if s.checkpoint_path is not None:
+                save_torch(s.checkpoint_path, {
+                    "format": CHECKPOINT_FORMAT,
+                    "fingerprint": s.fingerprint,
+                    "epoch": epoch + 1,
+                    "model": {**{k: _member_copy(v, g) for k, v in params.items()},
+                              **{k: _member_copy(v, g) for k, v in buffers.items()}},
+                    "momentum": {k: _member_copy(v, g) for k, v in momentum.items() if v is not None},
+                    "rng": rng,
+                    "objective": objective_state(s.objective),
+                    "seconds": s.seconds_before + now - t_session,
+                    "history": s.history,
+                })
+            prefix = "" if G == 1 else f"member={g} "
+            log(prefix + " ".join(f"{k}={v:.6g}" if k == "lr" else f"{k}={v}" for k, v in record.items()))
+        if all(s.failed for s in states):
+            break
 
-    seconds = seconds_before + time.perf_counter() - t_session
+    session = time.perf_counter() - t_session
     trained = (epochs - start_epoch) * n
-    model.eval()
-    model.training_summary = {
-        "epochs": epochs,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(trained / (seconds - seconds_before), 1) if trained and seconds > seconds_before else None,
-        "history": history,
-    }
-    return model
+    results = []
+    for g, s in enumerate(states):
+        if s.failed:
+            results.append(Diverged(s.failed))
+            continue
+        model = _member_model(model_name, num_classes, params, buffers, g, device).to(memory_format=memory_format)
+        model.eval()
+        model.training_summary = {
+            "epochs": epochs,
+            "seconds": round(s.seconds_before + session, 3),
+            "images_per_s": round(trained / session, 1) if trained and session > 0 else None,
+            "group_size": G,
+            "group_images_per_s": round(G * trained / session, 1) if trained and session > 0 else None,
+            "history": s.history,
+        }
+        results.append(model)
+    return results
