@@ -17,7 +17,6 @@ include: "workflow/rules/labels.smk"
 include: "workflow/rules/corruption.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tables.smk"
-include: "workflow/rules/mixup.smk"
 include: "workflow/rules/elicit.smk"
 include: "workflow/rules/report.smk"
 

@@ -57,7 +57,7 @@ def synthetic_data(n: int, seed: int = 0):
 
 class AnnotatorDataset(Dataset):
     """The released code's per-annotator dataset: stored (augmented, normalised) image tensors and one list
-    of annotator labels per image; `__getitem__` draws one label per fetch (data.py:297-316)."""
+    of annotator labels per image; `__getitem__` draws one label per fetch (as cambridge-mlg/cifar-10s)."""
 
     def __init__(self, images_u8: np.ndarray, pools, seed: int):
         x = torch.from_numpy(images_u8.transpose(0, 3, 1, 2).copy())

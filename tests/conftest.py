@@ -1,5 +1,5 @@
 """Shared fixtures. Tests that need the real public inputs use `data_mirror`, which reads the same setting
-as the pipeline (SOFTLABELS_DATA_MIRROR, as CI sets it to ../shared/data) and skips with a reason elsewhere;
+as the pipeline (SOFTLABELS_DATA_MIRROR, which CI sets) and skips with a reason elsewhere;
 in CI (CI=true) a missing mirror fails those tests instead. Every test using `data_mirror` is marked `mirror`,
 so `pytest -m "not slow and not mirror"` runs the fast unit tests."""
 

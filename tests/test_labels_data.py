@@ -1,5 +1,6 @@
 """The labels stage on the real public data (needs the data mirror): every variety over all 6723 CIFAR-10S
-responses, the released-code counts of protocol-facts §2, the simulator fit of §8.3, the exports and rules."""
+responses, the released-code counts (docs/protocol.md#released-code-path), the simulator fit
+(docs/protocol.md#simulator-fitted-statistics), the exports and rules."""
 
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ def test_every_variety_and_path_is_a_probability_vector_on_real_data(responses, 
 
 
 def test_released_code_path_counts(responses):
-    """protocol-facts §2: 2873 of 6723 released-path T2 labels differ from documented T2-Clamp and 3280 are
-    one-hot, counting the NaN label of image 1633 as different and not one-hot. Here that label is one-hot."""
+    """docs/protocol.md#released-code-path: 2873 of 6723 released-path T2 labels differ from documented
+    T2-Clamp and 3280 are one-hot, counting the NaN label of image 1633 as different and not one-hot. Here
+    that label is one-hot."""
     documented = response_labels(responses, "t2_clamp", gamma=0.1)
     released = response_labels(responses, "t2_clamp", gamma=0.1, path="released_code")
     zero_over_zero = (
@@ -59,7 +61,7 @@ def test_released_code_path_counts(responses):
     assert one_hot.sum() - zero_over_zero.sum() == 3280
 
 
-def test_simulator_fit_matches_the_protocol_facts_table(responses, data_mirror):
+def test_simulator_fit_matches_the_documented_statistics(responses, data_mirror):
     probs = np.load(data_mirror / "cifar-10h" / "cifar10h-probs.npy")
     params = fit_simulator(responses, probs, threshold=0.25, gamma=0.1)
     table = {

@@ -1,4 +1,5 @@
-"""Soft labels from one elicited response (protocol-facts §2): worked examples, edge cases, properties."""
+"""Soft labels from one elicited response (docs/protocol.md#labels-redistribution): worked examples, edge
+cases, properties."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def worked(variety: str) -> np.ndarray:
     return response_label(C["deer"], 80, C["horse"], 10, WORKED_IMPOSSIBLE, variety=variety, gamma=0.1)
 
 
-# --------------------------------------------------------------------------- worked example (protocol-facts §2)
+# ----------------------------------------------------------- worked example (docs/protocol.md#worked-example)
 
 
 def test_worked_example_t2_clamp():

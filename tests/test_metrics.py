@@ -1,4 +1,4 @@
-"""Metrics of protocol-facts §4.2 against hand-computed values."""
+"""Metrics of docs/protocol.md#evaluation against hand-computed values."""
 
 import math
 

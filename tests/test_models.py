@@ -1,4 +1,4 @@
-"""Architectures of protocol-facts §3.5: parameter counts, layer structure, the option-A shortcut, the
+"""Architectures of docs/protocol.md#models: parameter counts, layer structure, the option-A shortcut, the
 pre-activation quirk and the [0, 1]-pixel wrapper."""
 
 import pytest
@@ -16,7 +16,7 @@ from softlabels.models import (
     with_normalization,
 )
 
-# Pinned by constructing each model. Cross-checks: resnet34a ≈ 0.66 M (protocol-facts §3.5); kuangliu's
+# Pinned by constructing each model. Cross-checks: resnet34a ≈ 0.66 M (docs/protocol.md#models); kuangliu's
 # ResNet50 23,520,842 and VGG11 9,231,114 exactly; kuangliu's PreActResNet18 has 11,171,146, and the
 # mixup code's ResNet(PreActBlock, ...) adds a BatchNorm(64) to the stem: + 128 = 11,171,274.
 PARAMETER_COUNTS = {

@@ -268,7 +268,8 @@ def test_real_cifar10s_counts(data_mirror):
     assert table.groupby("image").size().value_counts().to_dict() == {6: 459, 7: 391, 8: 124, 9: 21, 10: 4, 11: 1}
     assert (table["task"] == "rerun_spec_conf").sum() == 498
     assert table["top_prob"].between(1, 100).all()
-    # protocol-facts §1.4: 10 responses chose a second class without a probability; 153 repeat the top class.
+    # docs/protocol.md#cifar-10s-responses: 10 responses chose a second class without a probability;
+    # 153 repeat the top class.
     assert ((table["second_class"] != "") & table["second_prob"].isna()).sum() == 10
     assert (table["second_class"] == table["top_class"]).sum() == 153
     assert (table["impossible"].str.count(r"\|") == 9).sum() == 5

@@ -192,7 +192,7 @@ def test_pick_variety_example_follows_the_rule():
     responses = variety_fixture()
     labels = {v: variety_labels(responses, v, CFG) for v in VARIETY_TITLES}
     assert pick_variety_example(responses, labels) == 2
-    # protocol-facts §2 worked example: T2-Clamp = cat 0.05, deer 0.80, dog 0.05, horse 0.10
+    # docs/protocol.md#worked-example: T2-Clamp = cat 0.05, deer 0.80, dog 0.05, horse 0.10
     expected = np.zeros(10)
     expected[[3, 4, 5, 7]] = [0.05, 0.80, 0.05, 0.10]
     assert labels["t2_clamp"][2] == pytest.approx(expected)

@@ -1,5 +1,5 @@
-"""The trainer (protocol-facts §3.1-3.4): schedule, batched draws and augmentation, determinism, the
-objective hook, checkpoints and exact resume after a kill."""
+"""The trainer (docs/protocol.md#training-chapter-3): schedule, batched draws and augmentation,
+determinism, the objective hook, checkpoints and exact resume after a kill."""
 
 import os
 import signal

@@ -55,7 +55,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override top-level config keys, as in `snakemake --config`",
     )
-    parser.add_argument("--data-mirror", default=None, help="folder laid out like shared/data (sets data_mirror)")
+    parser.add_argument("--data-mirror", default=None, help="offline input mirror (sets data_mirror)")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:

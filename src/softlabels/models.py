@@ -1,4 +1,4 @@
-"""Network architectures of the thesis (protocol-facts §3.5, decisions.md "Training").
+"""Network architectures of the thesis (docs/protocol.md#models).
 
 Every model takes *normalised* CIFAR input (per-channel mean/std below) of shape [B, 3, 32, 32] and returns
 logits [B, num_classes]. `with_normalization(model)` wraps a model so that it takes [0, 1] pixels instead,
@@ -11,7 +11,7 @@ which is what adversarial attacks need (the ε-ball and the clamp live in pixel 
 | resnet50        | CIFAR bottleneck ResNet [3, 4, 6, 3] of the mixup code (facebookresearch)      |
 | vgg11           | VGG-11 with BatchNorm of the mixup code                                        |
 | preact_resnet18 | the mixup code's "ResNet18": ResNet(PreActBlock, [2, 2, 2, 2])                 |
-| preact_resnet34 | ResNet(PreActBlock, [3, 4, 6, 3]) (decisions.md: chapter 5's "PreAct ResNet-34")|
+| preact_resnet34 | ResNet(PreActBlock, [3, 4, 6, 3]): chapter 5's "PreAct ResNet-34"              |
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _projection(in_planes: int, out_planes: int, stride: int, with_bn: bool) -> 
 
 class PreActBlock(nn.Module):
     """a = ReLU(BN(x)); out = conv(ReLU(BN(conv(a)))) + shortcut(a). The shortcut takes the pre-activated
-    `a` even when it is the identity (the kuangliu/mixup quirk, protocol-facts §3.5)."""
+    `a` even when it is the identity (the kuangliu/mixup quirk, docs/protocol.md#models)."""
 
     expansion = 1
 

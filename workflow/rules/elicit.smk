@@ -2,15 +2,10 @@
 #   results/data/own_responses.csv   config key own_responses, checked: tidy columns, CIFAR-10 test images, none
 #                                    in the CIFAR-10H evaluation hold-out (splits.npz 'test')
 # The study itself runs by hand: softlabels elicit serve STUDY.yaml, then softlabels elicit export.
-# CHAPTER3_RESPONSES (common.smk) switches the chapter-3 runs' input; this file is included after mixup.smk so
-# that the chapter-4/5 runs, which copy the chapter-3 inputs, keep CIFAR-10S (chapter 5's soft endpoints).
+# CHAPTER3_RESPONSES (common.smk) switches the chapter-3 runs' input; the chapter-4/5 runs keep CIFAR-10S
+# (chapter 5's soft endpoints), see TRAIN_DATA in train.smk.
 
 OWN_RESPONSES = f"{DATA}/own_responses.csv"
-
-for _protocol in ("chapter4", "chapter5"):
-    if _protocol in TRAIN_DATA:
-        TRAIN_DATA[_protocol]["cifar10s"] = f"{DATA}/cifar10s_responses.csv"
-
 
 if config.get("own_responses"):
 

@@ -1,4 +1,4 @@
-"""CIFAR-10 test set and the Uma et al. 70/30 split of it (protocol-facts §1.1, §1.3).
+"""CIFAR-10 test set and the Uma et al. 70/30 split of it (docs/protocol.md#image-indices-and-the-split).
 
 `cifar10_test.npz`: `images` uint8 [10000, 32, 32, 3] (HWC, official test order), `labels` int64 [10000].
 `splits.npz`: `train` int64 [7000], `test` int64 [3000], the index files' order kept.

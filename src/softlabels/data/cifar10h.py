@@ -1,4 +1,4 @@
-"""CIFAR-10H (Peterson et al. 2019; protocol-facts §1.2).
+"""CIFAR-10H (Peterson et al. 2019; docs/protocol.md#cifar-10h-pools).
 
 `cifar10h.npz`: `counts` int64 [10000, 10], `probs` float64 [10000, 10] (= counts / row sum).
 `cifar10h_annotators.csv`: the per-annotator pool rebuilt from the counts, `image,annotator,label`, labels

@@ -1,4 +1,4 @@
-"""CIFAR-10S raw elicitation data -> one row per response (protocol-facts §1.4).
+"""CIFAR-10S raw elicitation data -> one row per response (docs/protocol.md#cifar-10s-responses).
 
 Every `survey-html-form` row of `raw_human_data.csv` is a response, repeat trials (`rerun_spec_conf`) included.
 Its `response` column holds the form as JSON: `classSelect` "mostProb<Class>", `prob` (free text, 0-100),
@@ -31,7 +31,7 @@ COLUMNS = ["image", "subject", "task", "trial", *RESPONSE_COLUMNS]
 TASKS = ("spec_conf", "rerun_spec_conf")
 RESPONSE_TRIAL = "survey-html-form"
 RAW_COLUMNS = ("trial_type", "trial_index", "subject", "rt", "response", "filename", "task", "img_id")
-#: Probability texts corrected by hand in the released processing (protocol-facts §1.4).
+#: Probability texts corrected by hand in the released processing (docs/protocol.md#cifar-10s-responses).
 PROBABILITY_FIXES = {"8p": 80.0}
 
 _CLASS_BY_TAG = {name.capitalize(): name for name in CLASSES}

@@ -1,9 +1,9 @@
 """Exports in the layouts of the processed files the upstream repositories released.
 
-- `human_soft_labels_data.json` (cambridge-mlg/cifar-10s; protocol-facts §1.4): CIFAR-10 test index as a
+- `human_soft_labels_data.json` (cambridge-mlg/cifar-10s; docs/protocol.md#exports): CIFAR-10 test index as a
   string -> list of responses {"Most Probable Class", "Most Probable Class Prob", "Second Most Probable Class"
   (or "No"), "Second Most Probable Class Prob" (or null), "Impossible Class(es)"}; class names capitalised.
-- `processed_hmix_inferences.json` (cambridge-mlg/hill-mixup; protocol-facts §1.7): stimulus filename ->
+- `processed_hmix_inferences.json` (cambridge-mlg/hill-mixup; docs/protocol.md#exports): stimulus filename ->
   {"Std Dev": population std of λ_h, "Re-Label Diff": λ_f − mean λ_h, "True Mixing Factor": λ_f,
   "Predicted Mixing Factor": [λ_h], "Weighted Re-Label": mean(λ_h·ω), "Weighted Re-Label Diff":
   λ_f − mean(λ_h·ω), "Predicted Confidence": [ω], "Endpoints": [Label1, Label2], "Class Pair":

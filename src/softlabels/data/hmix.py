@@ -1,4 +1,4 @@
-"""H-Mix human data over mixup images (thesis chapters 4-5; protocol-facts §1.7).
+"""H-Mix human data over mixup images (thesis chapters 4-5; docs/protocol.md#h-mix-judgments).
 
 A stimulus `mixed_{λ}_{Class1}_{id1}_{Class2}_{id2}.png` is λ·image(id1) + (1−λ)·image(id2) in pixel space,
 ids being CIFAR-10 test indices. Outputs:

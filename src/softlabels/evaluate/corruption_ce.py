@@ -1,4 +1,4 @@
-"""Corruption cross-entropy of chapter 5 (thesis Tables 5.1, 5.2; decisions.md "Evaluation").
+"""Corruption cross-entropy of chapter 5 (thesis Tables 5.1, 5.2; docs/protocol.md#corruption-cross-entropy).
 
 For each corruption c of `evaluation.corruption.corruptions` (severity `evaluation.corruption.severity`),
 CE_c = −(1/n) Σ_i Σ_k y_ik log softmax(f(x_i^c))_k over the CIFAR-10H hold-out images, with the CIFAR-10H

@@ -1,6 +1,6 @@
 """CIFAR-10-C corruptions of the chapter-5 hold-out (thesis §5.2; Hendrycks & Dietterich, ICLR 2019).
 
-Chapter 5 reports cross-entropy on CIFAR-10-C at severity 3 (protocol-facts §7, decisions.md "Evaluation"):
+Chapter 5 reports cross-entropy on CIFAR-10-C at severity 3 (docs/protocol.md#corruption-cross-entropy):
 the 15 benchmark corruptions applied to the 3000 CIFAR-10H hold-out images (`splits.npz` `test`). The
 corrupted hold-out comes from one of two places (`evaluation.corruption.source`):
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics (thesis §3.3.1, protocol-facts §4.2, decisions.md "Evaluation").
+"""Evaluation metrics (thesis §3.3.1; docs/protocol.md#evaluation).
 
 - Generalisation: soft cross-entropy CE_n = −Σ_k P_eval(k|x_n) log softmax(z_n)_k, mean over examples.
 - Calibration: RMS calibration error with adaptive bins of a fixed number of examples (Hendrycks'

@@ -1,4 +1,5 @@
-"""Baseline label schemes of chapter 3 and appendix B.2 (protocol-facts §2 "Other label methods", §8.1)."""
+"""Baseline label schemes of chapter 3 and appendix B.2
+(docs/protocol.md#labels-baselines-and-label-smoothing)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def random_labels(n: int, seed: int, num_classes: int = NUM_CLASSES) -> np.ndarr
 
 def smoothed_labels(y, beta: float, normalised: bool = True) -> np.ndarray:
     """Label smoothing (appendix B.2): (1 − β)·y + β/K, or the thesis-era (1 − β)·y + β when not normalised
-    (which sums to 1 + (K − 1)β; protocol-facts §8.1)."""
+    (which sums to 1 + (K − 1)β; docs/protocol.md#labels-baselines-and-label-smoothing)."""
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"label smoothing beta must lie in [0, 1], got {beta}")
     hard = one_hot(y)

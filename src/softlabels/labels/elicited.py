@@ -1,4 +1,5 @@
-"""Soft labels from one elicited CIFAR-10S response (thesis §3.2.2, appendix B.4; protocol-facts §2).
+"""Soft labels from one elicited CIFAR-10S response (thesis §3.2.2, appendix B.4;
+docs/protocol.md#labels-redistribution).
 
 A response names a most probable class c1 with probability p1, optionally a second class c2 with p2 (both
 0-100 as elicited) and a set I of impossible classes. P = all classes \\ I are the "possible" classes.
@@ -31,17 +32,17 @@ differs from the documented path only where the stated probabilities reach 100 (
   (0.93, 0.05, 0.05, 0.05) / 1.08).
 Rows without free classes (n_free ≤ 0) are only renormalised, as on the documented path.
 
-Choices where the documented code is undefined (documented in the README part of the labels stage):
+Choices where the documented code is undefined (docs/protocol.md#redistribution-edge-cases):
 - Clamp/Semantic spread (and damp) only when n_free > 0. The original code also runs for n_free < 0, which
   gives negative mass when c1 and c2 are both impossible and exactly one other class is possible; it never
   happens in the released data.
 - If nothing is left to normalise (all-zero s: e.g. c2 == c1 with p2 = 0 and every class impossible under
   Clamp), the label is one-hot on c1 instead of the 0/0 NaN.
 
-`path="released_code"` reproduces the released dataloader, which never redistributes (protocol-facts §2,
-"DISAGREE/critical"): T1 is one-hot on c1 and T2 is (p1, p2) renormalised, the impossible set is unused. The
-one released case that yields 0/0 (image 1633, Automobile 100 / Automobile 0) becomes one-hot on c1 here
-instead of NaN, for the same reason as above: a NaN label cannot be trained on.
+`path="released_code"` reproduces the released dataloader, which never redistributes
+(docs/protocol.md#released-code-path): T1 is one-hot on c1 and T2 is (p1, p2) renormalised, the impossible
+set is unused. The one released case that yields 0/0 (image 1633, Automobile 100 / Automobile 0) becomes
+one-hot on c1 here instead of NaN, for the same reason as above: a NaN label cannot be trained on.
 """
 
 from __future__ import annotations

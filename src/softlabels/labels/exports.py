@@ -1,10 +1,10 @@
-"""Exports in the layouts of the released processed files (decisions.md "Inputs": the pipeline rebuilds them
+"""Exports in the layouts of the released processed files (the pipeline rebuilds them
 from the raw data).
 
 - `cifar10s_t2clamp_redist10.json`: {test index as a string: [per-response 10-vector, ...]} (CIFAR-10S).
 - `hmix_individ_soft_labels.json`: {stimulus filename: [per-annotator 10-vector, ...]} (H-Mix soft labels).
 Vectors are in the alphabetical CIFAR-10 class order; keys and responses keep the order of the responses table
-(the released files' within-key order came from a Python set and is arbitrary; protocol-facts §1.5).
+(the released files' within-key order came from a Python set and is arbitrary; docs/protocol.md#exports).
 """
 
 from __future__ import annotations

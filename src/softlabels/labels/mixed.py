@@ -1,4 +1,4 @@
-"""Labels of mixed images (chapter 4; protocol-facts §6, decisions.md "Confidence-smoothed H-Mix labels").
+"""Labels of mixed images (chapter 4; docs/protocol.md#labels-h-mix-mixed-images).
 
 For a stimulus x̃ = λ_f·img1 + (1 − λ_f)·img2 with endpoint classes c1, c2 (one-hots y1, y2, uniform u):
 - mixup:     λ_f·y1 + (1 − λ_f)·y2

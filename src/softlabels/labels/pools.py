@@ -1,4 +1,5 @@
-"""Label pools: the one training-label representation shared by every scheme (thesis §3.2.3, protocol-facts §3.4).
+"""Label pools: the one training-label representation shared by every scheme (thesis §3.2.3;
+docs/protocol.md#labels-annotators-and-m-subsampling).
 
 Image n's candidate labels are `labels[n, :sizes[n]]`. De-aggregated training draws one candidate uniformly
 per example per use; aggregated schemes are pools of size 1 (`LabelPools.mean()`).
@@ -112,7 +113,7 @@ def _check_M(M) -> None:
 
 
 def cifar10h_pools(counts_rows: np.ndarray, M: int | str, seed: int, image_ids: Sequence[int] | None = None) -> LabelPools:
-    """Per-annotator one-hot pools rebuilt from CIFAR-10H counts [N, K] (protocol-facts §3.4).
+    """Per-annotator one-hot pools rebuilt from CIFAR-10H counts [N, K] (docs/protocol.md#cifar-10h-pools).
 
     Annotators are expanded class by class (all votes for class 0, then class 1, ...), as the released code
     does. M = "all" keeps every annotator; M larger than an image's count is a ValueError naming the image.

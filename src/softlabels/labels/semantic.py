@@ -1,5 +1,5 @@
 """Semantic similarity of the CIFAR-10 classes (appendix B.4): cosine similarity of GloVe 6B 50-d vectors of
-the class names (decisions.md, "GloVe variant"), read from the ten-row file the data stage keeps at
+the class names (docs/protocol.md#labels-semantic-redistribution), read from the ten-row file kept at
 `resources/glove/glove.6B.50d.cifar10.txt` (the `glove.6B.50d.txt` text format: a word, then its values)."""
 
 from __future__ import annotations

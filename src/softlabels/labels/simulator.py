@@ -1,11 +1,11 @@
-"""Soft-label simulator of appendix B.5 (protocol-facts §8.3, decisions.md "Simulator").
+"""Soft-label simulator of appendix B.5 (docs/protocol.md#simulator-appendix-b5).
 
 Fit (from the CIFAR-10S responses): each response is routed by the CIFAR-10H entropy of its image
 (natural log; "high" when H >= threshold, else "low"). From its documented T2-Clamp label (γ) we take
 top = the largest entry, second = the second-largest *unique* value (the top value when all are equal) and
 n_also_possible = nnz − 1. Per group, Beta distributions are fitted to top and second with
 `scipy.stats.beta.fit(x, floc=0)` (free scale) after mapping x = 1.0 -> 0.95 and x = 0 -> 1e-5, and the
-n_also_possible histogram (0..9) is kept. These follow the exploratory notebook (cells 16-40).
+n_also_possible histogram (0..9) is kept. These follow the exploratory notebook of cambridge-mlg/cifar-10s.
 
 Simulate (one label per CIFAR-10H row): route by entropy; draw the hard label h from the CIFAR-10H probs
 (taken as top-1); p1 ~ Beta(top); K_p ~ the histogram; the other classes ranked by semantic similarity to h,

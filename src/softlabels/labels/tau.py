@@ -1,4 +1,4 @@
-"""Human-fitted logistic mixing functions τ_{i,j} (appendix C; decisions.md "Logistic τ").
+"""Human-fitted logistic mixing functions τ_{i,j} (appendix C; docs/protocol.md#tau-appendix-c).
 
 τ(λ; k, λ0) = [σ(k(λ − λ0)) − σ(−k λ0)] / [σ(k(1 − λ0)) − σ(−k λ0)], the logistic σ rescaled so that
 τ(0) = 0 and τ(1) = 1 (it tends to λ as k -> 0).

@@ -46,8 +46,8 @@ def classes_with_mass(p: np.ndarray, tol: float = 0.0) -> np.ndarray:
 
 def wasserstein_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise `scipy.stats.wasserstein_distance(a_n, b_n)` with the K probabilities taken as sample *values*
-    (as the original analysis did; protocol-facts §4.2). For two equal-size samples with equal weights the
-    1-Wasserstein distance is the mean absolute difference of the sorted values."""
+    (as the authors' analysis did; docs/protocol.md#dataset-summaries). For two equal-size samples
+    with equal weights the 1-Wasserstein distance is the mean absolute difference of the sorted values."""
     a = np.sort(np.asarray(a, dtype=float), axis=-1)
     b = np.sort(np.asarray(b, dtype=float), axis=-1)
     return np.abs(a - b).mean(axis=-1)
@@ -133,7 +133,7 @@ def cifar10s_summary(
     repeats = responses["task"].eq("rerun_spec_conf")
     out.add("participants", responses["subject"].nunique(), "distinct subjects in the responses")
     out.add("images", len(images), "distinct CIFAR-10 test images with a response")
-    out.add("responses", len(responses), "responses, repeat trials included (decisions.md: an annotator is a response)")
+    out.add("responses", len(responses), "responses, repeat trials included (an annotator is a response)")
     out.add("responses_per_image_min", per_image.min(), "fewest responses of an image")
     out.add("responses_per_image_max", per_image.max(), "most responses of an image")
     out.add("responses_per_image_mean", per_image.mean(), "mean responses per image")

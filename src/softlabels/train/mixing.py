@@ -10,7 +10,7 @@ loss of one model directly. The
 classes of the mixing endpoints, where a rule needs them (Mix-MaxEnt partners, τ), are argmax(targets): the
 class itself for hard endpoints, the most probable class for soft ones.
 
-Formulas (decisions.md "Training"; protocol-facts §5, §7, §8.4):
+Formulas (docs/protocol.md#chapter-5-mixing-objectives; τ: docs/protocol.md#tau-appendix-c):
 - mixup (Zhang et al. 2017): one λ ~ Beta(α, α) per batch, partner = a random permutation of the batch,
   x̃ = λ·x + (1−λ)·x[perm], ỹ = λ_g·y + (1−λ_g)·y[perm] with λ_g = λ (linear) or τ_{c,c'}(λ) (appendix C);
   loss = mean_i CE(f(x̃_i), ỹ_i).
@@ -231,7 +231,7 @@ def tau_target_lambda(taus) -> Callable:
 def build_objective(scheme: Mapping, name: str, seed: int, taus=None):
     """The trainer objective of scheme `name` (None for objective ce / unset: the trainer's soft CE).
 
-    Keys read: objective, alpha, kappa (entwc), detach_weight (entwc, default false = decisions.md),
+    Keys read: objective, alpha, kappa (entwc), detach_weight (entwc, default false: docs/protocol.md#ent-wc),
     maxent_weight and partners (mixmaxent), target_mix (linear | tau; tau needs `taus`, the `fit_class_pair_taus` table).
     """
     objective = scheme.get("objective", "ce")

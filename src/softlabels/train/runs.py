@@ -5,7 +5,7 @@ produce the run (written to `results/runs/{scheme}/{model}/seed{seed}/spec.json`
 made it); `build_run_sets` turns a spec and the parsed data into the training images + label pools and the
 evaluation sets.
 
-Chapter 3 (thesis §3.3, decisions.md, protocol-facts §3.3-3.4, §4.1):
+Chapter 3 (thesis §3.3; docs/protocol.md#cifar-10s-hold-out and docs/protocol.md#training-chapter-3):
 - images: the CIFAR-10 *test* images at `splits.train` (7000, file order);
 - CIFAR-10S hold-out: `evaluation.cifar10s_holdout.size` (100) of the 1000 CIFAR-10S images, drawn as the
   released code does (`random.seed(s); random.sample(list(set(images)), size)`) with s = the training seed
@@ -197,7 +197,7 @@ def build_run_sets(spec: Mapping, data: RunData) -> RunSets:
 # Chapter 3
 # ----------------------------------------------------------------------------------------------------------
 def cifar10s_holdout(cifar10s_images: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """The held-out CIFAR-10S images, drawn as the released code (data.py): Python `random.seed(seed)`, then
+    """The held-out CIFAR-10S images, drawn as cambridge-mlg/cifar-10s does: Python `random.seed(seed)`, then
     `random.sample(list(set(images)), size)`; returned in sample order."""
     pool = list(set(int(i) for i in cifar10s_images))
     if size >= len(pool):

@@ -1,19 +1,21 @@
 """Training sets of chapters 4 and 5 and appendix C: the builders of the `chapter4` and `chapter5` protocols
 of `softlabels.train.runs` (`builder(spec, data) -> RunSets`, dispatched by `runs.protocol_entry`).
 
-Chapter 4 (thesis §4.2-4.3, protocol-facts §6): the 7000 split images (`splits.train`, file order; when a
+Chapter 4 (thesis §4.2-4.3; docs/protocol.md#chapter-4-augmenting-set):
+the 7000 split images (`splits.train`, file order; when a
 scale sets `hard_image_limit`, that many evenly spaced through the class-ordered split) with their hard CIFAR-10 labels, plus, when the scheme's
 `augment` is set, the 810 first-collection H-Mix stimuli (`hmix_stimuli.npz`, rebuilt as
 round(λ_f·img1 + (1−λ_f)·img2)) labelled by `softlabels.labels.hmix_pools(variant=augment)`: uniform, random,
 mixup (λ_f), agg (λ̄_h), sep (λ_h^m, one judgment drawn per use), agg_conf / sep_conf (confidence smoothing
 with `labels.confidence_gamma`). No augmentation; plain soft cross-entropy.
 
-Chapter 5 (thesis §5.2, protocol-facts §7): mixup over the same 7000 images, trained with the scheme's
+Chapter 5 (thesis §5.2; docs/protocol.md#chapter-5-mixing-objectives):
+mixup over the same 7000 images, trained with the scheme's
 `objective` (`softlabels.train.mixing`). Endpoint labels:
 - `endpoints: hard`: the CIFAR-10 labels;
 - `endpoints: soft`: the expanded CIFAR-10S. The 1000 real CIFAR-10S images keep one label per response of
   the scheme's `variety` (T2-Clamp), M of them, drawn afresh per use (`aggregate: none`; `aggregate: mean`
-  gives one mean label per image instead). decisions.md does not settle per-response vs mean; per-response
+  gives one mean label per image instead). The thesis does not say which; per-response
   pools match the de-aggregated training of chapter 3. The other 6000 images get one label each from the
   appendix-B.5 simulator, fitted on all CIFAR-10S responses and drawn with `labels.simulator_seed` (the same
   labels for every training seed).

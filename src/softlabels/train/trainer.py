@@ -79,7 +79,8 @@ def learning_rate(protocol: Mapping, model_name: str, epoch: int) -> float:
     """lr(e) = base_lr[model] · lr_gamma^#{m in lr_milestones : e > m} for the 0-indexed epoch e.
 
     The released code updates the rate *after* each epoch once epoch ≥ m, so with milestones [50, 55]
-    epochs 0-50 use the base rate, 51-55 base·γ and 56-64 base·γ² (protocol-facts §3.1)."""
+    epochs 0-50 use the base rate, 51-55 base·γ and 56-64 base·γ²
+    (docs/protocol.md#optimizer-and-learning-rate-schedule)."""
     base_lrs = protocol["base_lr"]
     if model_name not in base_lrs:
         raise KeyError(f"protocol key 'base_lr' has no entry for model '{model_name}' (has: {', '.join(base_lrs)})")
@@ -125,7 +126,7 @@ def normalise(images_u8: torch.Tensor) -> torch.Tensor:
 
 
 def soft_cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """−(1/B) Σ_i Σ_k y_ik log softmax(z_i)_k (mean over the batch; utils.py:57-75), in float32."""
+    """−(1/B) Σ_i Σ_k y_ik log softmax(z_i)_k (batch mean, as cambridge-mlg/cifar-10s), in float32."""
     return -(targets.float() * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
