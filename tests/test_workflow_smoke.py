@@ -40,6 +40,11 @@ def test_table3_1_smoke_build(smoke_workdir, data_mirror, snakemake_runner):
     assert core["thesis_value"].notna().all()  # every cell of table 3.1 has a thesis value
     md = (smoke_workdir / TARGET).with_suffix(".md").read_text()
     assert "CIFAR-10S hold-out" in md and "2.026 ± 0.180" in md
+    # how the runs were made, end to end: precision and device from the runs, and the mirror's CIFAR-10
+    # archive (marked APPROXIMATION in its MANIFEST) flagged in the table and in plain words in its .md
+    assert (table["precision"] == "fp32").all() and (table["device"] == "cpu").all()
+    assert (table["approximate_inputs"] == "cifar10").all(), table["approximate_inputs"].unique()
+    assert "**Approximate inputs" in md and "Input provenance unrecorded" not in md
 
     # every run records the settings that produced it
     for row in ROWS:
@@ -50,6 +55,8 @@ def test_table3_1_smoke_build(smoke_workdir, data_mirror, snakemake_runner):
         assert metrics["cifar10s"]["n"] == 100 and metrics["cifar10h"]["n"] == 200
         assert metrics["train"]["n_soft"] == 900 and metrics["train"]["n_hard"] == 200
         assert len(pd.read_csv(run / "train_log.csv")) == spec["protocol"]["epochs"]
+        inputs = metrics["provenance"]["inputs"]
+        assert inputs["cifar10"]["approximate"] is True and inputs["cifar10s_raw"]["approximate"] is False
 
     # a second invocation has nothing left to do
     again = snakemake_runner(smoke_workdir, "-n", "--cores", "2", TARGET, *config)

@@ -63,9 +63,10 @@ for _group in TRAINING_GROUPS:
         input:
             **({**TRAIN_DATA[_group.protocol], **train_provenance_input()} if _group.members else {}),
             shared=[run_metrics([c]) for _, c in _group.aliases if c not in _group.members],
+            shared_groups=group_records([c for _, c in _group.aliases if c not in _group.members]),
         output:
             runs=group_outputs(_group),
-            record=f"results/runs/.groups/{_group.name}.json",
+            record=group_record(_group),
         log:
             f"logs/train_groups/{_group.name}.log",
         conda:

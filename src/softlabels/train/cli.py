@@ -77,14 +77,18 @@ def load_spec(path: str | Path) -> dict:
 
 
 def load_provenance(path: str | None) -> dict | None:
-    """The data stage's record of the inputs (`results/data/provenance.json`); None only when the caller
-    passes None (`--provenance none`) explicitly. A missing or unreadable file is a UserError."""
+    """The data stage's record of each input, {source key: {file, origin, official_url, sha256, approximate,
+    note}} (the `sources` of `results/data/provenance.json`); None only when the caller passes None
+    (`--provenance none`) explicitly. A missing or unreadable file is a UserError."""
     from softlabels.cli import UserError
 
     if path is None:
         return None
     try:
-        return json.loads(Path(path).read_text())
+        record = json.loads(Path(path).read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("sources"), dict):
+            raise UserError(f"provenance file {path}: no 'sources' mapping (written by `softlabels provenance`)")
+        return record["sources"]
     except FileNotFoundError:
         raise UserError(f"provenance file not found: {path} (written by the data stage; "
                         "pass --provenance none to train without it)") from None
@@ -139,7 +143,7 @@ def evaluate_sets(model, sets, spec: Mapping, device) -> dict:
 
 def provenance_block(spec: Mapping, device, precision: str, inputs: Mapping | None) -> dict:
     """How the run was made: precision, device, the corruption source of chapter-5 runs, and the data
-    stage's record of every input file (content of results/data/provenance.json)."""
+    stage's record of every input file (the `sources` of results/data/provenance.json)."""
     corruption = spec["evaluation"].get("corruption") if spec["protocol_name"] == "chapter5" else None
     return {
         "precision": precision,
