@@ -12,6 +12,7 @@ import io
 import json
 import math
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -188,7 +189,10 @@ def test_sweep_table_smoke_build(tmp_path, data_mirror, snakemake_runner):
         assert f["images"].shape == (400, 32, 32, 3)
     # opt-in: `all` does not ask for the sweeps
     dry = snakemake_runner(work, "-n", "--cores", "2", *config)
-    assert "sweep_run" not in dry.stdout and "sweep_table" not in dry.stdout
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert not re.search(r"^(rule )?sweep_(run|table)\b", dry.stdout + dry.stderr, flags=re.M)
+    opt_in = snakemake_runner(work, "-n", "--cores", "2", "sweeps", *config)
+    assert re.search(r"^sweep_run\s+12$", opt_in.stdout, flags=re.M), opt_in.stdout[-2000:]  # the 6 other sweeps
     again = snakemake_runner(work, "-n", "--cores", "2", target, *config)
     assert "Nothing to be done" in again.stdout + again.stderr
 
