@@ -118,6 +118,7 @@ def test_selection_marks_the_best_value_under_each_criterion():
     assert table.loc[table["selected"], "value"].tolist() == ["0.0"]
     md = S.sweep_markdown(table)
     assert "**selected**" in md and "the thesis chose 0.1" in md and "lowest" in md
+    assert "Input provenance unrecorded" in md  # these hand-made runs record no inputs
     # a tie goes to the value listed first
     assert S.select({"0.2": 0.5, "0.1": 0.5}, "accuracy") == "0.2"
     with pytest.raises(ValueError, match="no run of value 0.3"):
@@ -156,7 +157,7 @@ def _mirror_with_training_batches(real: Path, root: Path, per_batch: int) -> Pat
         if fields[0] == ARCHIVE:
             row = dict(zip(header, fields))
             row.update(sha256=hashlib.sha256(archive.read_bytes()).hexdigest(), bytes=str(archive.stat().st_size),
-                       note="test: the mirror's test batch plus small synthetic training batches")
+                       note="APPROXIMATION: the mirror's test batch plus small synthetic training batches")
             fields = [row[c] for c in header]
         out.append("\t".join(fields))
     (root / "MANIFEST.tsv").write_text("\n".join(out) + "\n")
@@ -178,7 +179,10 @@ def test_sweep_table_smoke_build(tmp_path, data_mirror, snakemake_runner):
     assert table["val_accuracy_mean"].between(0, 1).all() and table["val_ce_mean"].map(math.isfinite).all()
     best = table.loc[table["val_accuracy_mean"].idxmax(), "value"]
     assert table.loc[table["selected"], "value"].item() == best
-    assert "the thesis chose 0.1" in (work / target).with_suffix(".md").read_text()
+    md = (work / target).with_suffix(".md").read_text()
+    assert "the thesis chose 0.1" in md and "Settings: scale smoke, 1 epochs, seeds 0, precision fp32" in md
+    assert "**Approximate inputs" in md and "synthetic training batches" in md  # the provenance reaches the table
+    assert (table["approximate_inputs"].str.contains("cifar10")).all()
     for value in ("0.0", "0.1"):
         run = work / f"results/sweeps/gamma/{value}/resnet8a/seed0"
         metrics = json.loads((run / "metrics.json").read_text())

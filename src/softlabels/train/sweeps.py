@@ -184,8 +184,10 @@ def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thes
     import pandas as pd
 
     from softlabels.numerics import mean_ci
+    from softlabels.report.tables import approximate_notes, row_provenance
 
     g = grid(config, sweep)
+    runs = [_flat_inputs(run) for run in runs]
     level = config.get("summaries", {}).get("ci_level", 0.95)
     criterion = config["sweeps"]["criterion"]
     by_value: dict[str, list] = {value_name(v): [] for v in g["values"]}
@@ -214,8 +216,7 @@ def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thes
             "seeds": " ".join(str(r["seed"]) for r in sorted(value_runs, key=lambda r: r["seed"])),
             "scale": first.get("scale"),
             "epochs": first["train"]["epochs"],
-            "precision": first["train"].get("precision"),
-            "device": first["train"].get("device"),
+            **row_provenance(value_runs),
         })
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -226,7 +227,17 @@ def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thes
         (not math.isnan(thesis_value)) and math.isclose(float(v), thesis_value) for v in frame["value"]])
     frame["criterion"] = criterion
     frame["thesis_value"] = thesis_value
+    notes = approximate_notes(runs)
+    frame["approximate_notes"] = "; ".join(f"{k}: {v}" for k, v in sorted(notes.items())) or "none"
     return frame
+
+
+def _flat_inputs(run: Mapping) -> Mapping:
+    """The run with `provenance.inputs` as {input key: record} (the data stage records {"sources": {...}})."""
+    inputs = (run.get("provenance") or {}).get("inputs")
+    if isinstance(inputs, Mapping) and isinstance(inputs.get("sources"), Mapping):
+        run = {**run, "provenance": {**run["provenance"], "inputs": inputs["sources"]}}
+    return run
 
 
 def sweep_markdown(frame) -> str:
@@ -252,7 +263,12 @@ def sweep_markdown(frame) -> str:
                      f"{fmt(r['val_ce_mean'], r['val_ce_ci'])} | {r['n_runs']} | {'**selected**' if r['selected'] else ''} | "
                      f"{'thesis' if r['thesis_choice'] else ''} |")
     lines += ["", f"Settings: scale {first['scale']}, {first['epochs']} epochs, seeds {first['seeds']}, "
-              f"precision {first['precision']}, device {first['device']}.", ""]
+              f"precision {first['precision']}, device {first['device']}. Inputs: {first['inputs']}.", ""]
+    if first["approximate_notes"] != "none":
+        lines += [f"**Approximate inputs: these numbers were computed from an approximation of the original data "
+                  f"({first['approximate_notes']}).**", ""]
+    elif first["approximate_inputs"] != "none":
+        lines += ["**Input provenance unrecorded: the runs do not say whether their inputs were exact.**", ""]
     return "\n".join(lines)
 
 
