@@ -183,6 +183,7 @@ def test_sweep_table_smoke_build(tmp_path, data_mirror, snakemake_runner):
     assert "the thesis chose 0.1" in md and "Settings: scale smoke, 1 epochs, seeds 0, precision fp32" in md
     assert "**Approximate inputs" in md and "synthetic training batches" in md  # the provenance reaches the table
     assert (table["approximate_inputs"].str.contains("cifar10")).all()
+    assert "<table" in (work / target).with_suffix(".html").read_text()
     for value in ("0.0", "0.1"):
         run = work / f"results/sweeps/gamma/{value}/resnet8a/seed0"
         metrics = json.loads((run / "metrics.json").read_text())

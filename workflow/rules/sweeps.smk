@@ -2,7 +2,7 @@
 #   results/data/cifar10_train.npz                       the CIFAR-10 training batches data_batch_1..5
 #   results/sweeps/{sweep}/{value}/{model}/seed{seed}/   spec.json, metrics.json (+ the validation block),
 #                                                        train_log.csv of one sweep point
-#   results/tables/sweep_{sweep}.csv + .md               validation accuracy and CE per value, the selected
+#   results/tables/sweep_{sweep}.csv + .md + .html       validation accuracy and CE per value, the selected
 #                                                        value marked, the thesis' choice beside it
 # A sweep point trains the sweep's scheme under the configuration with one key set to the value (config
 # `sweeps`, softlabels.train.sweeps). It runs one job per point (`softlabels train`), not in fused groups.
@@ -69,6 +69,7 @@ rule sweep_table:
     output:
         csv="results/tables/sweep_{sweep}.csv",
         md="results/tables/sweep_{sweep}.md",
+        html="results/tables/sweep_{sweep}.html",
     log:
         "logs/tables/sweep_{sweep}.log",
     localrule: True
@@ -82,7 +83,7 @@ rule sweep_table:
         config_args=config_args(),
     shell:
         "softlabels sweep-table --sweep {wildcards.sweep} --metrics {input} --out-csv {output.csv} "
-        "--out-md {output.md} {params.config_args} > {log} 2>&1"
+        "--out-md {output.md} --out-html {output.html} {params.config_args} > {log} 2>&1"
 
 
 # Opt-in target: every sweep table (not in FINAL_OUTPUTS, so `all` does not train the sweeps).

@@ -299,8 +299,13 @@ def _cmd_sweep_table(args: argparse.Namespace) -> int:
         frame = build_sweep_table(config, args.sweep, runs)
     except (KeyError, ValueError) as exc:
         raise UserError(f"sweep {args.sweep}: {exc}") from None
+    markdown = sweep_markdown(frame)
     write_csv(args.out_csv, frame)
-    write_text(args.out_md, sweep_markdown(frame))
+    write_text(args.out_md, markdown)
+    if args.out_html:
+        from softlabels.report.html import html_page, markdown_to_html
+
+        write_text(args.out_html, html_page(f"Sweep {args.sweep}", markdown_to_html(markdown)))
     return 0
 
 
@@ -324,5 +329,6 @@ def register(subparsers) -> None:
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json of every run of the sweep")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
+    p.add_argument("--out-html", default=None, help="the .md layout as a self-contained HTML page")
     add_config_arguments(p)
     p.set_defaults(func=_cmd_sweep_table)
