@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from softlabels import CLASSES
 from softlabels import config as cfg
 from softlabels.cli import main
@@ -169,7 +170,10 @@ def test_sweep_table_smoke_build(tmp_path, data_mirror, snakemake_runner):
     mirror = _mirror_with_training_batches(data_mirror, tmp_path / "mirror", per_batch=80)
     work = tmp_path / "work"
     target = "results/tables/sweep_gamma.csv"
-    config = ["--config", "scale=smoke", f"data_mirror={mirror}"]
+    # a copy of config.yaml named on every call, so that the edits below change nothing but the edited key
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text((REPO / "config.yaml").read_text())
+    config = ["--configfile", str(config_file), "--config", "scale=smoke", f"data_mirror={mirror}"]
     done = snakemake_runner(work, "--cores", "2", target, *config)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = pd.read_csv(work / target)
@@ -200,10 +204,21 @@ def test_sweep_table_smoke_build(tmp_path, data_mirror, snakemake_runner):
     assert re.search(r"^sweep_run\s+12$", opt_in.stdout, flags=re.M), opt_in.stdout[-2000:]  # the 6 other sweeps
     again = snakemake_runner(work, "-n", "--cores", "2", target, *config)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # another criterion re-selects without training again; another epoch count retrains
+    text = config_file.read_text()
+    config_file.write_text(text.replace("  criterion: accuracy\n", "  criterion: ce\n", 1))
+    rerun = snakemake_runner(work, "-n", "--cores", "2", target, *config)
+    assert re.search(r"^sweep_table\s+1$", rerun.stdout, flags=re.M), rerun.stdout[-2000:]
+    assert re.search(r"^total\s+1$", rerun.stdout, flags=re.M), rerun.stdout[-2000:]
+    smoke_epochs = "seeds: [0], seeds_extra: [0], epochs: 1,"
+    assert smoke_epochs in text
+    config_file.write_text(text.replace(smoke_epochs, smoke_epochs.replace("epochs: 1", "epochs: 2")))
+    rerun = snakemake_runner(work, "-n", "--cores", "2", target, *config)
+    assert re.search(r"^sweep_run\s+2$", rerun.stdout, flags=re.M), rerun.stdout[-2000:]
 
 
 def test_sweeps_target_stops_on_the_offline_mirror_archive(tmp_path, data_mirror):
-    """The shared mirror's archive lacks the training batches: the parse names them."""
+    """The shared mirror's archive lacks the training batches: the parse names them and writes nothing."""
     out = tmp_path / "train.npz"
     assert main(["parse-cifar10-train", "--archive", str(data_mirror / ARCHIVE), "--out", str(out)]) == 2
     assert not out.exists()
