@@ -231,3 +231,34 @@ def report_category(name):
     tableC_1 -> Appendix C)."""
     part = name.removeprefix("table").removeprefix("fig")
     return f"Appendix {part[0]}" if part[0].isalpha() else f"Chapter {part[0]}"
+
+
+# Helpers of the sweeps stage (sweeps.smk; TRAIN_DATA and DATA come from train.smk and data.smk).
+from softlabels.train.sweeps import point_spec, sweep_dir, sweep_points
+
+
+def sweep_protocol(wildcards):
+    return config["schemes"][config["sweeps"]["grids"][wildcards.sweep]["scheme"]]["protocol"]
+
+
+def sweep_run_inputs(wildcards):
+    return {
+        **TRAIN_DATA[sweep_protocol(wildcards)],
+        **train_provenance_input(),
+        "cifar10_train": f"{DATA}/cifar10_train.npz",
+    }
+
+
+def sweep_run_spec(wildcards):
+    return point_spec(config, wildcards.sweep, wildcards.value, int(wildcards.seed))
+
+
+def sweep_run_resource(name):
+    def get(wildcards):
+        return config["protocols"][sweep_protocol(wildcards)]["resources"][name]
+
+    return get
+
+
+def sweep_metrics(wildcards):
+    return [f"{sweep_dir(*point)}/metrics.json" for point in sweep_points(config, wildcards.sweep)]

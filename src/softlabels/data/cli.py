@@ -113,6 +113,21 @@ def cmd_parse_cifar10(args) -> int:
 
 
 @_user_errors
+def cmd_parse_cifar10_train(args) -> int:
+    from softlabels.data.cifar10 import write_cifar10_train
+    from softlabels.data.io import DataError
+
+    config = _config(args)
+    try:
+        write_cifar10_train(_source(args.archive, config, "cifar10"), args.out)
+    except DataError as exc:
+        raise DataError(f"{exc}; the hyperparameter sweeps need the training batches of the official CIFAR-10 "
+                        "archive (an offline mirror may hold the test batch only)") from None
+    print(f"wrote {args.out}")
+    return 0
+
+
+@_user_errors
 def cmd_parse_splits(args) -> int:
     from softlabels.data.cifar10 import write_splits
 
@@ -240,6 +255,11 @@ def register(subparsers) -> None:
     p = command("parse-cifar10", cmd_parse_cifar10, "CIFAR-10 test batch -> cifar10_test.npz")
     p.add_argument("--archive", help="cifar-10-python.tar.gz (default: the configured download)")
     p.add_argument("--out", default=str(RESULTS / "cifar10_test.npz"))
+
+    p = command("parse-cifar10-train", cmd_parse_cifar10_train,
+                "CIFAR-10 training batches data_batch_1..5 -> cifar10_train.npz (hyperparameter sweeps)")
+    p.add_argument("--archive", help="cifar-10-python.tar.gz (default: the configured download)")
+    p.add_argument("--out", default=str(RESULTS / "cifar10_train.npz"))
 
     p = command("parse-splits", cmd_parse_splits, "Uma et al. train/test index files -> splits.npz")
     p.add_argument("--train", help="train_indices.npy (default: the configured download)")

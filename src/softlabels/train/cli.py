@@ -388,3 +388,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="-", help="output file (default: stdout)")
     add_config_arguments(p)
     p.set_defaults(func=_cmd_make_spec)
+
+    from softlabels.train import sweeps
+
+    sweeps.register(subparsers)

@@ -189,8 +189,14 @@ def runs_of(config: Mapping, scheme: str, all_models: bool, seeds: str = "main")
 
 
 def build_run_sets(spec: Mapping, data: RunData) -> RunSets:
-    """Dispatch on the spec's protocol."""
-    return protocol_entry(spec["protocol_name"])[0](spec, data)
+    """Dispatch on the spec's protocol; a spec with a `validation` block (a hyperparameter-sweep run,
+    `softlabels.train.sweeps`) is also evaluated on the validation split of the CIFAR-10 training set."""
+    sets = protocol_entry(spec["protocol_name"])[0](spec, data)
+    if spec.get("validation"):
+        from softlabels.train.sweeps import validation_eval_set
+
+        sets.eval_sets["validation"] = validation_eval_set(spec["validation"], data.data_dir)
+    return sets
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,334 @@
+"""Hyperparameter sweeps on a validation split of the CIFAR-10 training set (thesis §3.3, §5.2, appendix B.2).
+
+A sweep (`sweeps.grids.<name>` of the configuration) varies one dotted config key over a list of values; a sweep
+point is the run spec of the sweep's scheme (`softlabels.train.runs.run_spec`) computed from the configuration
+with that key set to the value, plus a `validation` block. The run trains as the scheme's runs do and is also
+evaluated on the validation split (`build_run_sets` adds the set when the spec has the block):
+
+- validation split: of the N CIFAR-10 training images (data_batch_1..5, `cifar10_train.npz`), the last
+  ⌊N·fraction⌋ of `torch.randperm(N)` under `torch.manual_seed(seed)`, i.e. the second part of
+  `torch.utils.data.random_split(train, [1 − fraction, fraction])` after seeding (15,000 images at 0.3);
+  a class-balanced `limit` of them when set (`softlabels.data.splits.balanced_prefix`); one-hot targets;
+- metrics: accuracy = mean 1[argmax p(x) = y], CE = −(1/n) Σ log p_y(x);
+- selection: the value with the highest mean validation accuracy (`criterion: accuracy`) or the lowest mean
+  validation CE (`criterion: ce`) over the seeds; ties go to the value listed first.
+
+Runs live under `results/sweeps/{sweep}/{value}/{model}/seed{seed}/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from softlabels.config import ConfigError, setting
+
+#: Metrics of the validation set, with the direction that is better.
+CRITERIA = {"accuracy": max, "ce": min}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sweep points
+# ----------------------------------------------------------------------------------------------------------
+def grid(config: Mapping, sweep: str) -> Mapping:
+    grids = (config.get("sweeps") or {}).get("grids") or {}
+    if sweep not in grids:
+        raise ConfigError(f"key 'sweeps.grids.{sweep}' is not set (known: {', '.join(sorted(grids)) or 'none'})")
+    return grids[sweep]
+
+
+def value_name(value) -> str:
+    """Folder name of a swept value (`str` of the configured number: 0.001, 10, 0.0)."""
+    return str(value)
+
+
+def sweep_model(config: Mapping, sweep: str) -> str:
+    """The sweep's model: `model`, or `single_model` of its scheme's protocol when null."""
+    g = grid(config, sweep)
+    scheme = config["schemes"].get(g["scheme"])
+    if scheme is None:
+        raise ConfigError(f"key 'sweeps.grids.{sweep}.scheme': scheme '{g['scheme']}' is not defined under 'schemes'")
+    return g.get("model") or config["single_model"][scheme["protocol"]]
+
+
+def sweep_points(config: Mapping, sweep: str) -> list[tuple[str, str, str, int]]:
+    """(sweep, value name, model, seed) of every run of a sweep."""
+    g, model = grid(config, sweep), sweep_model(config, sweep)
+    return [(sweep, value_name(v), model, int(s)) for v in g["values"] for s in config["sweeps"]["seeds"]]
+
+
+def sweep_dir(sweep: str, value: str, model: str, seed: int) -> str:
+    return f"results/sweeps/{sweep}/{value}/{model}/seed{seed}"
+
+
+def _with_value(config: Mapping, key: str, value, where: str) -> dict:
+    """A copy of the configuration with the dotted `key` (which must be set already) replaced by `value`."""
+    setting(config, key)  # ConfigError naming the key when it is absent
+    out = copy.deepcopy(dict(config))
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[part]
+    if isinstance(node[parts[-1]], (dict, list)):
+        raise ConfigError(f"key '{where}': '{key}' is not a single setting")
+    node[parts[-1]] = value
+    return out
+
+
+def point_spec(config: Mapping, sweep: str, value: str, seed: int) -> dict:
+    """The spec of one sweep run: `run_spec` of the sweep's scheme under the configuration with the swept key
+    set to `value`, plus `sweep` {name, key, value} and `validation` (the `sweeps.validation` block)."""
+    from softlabels.train.runs import run_spec
+
+    g = grid(config, sweep)
+    matches = [v for v in g["values"] if value_name(v) == str(value)]
+    if not matches:
+        raise ConfigError(f"key 'sweeps.grids.{sweep}.values': {value} is not one of {g['values']}")
+    model = sweep_model(config, sweep)
+    changed = _with_value(config, g["key"], matches[0], f"sweeps.grids.{sweep}.key")
+    try:
+        spec = run_spec(changed, g["scheme"], model, int(seed))
+    except ValueError as exc:
+        raise ConfigError(f"sweeps.grids.{sweep}: {exc}") from None
+    if spec == run_spec(_with_value(config, g["key"], _other(matches[0]), sweep), g["scheme"], model, int(seed)):
+        raise ConfigError(f"key 'sweeps.grids.{sweep}.key': {g['key']} does not change the runs of scheme "
+                          f"'{g['scheme']}' with model {model}")
+    spec["sweep"] = {"name": sweep, "key": g["key"], "value": matches[0]}
+    spec["validation"] = copy.deepcopy(dict(config["sweeps"]["validation"]))
+    return spec
+
+
+def _other(value):
+    """A number different from `value` (to check that the swept key reaches the run)."""
+    return value + 1 if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Validation split and its evaluation
+# ----------------------------------------------------------------------------------------------------------
+def validation_indices(labels: np.ndarray, fraction: float, seed: int, limit: int | None) -> np.ndarray:
+    """Indices of the validation part (see the module docstring), in permutation order."""
+    import torch
+
+    from softlabels.data.splits import balanced_prefix
+
+    n = len(labels)
+    n_val = int(math.floor(n * fraction))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).numpy().astype(np.int64)
+    return balanced_prefix(perm[n - n_val :], labels, limit)
+
+
+def validation_eval_set(block: Mapping, data_dir: str | Path):
+    """The validation split as an `EvalSet` whose evaluation gives accuracy and CE (hard labels)."""
+    from softlabels.numerics import one_hot
+    from softlabels.train.runs import EvalSet
+
+    path = Path(data_dir) / "cifar10_train.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"missing input {path} (rule parse_cifar10_train: `softlabels parse-cifar10-train`)")
+    with np.load(path) as f:
+        images, labels = f["images"], f["labels"].astype(np.int64)
+    idx = validation_indices(labels, block["fraction"], block["seed"], block.get("limit"))
+    if len(idx) == 0:
+        raise ValueError(f"{path}: the validation split (fraction {block['fraction']}) holds no image")
+    x, y = images[idx], labels[idx]
+    targets = one_hot(y, dtype=np.float32)
+
+    def evaluate(model, device) -> dict:
+        from softlabels.evaluate.corruption_ce import predict_log_probs
+
+        log_p = predict_log_probs(model, x, device)
+        return {
+            "accuracy": float((log_p.argmax(dim=1).numpy() == y).mean()),
+            "ce": float(-log_p.double()[np.arange(len(y)), y].mean()),
+            "n": int(len(y)),
+        }
+
+    return EvalSet(images=x, targets=targets, hard_labels=y, fgsm_targets=targets, bin_size=len(y),
+                   indices=idx, evaluate=evaluate)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Table
+# ----------------------------------------------------------------------------------------------------------
+def thesis_choice(sweep: str, values=None) -> float:
+    """The value the thesis selected (thesis_values.csv: table sweep_<name>, metric selected_value); NaN if none."""
+    from softlabels.report.thesis import load_thesis_values
+
+    values = load_thesis_values() if values is None else values
+    rows = values[(values["table"] == f"sweep_{sweep}") & (values["metric"] == "selected_value")]
+    return float(rows["value"].iloc[0]) if len(rows) else float("nan")
+
+
+def select(means: Mapping[str, float], criterion: str) -> str:
+    """The value name with the best mean under `criterion` (accuracy: highest, ce: lowest); the first listed
+    wins a tie; values without a finite mean are not candidates."""
+    if criterion not in CRITERIA:
+        raise ConfigError(f"key 'sweeps.criterion': {criterion!r} is not one of {', '.join(CRITERIA)}")
+    finite = [(v, m) for v, m in means.items() if m is not None and math.isfinite(m)]
+    if not finite:
+        raise ValueError("no value of the sweep has a finite validation metric")
+    best = CRITERIA[criterion](m for _, m in finite)
+    return next(v for v, m in finite if m == best)
+
+
+def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thesis=None):
+    """One row per swept value: mean ± 95 % CI over seeds of validation accuracy and CE, the selected value
+    (`sweeps.criterion`), the thesis' choice, and how the runs were made."""
+    import pandas as pd
+
+    from softlabels.numerics import mean_ci
+    from softlabels.report.tables import approximate_notes, row_provenance
+
+    g = grid(config, sweep)
+    runs = [_flat_inputs(run) for run in runs]
+    level = config.get("summaries", {}).get("ci_level", 0.95)
+    criterion = config["sweeps"]["criterion"]
+    by_value: dict[str, list] = {value_name(v): [] for v in g["values"]}
+    for run in runs:
+        point = run["spec"].get("sweep") or {}
+        if point.get("name") != sweep:
+            raise ValueError(f"metrics of {run.get('scheme')}/{run.get('model')}/seed{run.get('seed')} "
+                             f"are not of sweep {sweep}")
+        name = value_name(point["value"])
+        if name not in by_value:
+            raise ValueError(f"sweep {sweep}: value {name} is not in sweeps.grids.{sweep}.values")
+        by_value[name].append(run)
+    rows = []
+    for name, value_runs in by_value.items():
+        if not value_runs:
+            raise ValueError(f"sweep {sweep}: no run of value {name}")
+        row = {"sweep": sweep, "key": g["key"], "value": name, "n_runs": len(value_runs)}
+        for metric in ("accuracy", "ce"):
+            m, ci = mean_ci([r["validation"][metric] for r in value_runs], level)
+            row[f"val_{metric}_mean"], row[f"val_{metric}_ci"] = m, ci
+        first = value_runs[0]
+        row.update({
+            "n_validation": first["validation"]["n"],
+            "scheme": first["scheme"],
+            "model": first["model"],
+            "seeds": " ".join(str(r["seed"]) for r in sorted(value_runs, key=lambda r: r["seed"])),
+            "scale": first.get("scale"),
+            "epochs": first["train"]["epochs"],
+            **row_provenance(value_runs),
+        })
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    chosen = select(dict(zip(frame["value"], frame[f"val_{criterion}_mean"])), criterion)
+    thesis_value = thesis_choice(sweep, thesis)
+    frame.insert(4, "selected", frame["value"] == chosen)
+    frame.insert(5, "thesis_choice", [
+        (not math.isnan(thesis_value)) and math.isclose(float(v), thesis_value) for v in frame["value"]])
+    frame["criterion"] = criterion
+    frame["thesis_value"] = thesis_value
+    notes = approximate_notes(runs)
+    frame["approximate_notes"] = "; ".join(f"{k}: {v}" for k, v in sorted(notes.items())) or "none"
+    return frame
+
+
+def _flat_inputs(run: Mapping) -> Mapping:
+    """The run with `provenance.inputs` as {input key: record} (the data stage records {"sources": {...}})."""
+    inputs = (run.get("provenance") or {}).get("inputs")
+    if isinstance(inputs, Mapping) and isinstance(inputs.get("sources"), Mapping):
+        run = {**run, "provenance": {**run["provenance"], "inputs": inputs["sources"]}}
+    return run
+
+
+def sweep_markdown(frame) -> str:
+    def fmt(m, ci):
+        return "n/a" if not math.isfinite(m) else (f"{m:.4f}" if not math.isfinite(ci) else f"{m:.4f} ± {ci:.4f}")
+
+    first = frame.iloc[0]
+    thesis = first["thesis_value"]
+    lines = [
+        f"# Sweep {first['sweep']}: {first['key']}",
+        "",
+        f"Scheme {first['scheme']}, model {first['model']}; validation split of the CIFAR-10 training set "
+        f"({first['n_validation']} images); mean ± 95 % CI over seeds. Selected by validation "
+        f"{first['criterion']} ({'highest' if first['criterion'] == 'accuracy' else 'lowest'} mean): "
+        f"**{frame.loc[frame['selected'], 'value'].iloc[0]}**; the thesis chose "
+        f"{'n/a' if not math.isfinite(thesis) else f'{thesis:g}'}.",
+        "",
+        "| value | validation accuracy | validation CE | runs | selected | thesis' choice |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, r in frame.iterrows():
+        lines.append(f"| {r['value']} | {fmt(r['val_accuracy_mean'], r['val_accuracy_ci'])} | "
+                     f"{fmt(r['val_ce_mean'], r['val_ce_ci'])} | {r['n_runs']} | {'**selected**' if r['selected'] else ''} | "
+                     f"{'thesis' if r['thesis_choice'] else ''} |")
+    lines += ["", f"Settings: scale {first['scale']}, {first['epochs']} epochs, seeds {first['seeds']}, "
+              f"precision {first['precision']}, device {first['device']}. Inputs: {first['inputs']}.", ""]
+    if first["approximate_notes"] != "none":
+        lines += [f"**Approximate inputs: these numbers were computed from an approximation of the original data "
+                  f"({first['approximate_notes']}).**", ""]
+    elif first["approximate_inputs"] != "none":
+        lines += ["**Input provenance unrecorded: the runs do not say whether their inputs were exact.**", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------------------
+def _cmd_make_sweep_spec(args: argparse.Namespace) -> int:
+    from softlabels.cli import config_from_args
+    from softlabels.data.io import write_json
+
+    config = config_from_args(args)
+    write_json(args.out, point_spec(config, args.sweep, args.value, args.seed))
+    return 0
+
+
+def _cmd_sweep_table(args: argparse.Namespace) -> int:
+    from softlabels.cli import UserError, config_from_args
+    from softlabels.data.io import write_csv, write_text
+
+    config = config_from_args(args)
+    runs = []
+    for path in args.metrics:
+        try:
+            runs.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable metrics.json ({exc})") from None
+    try:
+        frame = build_sweep_table(config, args.sweep, runs)
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"sweep {args.sweep}: {exc}") from None
+    markdown = sweep_markdown(frame)
+    write_csv(args.out_csv, frame)
+    write_text(args.out_md, markdown)
+    if args.out_html:
+        from softlabels.report.html import html_page, markdown_to_html
+
+        write_text(args.out_html, html_page(f"Sweep {args.sweep}", markdown_to_html(markdown)))
+    return 0
+
+
+def register(subparsers) -> None:
+    from softlabels.cli import add_config_arguments
+
+    p = subparsers.add_parser("make-sweep-spec", help="write the spec.json of one hyperparameter-sweep run",
+                              description="The scheme's run spec with the swept key set to VALUE, plus the "
+                              "validation split (config 'sweeps').")
+    p.add_argument("--sweep", required=True, help="name under sweeps.grids")
+    p.add_argument("--value", required=True, help="one of the sweep's values, as written in the config")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    add_config_arguments(p)
+    p.set_defaults(func=_cmd_make_sweep_spec)
+
+    p = subparsers.add_parser("sweep-table", help="table of one hyperparameter sweep, the selected value marked",
+                              description="Validation accuracy and CE per swept value (mean ± 95 %% CI over "
+                              "seeds), the value selected by sweeps.criterion, the thesis' choice beside it.")
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json of every run of the sweep")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-html", default=None, help="the .md layout as a self-contained HTML page")
+    add_config_arguments(p)
+    p.set_defaults(func=_cmd_sweep_table)

@@ -1,0 +1,95 @@
+# Rules of the hyperparameter sweeps (opt-in: not part of `all`; `snakemake sweeps` builds every table):
+#   results/data/cifar10_train.npz                       the CIFAR-10 training batches data_batch_1..5
+#   results/sweeps/{sweep}/{value}/{model}/seed{seed}/   spec.json, metrics.json (+ the validation block),
+#                                                        train_log.csv of one sweep point
+#   results/tables/sweep_{sweep}.csv + .md + .html       validation accuracy and CE per value, the selected
+#                                                        value marked, the thesis' choice beside it
+# A sweep point trains the sweep's scheme under the configuration with one key set to the value (config
+# `sweeps`, softlabels.train.sweeps). It runs one job per point (`softlabels train`), not in fused groups.
+SWEEPS = list((config.get("sweeps") or {}).get("grids") or {})
+SWEEP_TABLES = [f"results/tables/sweep_{name}.csv" for name in SWEEPS]
+
+
+wildcard_constraints:
+    sweep="|".join(SWEEPS) or "no_sweep",
+    value=r"[0-9][0-9.e+-]*",
+
+
+rule parse_cifar10_train:
+    input:
+        resource("cifar10"),
+    output:
+        f"{DATA}/cifar10_train.npz",
+    log:
+        "logs/data/parse_cifar10_train.log",
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        settings=settings(),
+        config_args=config_args(),
+    shell:
+        "softlabels parse-cifar10-train --archive {input} --out {output} {params.config_args} > {log} 2>&1"
+
+
+rule sweep_run:
+    input:
+        unpack(sweep_run_inputs),
+    output:
+        spec="results/sweeps/{sweep}/{value}/{model}/seed{seed}/spec.json",
+        metrics="results/sweeps/{sweep}/{value}/{model}/seed{seed}/metrics.json",
+        log="results/sweeps/{sweep}/{value}/{model}/seed{seed}/train_log.csv",
+    log:
+        "logs/sweeps/{sweep}/{value}/{model}/seed{seed}.log",
+    conda:
+        "../../envs/softlabels.yaml"
+    threads: sweep_run_resource("threads")
+    resources:
+        gpu=sweep_run_resource("gpu"),
+        mem_mb=sweep_run_resource("mem_mb"),
+        runtime=sweep_run_resource("runtime_min"),
+    params:
+        settings=settings("sweeps.validation", "sweeps.seeds"),
+        spec=sweep_run_spec,
+        glove=glove_option,
+        provenance="" if PROVENANCE_RULE else "--provenance none",
+        config_args=config_args(),
+    shell:
+        "(softlabels make-sweep-spec --sweep {wildcards.sweep} --value {wildcards.value} --seed {wildcards.seed} "
+        "--out {output.spec} {params.config_args} && "
+        "softlabels train --spec {output.spec} --out-dir $(dirname {output.spec}) --data-dir results/data "
+        "{params.glove} --threads {threads} {params.provenance}) > {log} 2>&1"
+
+
+rule sweep_table:
+    input:
+        sweep_metrics,
+    output:
+        csv="results/tables/sweep_{sweep}.csv",
+        md="results/tables/sweep_{sweep}.md",
+        html="results/tables/sweep_{sweep}.html",
+    log:
+        "logs/tables/sweep_{sweep}.log",
+    localrule: True
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=settings("sweeps.criterion", "summaries.ci_level"),
+        config_args=config_args(),
+    shell:
+        "softlabels sweep-table --sweep {wildcards.sweep} --metrics {input} --out-csv {output.csv} "
+        "--out-md {output.md} --out-html {output.html} {params.config_args} > {log} 2>&1"
+
+
+# Opt-in target: every sweep table (not in FINAL_OUTPUTS, so `all` does not train the sweeps).
+rule sweeps:
+    input:
+        SWEEP_TABLES,
+    localrule: True
+    params:
+        settings=settings(),
