@@ -24,6 +24,7 @@ import pandas as pd
 from softlabels import CLASSES, NUM_CLASSES
 from softlabels.config import select
 from softlabels.data import io as data_io
+from softlabels.data.hmix import load_judgments
 from softlabels.numerics import entropy
 from softlabels.report.summaries import (
     endpoint_entropy_groups,
@@ -497,11 +498,11 @@ def build_figure(name: str, data_dir: Path, cfg: dict):
         return fig3_2(read_responses(data_dir / "cifar10s_responses.csv"),
                       np.load(data_dir / "cifar10_test.npz")["images"], cfg)
     if name in ("fig4_2", "fig4_4"):
-        return globals()[name](pd.read_csv(data_dir / "hmix_judgments.csv"), cfg)
+        return globals()[name](load_judgments(data_dir / "hmix_judgments.csv"), cfg)
     if name == "fig4_3":
-        return fig4_3(pd.read_csv(data_dir / "hmix_judgments.csv"), dict(np.load(data_dir / "hmix_stimuli.npz")), cfg)
+        return fig4_3(load_judgments(data_dir / "hmix_judgments.csv"), dict(np.load(data_dir / "hmix_stimuli.npz")), cfg)
     if name == "fig4_5":
-        return fig4_5(pd.read_csv(data_dir / "hmix_judgments.csv"), np.load(data_dir / "cifar10h.npz")["probs"], cfg)
+        return fig4_5(load_judgments(data_dir / "hmix_judgments.csv"), np.load(data_dir / "cifar10h.npz")["probs"], cfg)
     if name == "fig5_1":
         stimuli = dict(np.load(data_dir / "hmix_stimuli.npz"))
         return fig5_1(read_responses(data_dir / "hmix_soft_responses.csv"), stimuli, cfg)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from softlabels import CLASSES, NUM_CLASSES
 from softlabels.data.cifar10s import read_responses  # the one tidy-responses reader (figures use it too)
+from softlabels.data.hmix import load_judgments  # the one judgments reader
 from softlabels.config import select
 from softlabels.data.io import write_csv
 from softlabels.numerics import entropy, mean_ci
@@ -394,7 +395,7 @@ def run_hmix_summary(args: argparse.Namespace) -> int:
 
     cfg = select(config_from_args(args), SUMMARY_SETTINGS["hmix_summary"])
     _require(args.judgments, args.soft_responses, args.cifar10h)
-    judgments = pd.read_csv(args.judgments)
+    judgments = load_judgments(args.judgments)
     soft = read_responses(args.soft_responses)
     probs = np.load(args.cifar10h)["probs"]
     table = hmix_summary(judgments, soft, t2_clamp_labels(soft, cfg, "hmix_redistribution_path"), probs, _thresholds(cfg),
