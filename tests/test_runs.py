@@ -239,7 +239,7 @@ def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys
         assert all(np.isfinite(metrics[name][k]) for k in ("ce", "calibration", "fgsm"))
     assert metrics["train"]["epochs"] == 1 and metrics["train"]["n_train"] == 40 and metrics["train"]["n_hard"] == 0
     assert (metrics["train"]["precision"], metrics["train"]["device"], metrics["train"]["group_size"]) == ("fp32", "cpu", 1)
-    assert metrics["provenance"] == {"precision": "fp32", "device": "cpu", "corruption_source": None, "inputs": PROVENANCE}
+    assert metrics["provenance"] == {"precision": "fp32", "device": "cpu", "corruption_source": None, "inputs": PROVENANCE["sources"]}
     log = pd.read_csv(out / "train_log.csv")
     assert list(log["epoch"]) == [1] and "loss" in log.columns
     assert (out / "checkpoint.pt").exists()

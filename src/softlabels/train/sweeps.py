@@ -187,7 +187,6 @@ def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thes
     from softlabels.report.tables import approximate_notes, row_provenance
 
     g = grid(config, sweep)
-    runs = [_flat_inputs(run) for run in runs]
     level = config.get("summaries", {}).get("ci_level", 0.95)
     criterion = config["sweeps"]["criterion"]
     by_value: dict[str, list] = {value_name(v): [] for v in g["values"]}
@@ -230,14 +229,6 @@ def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thes
     notes = approximate_notes(runs)
     frame["approximate_notes"] = "; ".join(f"{k}: {v}" for k, v in sorted(notes.items())) or "none"
     return frame
-
-
-def _flat_inputs(run: Mapping) -> Mapping:
-    """The run with `provenance.inputs` as {input key: record} (the data stage records {"sources": {...}})."""
-    inputs = (run.get("provenance") or {}).get("inputs")
-    if isinstance(inputs, Mapping) and isinstance(inputs.get("sources"), Mapping):
-        run = {**run, "provenance": {**run["provenance"], "inputs": inputs["sources"]}}
-    return run
 
 
 def sweep_markdown(frame) -> str:
