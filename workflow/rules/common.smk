@@ -88,23 +88,6 @@ def run_metrics(runs):
     return [f"{run_dir(*run)}/metrics.json" for run in runs]
 
 
-def group_records(runs):
-    """The record file of every group job (train.smk) that trains or copies one of `runs`. A record is named
-    by its members' specs, so a run whose spec changed needs a record that does not exist yet: asking for it
-    makes Snakemake run the group even where the run's old metrics.json is still on disk (Snakemake checks
-    only the outputs a job is asked for)."""
-    wanted = set(runs)
-    return [
-        group_record(group)
-        for group in TRAINING_GROUPS
-        if wanted & (set(group.members) | {alias for alias, _ in group.aliases})
-    ]
-
-
-def group_record(group):
-    return f"results/runs/.groups/{group.name}.json"
-
-
 def result_set_runs(result_set):
     """The runs behind every row of a `tables:`/`figures:` entry."""
     seeds = result_set.get("seeds", "main")
@@ -178,6 +161,14 @@ def group_outputs(group):
     return [
         f"{run_dir(*run)}/{name}" for run in runs for name in ("metrics.json", "train_log.csv", "spec.json")
     ]
+
+
+def group_spec_digests(group):
+    """sha256 of the spec of each member and alias of `group` (softlabels.train.runs.spec_digest)."""
+    from softlabels.train.runs import spec_digest
+
+    runs = list(group.members) + [alias for alias, _ in group.aliases]
+    return [spec_digest(RUN_SPECS[run]) for run in runs]
 
 
 def group_arguments(group):

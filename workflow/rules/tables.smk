@@ -32,8 +32,7 @@ for _table in TABLES:
         name:
             f"table_{_table}"
         input:
-            metrics=run_metrics(result_set_runs(config["tables"][_table])),
-            groups=group_records(result_set_runs(config["tables"][_table])),
+            run_metrics(result_set_runs(config["tables"][_table])),
         output:
             csv=f"results/tables/{_table}.csv",
             md=f"results/tables/{_table}.md",
@@ -55,7 +54,7 @@ for _table in TABLES:
             settings=settings(*table_setting_keys(config, _table)),
             config_args=config_args(),
         shell:
-            "softlabels table {params.name} --metrics {input.metrics} --out-csv {output.csv} --out-md {output.md} "
+            "softlabels table {params.name} --metrics {input} --out-csv {output.csv} --out-md {output.md} "
             "--out-html {output.html} "
             "{params.config_args} > {log} 2>&1"
 
@@ -66,8 +65,7 @@ for _figure in RUN_FIGURES:
         name:
             f"figure_{_figure}"
         input:
-            metrics=run_metrics(result_set_runs(config["figures"][_figure])),
-            groups=group_records(result_set_runs(config["figures"][_figure])),
+            run_metrics(result_set_runs(config["figures"][_figure])),
         output:
             png=report(
                 f"results/figures/{_figure}.png",
@@ -89,7 +87,7 @@ for _figure in RUN_FIGURES:
             settings=settings(*table_setting_keys(config, _figure)),
             config_args=config_args(),
         shell:
-            "softlabels run-figure {params.name} --metrics {input.metrics} --out {output.png} {params.config_args} > {log} 2>&1"
+            "softlabels run-figure {params.name} --metrics {input} --out {output.png} {params.config_args} > {log} 2>&1"
 
 
 for _document, _tables in TABLE_DOCUMENTS.items():

@@ -4,7 +4,8 @@
 #   results/runs/{scheme}/{model}/seed{seed}/spec.json     the run's effective settings
 #   results/runs/{scheme}/{model}/seed{seed}/metrics.json  evaluation of the final-epoch model (+ train_log.csv,
 #                                                          checkpoint.pt kept for resuming an interrupted run)
-#   results/runs/.groups/{group}.json                      what one group job trained (members, aliases, time)
+#   results/runs/.groups/{group}.json                      what one group job trained (members, aliases, time;
+#                                                          a record, not an output)
 # Groups are formed here, when the DAG is built, from the runs that are not finished (softlabels.train.runs.
 # plan_training): a run is finished when its metrics.json records the run's current spec and is newer than its
 # inputs. Finished runs are plain files no rule makes, so adding a seed or a scheme trains only the new runs;
@@ -63,10 +64,8 @@ for _group in TRAINING_GROUPS:
         input:
             **({**TRAIN_DATA[_group.protocol], **train_provenance_input()} if _group.members else {}),
             shared=[run_metrics([c]) for _, c in _group.aliases if c not in _group.members],
-            shared_groups=group_records([c for _, c in _group.aliases if c not in _group.members]),
         output:
             runs=group_outputs(_group),
-            record=group_record(_group),
         log:
             f"logs/train_groups/{_group.name}.log",
         conda:
@@ -79,9 +78,15 @@ for _group in TRAINING_GROUPS:
             runtime=group_resource(_group, "runtime_min"),
         params:
             runs=group_arguments(_group),
+            # The members' spec digests: an edit that changes a run's spec changes this param, so Snakemake's
+            # params trigger reruns the group even where the run's old metrics.json is still on disk.
+            specs=group_spec_digests(_group),
+            # What the job trained (members, aliases, seconds): written beside the runs, not an output, so that
+            # Snakemake judges the job by its runs' files alone (their metadata carries the params above).
+            record=f"results/runs/.groups/{_group.name}.json",
             glove=glove_option,
             provenance="" if PROVENANCE_RULE else "--provenance none",
             config_args=config_args(),
         shell:
-            "softlabels train-group {params.runs} --record {output.record} --data-dir results/data "
+            "softlabels train-group {params.runs} --record {params.record} --data-dir results/data "
             "{params.glove} --threads {threads} {params.provenance} {params.config_args} > {log} 2>&1"
