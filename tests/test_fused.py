@@ -10,7 +10,7 @@ contiguous layout of the same run differ by 7e-4), which would test chaos, not t
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -18,6 +18,11 @@ import torch
 
 from softlabels.train import Member, fit, fit_group
 from softlabels.train import mixing
+
+import training_data
+from training_data import quiet
+
+make_data = partial(training_data.make_data, n=160, max_pool=3)
 
 PROTOCOL = {
     "epochs": 2,
@@ -33,20 +38,6 @@ PROTOCOL = {
 WEIGHT_TOL = 1e-4
 BUFFER_TOL = 1e-3
 LOSS_TOL = 1e-4
-
-
-def make_data(n=160, max_pool=3, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    sizes = rng.integers(1, max_pool + 1, n)
-    labels = np.full((n, max_pool, 10), np.nan, dtype=np.float32)
-    for i in range(n):
-        labels[i, : sizes[i]] = np.eye(10, dtype=np.float32)[rng.integers(0, 10, sizes[i])]
-    return images, SimpleNamespace(labels=labels, sizes=sizes.astype(np.int64))
-
-
-def quiet(_line):
-    pass
 
 
 @pytest.fixture(autouse=True)

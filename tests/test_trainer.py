@@ -18,6 +18,8 @@ import yaml
 from softlabels.train import Batch, fit, learning_rate
 from softlabels.train.trainer import SoftCrossEntropy, crop_flip, draw_annotators, normalise, soft_cross_entropy_loss
 
+from training_data import make_data, quiet
+
 REPO = Path(__file__).resolve().parents[1]
 
 PROTOCOL = {
@@ -30,21 +32,6 @@ PROTOCOL = {
     "grad_clip": 1.0,
     "augmentation": "per_epoch",
 }
-
-
-def make_data(n=96, max_pool=4, seed=0):
-    """Random images and padded one-hot pools of 1..max_pool annotators (pads are NaN: never drawn)."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    sizes = rng.integers(1, max_pool + 1, n)
-    labels = np.full((n, max_pool, 10), np.nan, dtype=np.float32)
-    for i in range(n):
-        labels[i, : sizes[i]] = np.eye(10, dtype=np.float32)[rng.integers(0, 10, sizes[i])]
-    return images, SimpleNamespace(labels=labels, sizes=sizes.astype(np.int64))
-
-
-def quiet(_line):
-    pass
 
 
 def same_weights(a, b):
