@@ -108,13 +108,9 @@ def all_training_runs():
 def train_inputs(protocol):
     """Input files of a run of `protocol` (TRAIN_DATA of train.smk, the provenance record), flattened."""
     paths = []
-    for value in {**TRAIN_DATA[protocol], **train_provenance_input()}.values():
+    for value in {**TRAIN_DATA[protocol], "provenance": PROVENANCE}.values():
         paths += [value] if isinstance(value, str) else list(value)
     return paths
-
-
-def train_provenance_input():
-    return {"provenance": PROVENANCE} if PROVENANCE_RULE else {}
 
 
 def run_status(run, spec):
@@ -235,7 +231,7 @@ def sweep_protocol(wildcards):
 def sweep_run_inputs(wildcards):
     return {
         **TRAIN_DATA[sweep_protocol(wildcards)],
-        **train_provenance_input(),
+        "provenance": PROVENANCE,
         "cifar10_train": f"{DATA}/cifar10_train.npz",
     }
 

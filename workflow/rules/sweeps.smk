@@ -54,13 +54,12 @@ rule sweep_run:
         settings=settings("sweeps.validation", "sweeps.seeds"),
         spec=sweep_run_spec,
         glove=glove_option,
-        provenance="" if PROVENANCE_RULE else "--provenance none",
         config_args=config_args(),
     shell:
         "(softlabels make-sweep-spec --sweep {wildcards.sweep} --value {wildcards.value} --seed {wildcards.seed} "
         "--out {output.spec} {params.config_args} && "
         "softlabels train --spec {output.spec} --out-dir $(dirname {output.spec}) --data-dir results/data "
-        "{params.glove} --threads {threads} {params.provenance}) > {log} 2>&1"
+        "{params.glove} --threads {threads}) > {log} 2>&1"
 
 
 rule sweep_table:

@@ -40,13 +40,7 @@ TRAIN_DATA["chapter5"] = {
     "corruption": CORRUPTION_OUTPUTS,
 }
 # The data stage's record of every input (copied into each metrics.json as provenance.inputs).
-PROVENANCE = "results/data/provenance.json"
-PROVENANCE_RULE = any(PROVENANCE in map(str, r.output) for r in workflow.rules)
-if not PROVENANCE_RULE:
-    print(
-        f"WARNING: no rule writes {PROVENANCE}; training records provenance.inputs = null",
-        file=sys.stderr,
-    )
+PROVENANCE = f"{DATA}/provenance.json"  # rule provenance, data.smk
 
 
 TRAINING_GROUPS, RUN_SPECS, CANONICAL_RUN = plan_training(config, all_training_runs(), run_status)
@@ -62,7 +56,7 @@ for _group in TRAINING_GROUPS:
         name:
             f"train_{_group.name.replace('-', '_')}"
         input:
-            **({**TRAIN_DATA[_group.protocol], **train_provenance_input()} if _group.members else {}),
+            **({**TRAIN_DATA[_group.protocol], "provenance": PROVENANCE} if _group.members else {}),
             shared=[run_metrics([c]) for _, c in _group.aliases if c not in _group.members],
         output:
             runs=group_outputs(_group),
@@ -85,8 +79,7 @@ for _group in TRAINING_GROUPS:
             # Snakemake judges the job by its runs' files alone (their metadata carries the params above).
             record=f"results/runs/.groups/{_group.name}.json",
             glove=glove_option,
-            provenance="" if PROVENANCE_RULE else "--provenance none",
             config_args=config_args(),
         shell:
             "softlabels train-group {params.runs} --record {params.record} --data-dir results/data "
-            "{params.glove} --threads {threads} {params.provenance} {params.config_args} > {log} 2>&1"
+            "{params.glove} --threads {threads} {params.config_args} > {log} 2>&1"
