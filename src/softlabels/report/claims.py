@@ -88,6 +88,15 @@ def claim_setting_keys(config: Mapping, target: str) -> list[str]:
             *(f"protocols.{p}.seeds_extra" for p in config["protocols"]), "single_model", "summaries.ci_level"]  # fmt: skip
 
 
+def claims_setting_keys(config: Mapping) -> list[str]:
+    """The config keys the claims rule reads over all its targets: the whole `claims` block and, for every
+    target, the keys of `claim_setting_keys` (so editing a claim reruns only the claims outputs)."""
+    keys = {"claims": None}
+    for target in config.get("claims", {}).get("targets", {}):
+        keys.update(dict.fromkeys(k for k in claim_setting_keys(config, target) if not k.startswith("claims")))
+    return list(keys)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Cells and their comparison
 # ----------------------------------------------------------------------------------------------------------
