@@ -215,7 +215,7 @@ def test_markdown_states_counts_orientation_and_banner(base):
 @pytest.mark.parametrize("scale", ["paper", "quick", "smoke"])
 @pytest.mark.parametrize("target", ["claims", "claims_chapter3"])
 def test_claims_targets_build_a_dag_at_every_scale(tmp_path, scale, target):
-    done = run_snakemake(tmp_path, "-n", target, "--config", f"scale={scale}", "plan_measure_step=false")
+    done = run_snakemake(tmp_path, "-n", target, "--config", f"scale={scale}")
     assert done.returncode == 0, done.stderr[-4000:]
     assert "claims_target" in done.stdout and target in done.stdout
 
