@@ -237,3 +237,28 @@ def test_smoke_claims_build(smoke_workdir, data_mirror):
     assert frame["verdict"].str.contains("1 seed, no interval").all()  # smoke: one seed, every claim ran
     md = (tables / "claims.md").read_text()
     assert "Scale `smoke`" in md and "Approximate inputs" in md
+
+
+def test_the_cli_writes_csv_md_html_and_png(tmp_path):
+    """`softlabels claims` on hand-made metrics.json files of the table3_1 hard and CIFAR-10H rows (smoke: one
+    seed): every configured claim gets a row; the two cells it was given get a one-seed verdict."""
+    import json
+
+    paths = []
+    for scheme, ce in (("hard", 2.0), ("cifar10h_agg", 1.5)):
+        path = tmp_path / f"{scheme}.json"
+        path.write_text(json.dumps({"scheme": scheme, "model": "resnet8a", "seed": 0,
+                                    "cifar10h": {"ce": ce, "calibration": 0.1, "fgsm": 3.0, "n": 200}}))  # fmt: skip
+        paths.append(str(path))
+    out = tmp_path / "out"
+    code = main(["claims", "claims", "--metrics", *paths, "--out-csv", str(out / "claims.csv"),
+                 "--out-png", str(out / "claims.png"), "--config", "scale=smoke"])  # fmt: skip
+    assert code == 0
+    frame = pd.read_csv(out / "claims.csv", keep_default_na=False)
+    config = cfg.load(overrides={"scale": "smoke"})
+    assert list(frame["claim"]) == [c["id"] for c in config["claims"]["list"]]
+    ce = frame.set_index("claim").loc["t3_1_cifar10h_agg_ce_h"]
+    assert ce["verdict"] == "same direction (1 seed, no interval)" and float(ce["diff"]) == pytest.approx(0.5)
+    assert (frame["verdict"] == "not run").sum() == len(frame) - 3  # ce, calibration and fgsm on CIFAR-10H ran
+    for name in ("claims.md", "claims.html", "claims.png"):
+        assert (out / name).stat().st_size > 0

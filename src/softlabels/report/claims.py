@@ -312,6 +312,10 @@ def plot_claims(frame: pd.DataFrame, png: str | Path) -> None:
                              sharey=True, squeeze=False)  # fmt: skip
     for ax, metric in zip(axes[0], metrics):
         ax.axvline(0, color="grey", lw=0.8)
+        chapters = list(frame["chapter"])
+        for i in range(1, len(chapters)):  # a line between chapters
+            if chapters[i] != chapters[i - 1]:
+                ax.axhline(y[i] + 0.5, color="lightgrey", lw=0.8)
         for yi, (_, r) in zip(y, frame.iterrows()):
             if r["metric"] != metric:
                 continue
