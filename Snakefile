@@ -20,6 +20,7 @@ include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/elicit.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:

@@ -21,8 +21,8 @@ TARGETS: list[str] = []
 # A thesis table or figure, or for the dataset summaries (which the thesis states in running text) a section.
 THESIS_ITEM = re.compile(r"\b(Table|Figure|Fig\.)\s*(<[^>]+>)*\s*[0-9A-C]+\.\d+|§\s*\d+\.\d+")
 CHAPTER = re.compile(r"^(Chapter [3-5]|Appendix [BC])\b")
-# The reproduction summary and its figures come first, under Overview.
-OVERVIEW = re.compile(r"results/(tables|figures)/reproduction")
+# The claims verdicts, then the reproduction summary and its figures come first, under Overview.
+OVERVIEW = re.compile(r"results/(tables|figures)/(claims|reproduction)")
 
 
 def report_data(html: str) -> tuple[dict, dict, str]:
@@ -77,6 +77,20 @@ def test_report_holds_every_table_and_figure_with_a_thesis_caption(report):
         assert path in in_categories and CHAPTER.match(in_categories[path]), f"{path} is not under a chapter"
     assert "Collins (2022)" in top and "smoke" in top
     assert "Overview" in top and "approximation" in top
+
+
+def test_report_lists_the_claims_first(report):
+    """The claims verdicts (`rule all` builds target `claims`) are the first item of the Overview, before the
+    reproduction summary, and their page states the scale and the approximate-inputs banner."""
+    workdir, html = report
+    results, categories, _ = report_data(html)
+    overview = [path for paths in categories["Overview"].values() for path in paths]
+    assert overview[0] == "results/tables/claims.html", overview
+    assert "results/figures/claims.png" in overview and "results/tables/reproduction.html" in overview
+    assert overview.index("results/figures/claims.png") < overview.index("results/tables/reproduction.html")
+    page = (workdir / "results" / "tables" / "claims.html").read_text()
+    assert "Scale <code>smoke</code>" in page and "Approximate inputs" in page
+    assert "Do the thesis' findings hold" in results["results/tables/claims.html"]["caption"]
 
 
 def test_report_is_self_contained(report):

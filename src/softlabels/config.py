@@ -84,6 +84,7 @@ def check_references(config: Mapping[str, Any]) -> None:
         if scheme["protocol"] not in config["protocols"]:
             raise ConfigError(f"key 'schemes.{sname}.protocol': protocol '{scheme['protocol']}' is not defined")
         check_scheme_keys(sname, scheme)
+    check_claims(config)
     evaluation = config.get("evaluation", {})
     calibration = evaluation.get("calibration", {})
     if calibration.get("skip_last_bin"):  # the calibration metric needs two bins when it skips the last one
@@ -95,6 +96,47 @@ def check_references(config: Mapping[str, Any]) -> None:
             if n is not None and bin_size and n < 2 * bin_size:
                 raise ConfigError(f"key '{key}': {n} evaluation images leave fewer than two calibration bins of "
                                   f"{bin_size} (skip_last_bin drops one); use at least {2 * bin_size}")
+
+
+#: Metrics a claim may compare on each evaluation set (on `corruption` the only metric is the mean corruption CE).
+CLAIM_METRICS = {"cifar10h": ("ce", "calibration", "fgsm"), "cifar10s": ("ce", "calibration", "fgsm"),
+                 "corruption": ("ce",)}  # fmt: skip
+
+
+def check_claims(config: Mapping[str, Any]) -> None:
+    """Refuse a claim (config `claims.list`) that names an unknown table/figure, a row not among that table's
+    rows, an eval set the table does not show or a metric that eval set lacks, and a duplicate id; each message
+    names the claim id. Refuse a `claims.targets` entry naming an unknown table/figure."""
+    claims = config.get("claims")
+    if not claims:
+        return
+    result_sets = {**config.get("tables", {}), **config.get("figures", {})}
+    for target, tables in claims["targets"].items():
+        for table in [] if tables == "all" else tables:
+            if table not in result_sets:
+                raise ConfigError(f"key 'claims.targets.{target}': table '{table}' is not defined under "
+                                  f"'tables' or 'figures'")
+    seen = set()
+    for claim in claims["list"]:
+        cid, table = claim["id"], claim["table"]
+        where = f"key 'claims.list': claim '{cid}'"
+        if cid in seen:
+            raise ConfigError(f"{where}: duplicate id")
+        seen.add(cid)
+        if table not in result_sets:
+            raise ConfigError(f"{where}: table '{table}' is not defined under 'tables' or 'figures'")
+        spec = result_sets[table]
+        for key in ("row_a", "row_b"):
+            if claim[key] not in spec["rows"]:
+                raise ConfigError(f"{where}: {key} '{claim[key]}' is not a row of {table} "
+                                  f"(rows: {', '.join(spec['rows'])})")
+        if claim["eval_set"] not in spec["eval_sets"]:
+            raise ConfigError(f"{where}: eval_set '{claim['eval_set']}' is not an eval set of {table} "
+                              f"(eval_sets: {', '.join(spec['eval_sets'])})")
+        allowed = CLAIM_METRICS.get(claim["eval_set"], ())
+        if claim["metric"] not in allowed:
+            raise ConfigError(f"{where}: metric '{claim['metric']}' is not measured on eval set "
+                              f"'{claim['eval_set']}' (metrics: {', '.join(allowed)})")
 
 
 #: The scheme keys each protocol reads (thesis chapter 3: label sources; chapter 4: the augmenting set's labels;

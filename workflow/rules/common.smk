@@ -96,6 +96,15 @@ def result_set_runs(result_set):
     ]
 
 
+def claim_target_metrics(wildcards):
+    """metrics.json paths of the runs of every table/figure the claims target reads (config `claims.targets`)."""
+    from softlabels.report.claims import target_tables
+
+    sets = {**config["tables"], **config.get("figures", {})}
+    runs = [r for t in target_tables(config, wildcards.claims_target) for r in result_set_runs(sets[t])]
+    return run_metrics(list(dict.fromkeys(runs)))
+
+
 def all_training_runs():
     """Every run a table or figure of the config reads."""
     runs = set()

@@ -3,6 +3,7 @@
 
 def register(subparsers) -> None:
     """Add this stage's subcommands to the `softlabels` parser."""
+    from softlabels.report.claims import register_claims
     from softlabels.report.figures import register_figures
     from softlabels.report.reproduction import register_reproduction
     from softlabels.report.summaries import register_summaries
@@ -12,3 +13,4 @@ def register(subparsers) -> None:
     register_summaries(subparsers)
     register_figures(subparsers)
     register_reproduction(subparsers)
+    register_claims(subparsers)

@@ -1,0 +1,264 @@
+"""The thesis' findings as claims (config `claims`): verdicts and seed pairing on hand-made metrics, claims refused
+at config load naming their id, every claim's direction checked against thesis_values.csv, the dry-run DAG of the
+claims targets at every scale, and the smoke build end to end."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from conftest import run_snakemake
+from softlabels import config as cfg
+from softlabels.cli import main
+from softlabels.report import claims as C
+from softlabels.report.thesis import load_thesis_values, thesis_value
+
+
+@pytest.fixture(scope="module")
+def base():
+    """The effective smoke configuration (one model, one seed) with chapter 3 set to three seeds."""
+    config = cfg.load(overrides={"scale": "smoke"})
+    config["protocols"]["chapter3"]["seeds"] = [0, 1, 2]
+    return config
+
+
+def run(scheme, seed, ce, model="resnet8a", eval_set="cifar10h"):
+    return {"scheme": scheme, "model": model, "seed": seed, eval_set: {"ce": ce}}
+
+
+def claim(**overrides):
+    spec = {"id": "c1", "section": "3.3.2", "text": "B lowers CE.", "table": "table3_1", "row_a": "hard",
+            "row_b": "cifar10h_agg", "eval_set": "cifar10h", "metric": "ce", "expect": "lower"}  # fmt: skip
+    spec.update(overrides)
+    return spec
+
+
+def with_claims(config, *claims, targets=None):
+    config = copy.deepcopy(config)
+    config["claims"] = {"targets": targets or {"claims": "all"}, "list": list(claims)}
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Verdicts and pairing
+# ----------------------------------------------------------------------------------------------------------
+def test_paired_mean_and_t_interval_by_hand(base):
+    # A (hard) CE 2.0, 2.2, 2.1; B CE 1.8, 1.9, 2.0 -> d = A − B = 0.2, 0.3, 0.1: mean 0.2, s = 0.1,
+    # half-width t_{0.975,2} · 0.1 / √3 = 4.302653 · 0.057735 = 0.248414
+    runs = [run("hard", s, v) for s, v in enumerate((2.0, 2.2, 2.1))]
+    runs += [run("cifar10h_agg", s, v) for s, v in enumerate((1.8, 1.9, 2.0))]
+    row = C.build_claims(with_claims(base, claim()), "claims", runs).iloc[0]
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    assert half == pytest.approx(0.248414, abs=1e-6)
+    assert row["diff"] == pytest.approx(0.2)
+    assert row["ci_low"] == pytest.approx(0.2 - half) and row["ci_high"] == pytest.approx(0.2 + half)
+    assert row["n_pairs"] == 3 and bool(row["paired"]) and row["seeds"] == "0|1|2"
+    assert row["a_mean"] == pytest.approx(2.1) and row["b_mean"] == pytest.approx(1.9)
+    assert row["verdict"] == "same direction"  # the interval includes 0
+
+
+def test_orientation_follows_expect(base):
+    runs = [run("hard", s, 2.0 + s) for s in range(3)] + [run("cifar10h_agg", s, 2.5 + s) for s in range(3)]
+    lower = C.build_claims(with_claims(base, claim(expect="lower")), "claims", runs).iloc[0]
+    higher = C.build_claims(with_claims(base, claim(expect="higher")), "claims", runs).iloc[0]
+    assert lower["diff"] == pytest.approx(-0.5) and higher["diff"] == pytest.approx(0.5)
+    assert lower["verdict"] == "opposite" and higher["verdict"] == "reproduced"  # zero spread: interval = point
+
+
+@pytest.mark.parametrize(("diff", "low", "high", "n", "expected"), [
+    (0.5, 0.1, 0.9, 5, "reproduced"),
+    (0.2, -0.1, 0.5, 5, "same direction"),
+    (0.0, -0.1, 0.1, 5, "same direction"),
+    (-0.2, -0.5, 0.1, 5, "other direction"),
+    (-0.5, -0.9, -0.1, 5, "opposite"),
+    (0.5, 0.1, 0.9, 2, "reproduced (2 seeds: too few for a reliable interval)"),
+    (0.3, math.nan, math.nan, 1, "same direction (1 seed, no interval)"),
+    (-0.3, math.nan, math.nan, 1, "other direction (1 seed, no interval)"),
+    (math.nan, math.nan, math.nan, 0, "not run"),
+])  # fmt: skip
+def test_each_verdict(diff, low, high, n, expected):
+    assert C.verdict(diff, low, high, n) == expected
+
+
+def test_unpaired_fallback_is_welch(base):
+    runs = [run("hard", s, v) for s, v in zip((0, 1, 2), (2.0, 2.4, 2.2))]
+    a = {("m", 0): 2.0, ("m", 1): 2.4, ("m", 2): 2.2}
+    b = {("m", 0): 1.5, ("m", 3): 1.7}  # seeds differ: Welch
+    result = C.compare_cells(a, b, "lower")
+    welch = stats.ttest_ind([2.0, 2.4, 2.2], [1.5, 1.7], equal_var=False)
+    assert not result["paired"] and result["diff"] == pytest.approx(0.6)
+    ci = welch.confidence_interval(0.95)
+    assert (result["ci_low"], result["ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert runs  # the hand-made runs above are the same numbers as a and b
+
+
+def test_missing_run_gives_not_run_and_table_outside_target_gives_not_run(base):
+    runs = [run("hard", s, 2.0) for s in range(3)] + [run("cifar10h_agg", s, 1.9) for s in range(2)]
+    row = C.build_claims(with_claims(base, claim()), "claims", runs).iloc[0]
+    assert row["verdict"] == "not run" and row["n_pairs"] == 0
+    full = runs + [run("cifar10h_agg", 2, 1.9)]
+    config = with_claims(base, claim(), targets={"claims": "all", "claims_other": ["table3_2"]})
+    assert C.build_claims(config, "claims_other", full).iloc[0]["verdict"] == "not run"
+    assert C.build_claims(config, "claims", full).iloc[0]["verdict"] == "reproduced"
+
+
+def test_one_seed_gives_no_interval(base):
+    config = copy.deepcopy(base)
+    config["protocols"]["chapter3"]["seeds"] = [0]
+    row = C.build_claims(with_claims(config, claim()), "claims", [run("hard", 0, 2.0), run("cifar10h_agg", 0, 1.5)]).iloc[0]
+    assert row["verdict"] == "same direction (1 seed, no interval)"
+    assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"]) and row["diff"] == pytest.approx(0.5)
+
+
+def test_thesis_side_comes_from_thesis_values(base):
+    thesis = load_thesis_values()
+    row = C.build_claims(with_claims(base, claim()), "claims", []).iloc[0]
+    a, ca = thesis_value("table3_1", "cifar10h", "hard", "ce", thesis)
+    b, cb = thesis_value("table3_1", "cifar10h", "cifar10h_agg", "ce", thesis)
+    assert row["thesis_a"] == a and row["thesis_b"] == b and row["thesis_diff"] == pytest.approx(a - b)
+    assert row["thesis_overlap"] == ("yes" if max(a - ca, b - cb) <= min(a + ca, b + cb) else "no")
+    fig = C.build_claims(with_claims(base, claim(table="fig3_6", row_a="cifar10h_n250", row_b="cifar10s_n250")),
+                         "claims", []).iloc[0]  # fmt: skip
+    assert math.isnan(fig["thesis_diff"]) and fig["thesis_overlap"] == "unknown"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Claims checked when the config loads
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"row_b": "cifar10s_sep"}, "row_b 'cifar10s_sep' is not a row of table3_1"),
+    ({"metric": "accuracy"}, "metric 'accuracy'"),
+    ({"eval_set": "corruption"}, "eval_set 'corruption' is not an eval set of table3_1"),
+    ({"table": "table9_9"}, "table 'table9_9' is not defined"),
+])  # fmt: skip
+def test_a_bad_claim_is_refused_at_load_with_its_id(overrides, message):
+    raw = cfg.load()
+    raw["claims"]["list"].append(claim(id="my_claim", **overrides))
+    with pytest.raises(cfg.ConfigError, match="claim 'my_claim'") as err:
+        cfg.check_references(raw)
+    assert message in str(err.value)
+
+
+def test_duplicate_id_and_unknown_target_table_are_refused():
+    raw = cfg.load()
+    first = raw["claims"]["list"][0]
+    raw["claims"]["list"].append(dict(first))
+    with pytest.raises(cfg.ConfigError, match=f"claim '{first['id']}': duplicate id"):
+        cfg.check_references(raw)
+    raw = cfg.load()
+    raw["claims"]["targets"]["claims_x"] = ["table3_9"]
+    with pytest.raises(cfg.ConfigError, match="claims.targets.claims_x.*table3_9"):
+        cfg.check_references(raw)
+
+
+def test_the_cli_refuses_a_bad_claim_naming_it(tmp_path, capsys):
+    import yaml
+
+    raw = yaml.safe_load((cfg.repo_root() / "config.yaml").read_text())
+    raw["claims"]["list"].append(claim(id="bad_row_claim", row_a="nope"))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["claims", "claims", "--configfile", str(path), "--out-csv", str(tmp_path / "c.csv")]) != 0
+    assert "bad_row_claim" in capsys.readouterr().err
+
+
+def test_every_claim_expect_agrees_with_the_thesis_values():
+    config = cfg.load()
+    thesis = load_thesis_values()
+    checked = 0
+    for c in config["claims"]["list"]:
+        a, _ = thesis_value(c["table"], c["eval_set"], c["row_a"], c["metric"], thesis)
+        b, _ = thesis_value(c["table"], c["eval_set"], c["row_b"], c["metric"], thesis)
+        if math.isnan(a) or math.isnan(b):
+            continue
+        checked += 1
+        assert (b < a) if c["expect"] == "lower" else (b > a), f"claim {c['id']}: thesis A {a}, B {b}, expect {c['expect']}"
+    assert checked >= 80
+
+
+def test_configured_claims_cover_the_thesis_findings():
+    config = cfg.load()
+    claims = config["claims"]["list"]
+    by_table = pd.Series([c["table"] for c in claims]).value_counts()
+    for table in ("table3_1", "table3_2", "table3_3", "table3_4", "fig3_6", "table4_1", "table4_2", "table4_3",
+                  "table5_1", "table5_2", "tableB_1", "tableB_2", "tableB_3", "tableC_1"):
+        assert by_table.get(table, 0) > 0, f"no claim on {table}"
+    for row in ("cifar10h_agg", "cifar10s_agg"):  # each soft-label scheme against hard labels, every cell
+        cells = {(c["eval_set"], c["metric"]) for c in claims if c["table"] == "table3_1" and c["row_b"] == row}
+        assert cells == {(e, m) for e in ("cifar10h", "cifar10s") for m in ("ce", "calibration", "fgsm")}
+    for m in ("m1", "m2"):
+        cells = {(c["eval_set"], c["metric"]) for c in claims if c["row_b"] == f"cifar10s_sep_{m}"}
+        assert cells == {(e, m) for e in ("cifar10h", "cifar10s") for m in ("ce", "calibration", "fgsm")}
+    assert {c["chapter"] for c in [{"chapter": C.chapter_of(c["section"])} for c in claims]} == {"3", "4", "5", "B", "C"}
+
+
+def test_markdown_states_counts_orientation_and_banner(base):
+    runs = [run("hard", s, 2.0 + 0.1 * s) for s in range(3)] + [run("cifar10h_agg", s, 1.5) for s in range(3)]
+    for r in runs:
+        r["provenance"] = {"precision": "fp32", "device": "cpu", "corruption_source": "generate",
+                           "inputs": {"cifar10": {"origin": "mirror", "approximate": True, "note": "rebuilt"}}}
+    config = with_claims(base, claim(), claim(id="c2", table="table3_2", row_a="cifar10h_sep", row_b="cifar10s_sep"))
+    frame = C.build_claims(config, "claims", runs)
+    md = C.claims_markdown(frame, "claims", {"cifar10": "rebuilt"})
+    assert "Verdicts: reproduced 1; same direction 0; other direction 0; opposite 0; not run 1." in md
+    assert "A − B where the thesis reports B lower" in md and "Approximate inputs" in md
+    assert "### Chapter 3" in md and list(frame.columns) == list(C.CLAIM_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Workflow
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", ["paper", "quick", "smoke"])
+@pytest.mark.parametrize("target", ["claims", "claims_chapter3"])
+def test_claims_targets_build_a_dag_at_every_scale(tmp_path, scale, target):
+    done = run_snakemake(tmp_path, "-n", target, "--config", f"scale={scale}")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "claims_target" in done.stdout and target in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.mirror
+def test_smoke_claims_build(smoke_workdir, data_mirror):
+    done = run_snakemake(smoke_workdir, "--cores", "2", "claims", "--config", "scale=smoke",
+                         f"data_mirror={data_mirror}", timeout=2400)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-6000:]
+    tables = smoke_workdir / "results" / "tables"
+    for ext in ("csv", "md", "html"):
+        assert (tables / f"claims.{ext}").stat().st_size > 0
+    assert (smoke_workdir / "results" / "figures" / "claims.png").stat().st_size > 0
+    frame = pd.read_csv(tables / "claims.csv")
+    assert list(frame.columns) == list(C.CLAIM_COLUMNS)
+    assert list(frame["claim"]) == [c["id"] for c in cfg.load(overrides={"scale": "smoke"})["claims"]["list"]]
+    assert set(frame["scale"]) == {"smoke"}
+    assert frame["verdict"].str.contains("1 seed, no interval").all()  # smoke: one seed, every claim ran
+    md = (tables / "claims.md").read_text()
+    assert "Scale `smoke`" in md and "Approximate inputs" in md
+
+
+def test_the_cli_writes_csv_md_html_and_png(tmp_path):
+    """`softlabels claims` on hand-made metrics.json files of the table3_1 hard and CIFAR-10H rows (smoke: one
+    seed): every configured claim gets a row; the two cells it was given get a one-seed verdict."""
+    import json
+
+    paths = []
+    for scheme, ce in (("hard", 2.0), ("cifar10h_agg", 1.5)):
+        path = tmp_path / f"{scheme}.json"
+        path.write_text(json.dumps({"scheme": scheme, "model": "resnet8a", "seed": 0,
+                                    "cifar10h": {"ce": ce, "calibration": 0.1, "fgsm": 3.0, "n": 200}}))  # fmt: skip
+        paths.append(str(path))
+    out = tmp_path / "out"
+    code = main(["claims", "claims", "--metrics", *paths, "--out-csv", str(out / "claims.csv"),
+                 "--out-png", str(out / "claims.png"), "--config", "scale=smoke"])  # fmt: skip
+    assert code == 0
+    frame = pd.read_csv(out / "claims.csv", keep_default_na=False)
+    config = cfg.load(overrides={"scale": "smoke"})
+    assert list(frame["claim"]) == [c["id"] for c in config["claims"]["list"]]
+    ce = frame.set_index("claim").loc["t3_1_cifar10h_agg_ce_h"]
+    assert ce["verdict"] == "same direction (1 seed, no interval)" and float(ce["diff"]) == pytest.approx(0.5)
+    assert (frame["verdict"] == "not run").sum() == len(frame) - 3  # ce, calibration and fgsm on CIFAR-10H ran
+    for name in ("claims.md", "claims.html", "claims.png"):
+        assert (out / name).stat().st_size > 0
