@@ -608,3 +608,18 @@ def test_import_refuses_hold_out_images(tmp_path, capsys):
     good = _responses(range(120), tmp_path / "good.csv")
     assert cli_main(["elicit", "import", "--responses", str(good), "--splits", str(splits), "--out", str(out)]) == 0
     assert len(pd.read_csv(out)) == 240
+
+
+def test_readme_study_example_passes_check(tmp_path, monkeypatch, capsys):
+    """The study file shown in the README is complete: `softlabels elicit check` accepts it as printed."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### A study file"):]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    example = section[start:section.index("\n```", start)]
+    (tmp_path / "study.yaml").write_text(example + "\n")
+    (tmp_path / "results" / "data").mkdir(parents=True)
+    np.savez(tmp_path / "results" / "data" / "cifar10_test.npz", images=np.zeros((10000, 32, 32, 3), np.uint8),
+             labels=np.arange(10000) % 10)  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["elicit", "check", "study.yaml"]) == 0, capsys.readouterr().err
+    assert "27 trials per participant" in capsys.readouterr().out
