@@ -623,3 +623,15 @@ def test_readme_study_example_passes_check(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli_main(["elicit", "check", "study.yaml"]) == 0, capsys.readouterr().err
     assert "27 trials per participant" in capsys.readouterr().out
+
+
+def test_admin_token_is_made_once_and_long(tmp_path, source):
+    store = Store(tmp_path / "t.sqlite", load_study(soft_study(tmp_path, source, range(10))))
+    token, made = store.admin_token()
+    assert made and len(token) >= 16
+    assert store.admin_token() == (token, False)  # kept: printed only when made
+    with pytest.raises(ValueError, match="at least 16"):
+        store.admin_token("x")
+    store.db.execute("UPDATE meta SET value='short' WHERE key='admin_token'")  # a database from before the rule
+    renewed, made = store.admin_token()
+    assert made and len(renewed) >= 16 and renewed != token
