@@ -635,3 +635,21 @@ def test_admin_token_is_made_once_and_long(tmp_path, source):
     store.db.execute("UPDATE meta SET value='short' WHERE key='admin_token'")  # a database from before the rule
     renewed, made = store.admin_token()
     assert made and len(renewed) >= 16 and renewed != token
+
+
+def test_request_log_has_no_tokens_or_signatures(tmp_path, source, capfd):
+    study = load_study(soft_study(tmp_path, source, range(10)))
+    store = Store(tmp_path / "log.sqlite", study)
+    server = start_server(store, ADMIN_TOKEN, quiet=False)
+    try:
+        sig = server.sign("logged")
+        assert call(f"{server.url}/api/batch", {"participant": "logged", "sig": sig})[0] == 200
+        assert call(f"{server.url}/api/image/1/0?participant=logged&sig={sig}")[0] == 200
+        assert call(f"{server.url}/admin/export.csv?token={ADMIN_TOKEN}")[0] == 200
+        assert call(f"{server.url}/admin/export.csv", token=ADMIN_TOKEN)[0] == 200
+        assert call(f"{server.url}/a%0Ab")[0] == 404
+    finally:
+        server.stop()
+    err = capfd.readouterr().err
+    assert "127.0.0.1 GET /admin/export.csv 200" in err and "127.0.0.1 GET /api/image/1/0 200" in err
+    assert ADMIN_TOKEN not in err and sig not in err and "GET /a?b 404" in err

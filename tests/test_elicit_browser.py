@@ -264,3 +264,18 @@ def test_mixing_batch_in_browser(driver, tmp_path, artefacts, via):
         assert left_class[number] in (row["class1"], row["class2"])
         expected = 1 - share / 100 if left_class[number] == row["class1"] else share / 100
         assert row["lambda_h"] == pytest.approx(expected), (number, left_class[number], row.to_dict())
+
+
+def test_full_study_tells_the_participant_what_to_do(driver, tmp_path):
+    """When every image is out, the page says so and links the return URL instead of a bare 'Thank you'."""
+    source = fake_cifar10(tmp_path / "cifar.npz")
+    study_path = soft_study(tmp_path, source, range(4), trials_per_participant=4, repeats=0, responses_per_image=1,
+                            completion={"url": "https://example.org/done?cc=X1", "code": "X1",
+                                        "return_url": "https://example.org/return"})  # fmt: skip
+    with site(study_path, tmp_path / "full.sqlite", "direct", tmp_path) as (study, store, server, base):
+        assert store.batch_for("early-bird", address="10.0.0.1")["status"] == "active"  # takes all four images
+        driver.get(link(server, base, "late"))
+        wait_for(driver, "#start").click()
+        wait_text(driver, "#full", "return your submission")
+        assert driver.find_element("id", "return").get_attribute("href") == "https://example.org/return"
+        assert not driver.find_elements("id", "code")  # no completion code for work not done

@@ -111,7 +111,8 @@ class Guard:
         if not self.options.quiet:
             client = scope.get("client") or ("-", 0)
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            sys.stderr.write(f"{stamp} {client[0]} {scope['method']} {scope['path'][:200]!s} {status[0]}\n")
+            path = "".join(c if c.isprintable() and c != " " else "?" for c in scope["path"][:200])
+            sys.stderr.write(f"{stamp} {client[0]} {scope['method']} {path} {status[0]}\n")
 
     def _refusal(self, scope) -> tuple[int, str] | None:
         length = chunked = None
