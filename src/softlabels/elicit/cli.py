@@ -178,6 +178,8 @@ def run_serve(args) -> int:
     print(f"participants: signed links from `softlabels elicit links {args.study} --base-url {public} --ids FILE`")
     if made:
         print(f"admin token:  {token}   (made now and printed this once; it is kept in {store.path})")
+    elif given is None:
+        print(f"admin token:  kept in {store.path} (printed when it was made; --admin-token sets a new one)")
     print(f"progress:     {public}admin/progress?token=<admin token>")
     print(f"export:       {public}admin/export.csv?token=<admin token>", flush=True)
     try:
