@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "elicit",
-        help="collect soft labels with a local web app and feed them to the pipeline",
+        help="collect soft labels with a small web app and feed them to the pipeline",
         description="Run an elicitation study (soft-label form or mixing-factor task) and export its responses "
         "in the tables the pipeline reads.",
     )
