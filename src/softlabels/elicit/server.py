@@ -101,18 +101,21 @@ class Guard:
             await send(message)
 
         refusal = self._refusal(scope)
-        if refusal is not None:
-            code, text = refusal
-            reply = _reply(code, json.dumps({"error": text}).encode(), "application/json", [(b"connection", b"close")])
-            await guarded_send(reply["start"])
-            await guarded_send(reply["body"])
-        else:
-            await self.app(scope, receive, guarded_send)
-        if not self.options.quiet:
-            client = scope.get("client") or ("-", 0)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            path = "".join(c if c.isprintable() and c != " " else "?" for c in scope["path"][:200])
-            sys.stderr.write(f"{stamp} {client[0]} {scope['method']} {path} {status[0]}\n")
+        try:
+            if refusal is not None:
+                code, text = refusal
+                reply = _reply(code, json.dumps({"error": text}).encode(), "application/json",
+                               [(b"connection", b"close")])  # fmt: skip
+                await guarded_send(reply["start"])
+                await guarded_send(reply["body"])
+            else:
+                await self.app(scope, receive, guarded_send)
+        finally:
+            if not self.options.quiet:
+                client = scope.get("client") or ("-", 0)
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+                path = "".join(c if c.isprintable() and c != " " else "?" for c in scope["path"][:200])
+                sys.stderr.write(f"{stamp} {client[0]} {scope['method']} {path} {status[0] or 500}\n")
 
     def _refusal(self, scope) -> tuple[int, str] | None:
         length = chunked = None
