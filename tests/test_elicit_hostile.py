@@ -6,6 +6,7 @@ answer belongs to its batch's participant, passes the answer checks again, and n
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import string
 import sys
@@ -26,6 +27,7 @@ from softlabels.elicit.store import Store  # noqa: E402
 from softlabels.elicit.study import load_study  # noqa: E402
 
 STATUS = Counter()  # status codes of every generated request, printed at the end
+SUBMISSION_IDS = itertools.count()  # fresh ids for the near-valid answers
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
 PARTICIPANTS = ["h1", "h2", "ghost", "", "h1\n", "x" * 65, "../h1"]
@@ -154,8 +156,8 @@ def near_valid(draw, study, batches, sign):
         answer = soft_answer(list(study.classes), draw(st.integers(0, 30)))
     else:
         answer = {"share": draw(st.integers(0, 100)), "confidence": draw(st.integers(0, 100))}
-    body = {"submission_id": draw(st.from_regex(r"\A[a-z0-9]{10}\Z")), "participant": participant,
-            "sig": sign(participant), "batch": batches[participant], "position": draw(st.integers(0, 5)),
+    body = {"submission_id": f"near-valid-{next(SUBMISSION_IDS)}", "participant": participant,
+            "sig": sign(participant), "batch": batches[participant], "position": next(SUBMISSION_IDS) % study["trials_per_participant"],
             "answer": answer, "rt_ms": draw(st.integers(1, 10**6))}  # fmt: skip
     if draw(st.booleans()):
         body[draw(st.sampled_from(sorted(body)))] = draw(json_values)
@@ -171,6 +173,7 @@ def test_generated_json_bodies(study_server, data):
                                                                                     "/nope"]))  # fmt: skip
     kind = data.draw(st.sampled_from(["submission"] * 3 + ["near_valid"] * 2 + ["json", "bytes"]))
     if kind == "near_valid":
+        path = "/api/response"
         body = json.dumps(data.draw(near_valid(study, batches, server.sign))).encode()
     elif kind == "submission":
         body = json.dumps(data.draw(submissions(study.classes, batches, server.sign))).encode()
