@@ -41,15 +41,16 @@ def test_own_responses_through_table3_4(tmp_path, data_mirror, snakemake_runner,
     }))  # fmt: skip
     study = load_study(study_path)
     store = Store(work / "study.sqlite", study)
-    server = start_server(store, "tok", quiet=True)
+    server = start_server(store, "pipeline-admin-token", quiet=True)
     rng = random.Random(0)
     try:
         for k in range(40):
-            _, batch = call(f"{server.url}/api/batch", {"participant": f"sim{k:02d}"})
+            _, batch = call(f"{server.url}/api/batch", {"participant": f"sim{k:02d}", "sig": server.sign(f"sim{k:02d}")})
             if batch["status"] != "active":
                 break
             for t in batch["trials"]:
-                body = {"submission_id": f"round-{k}-{t['position']}", "participant": f"sim{k:02d}", "batch": batch["batch"],
+                body = {"submission_id": f"round-{k}-{t['position']}", "participant": f"sim{k:02d}",
+                        "sig": server.sign(f"sim{k:02d}"), "batch": batch["batch"],
                         "position": t["position"], "answer": soft_answer(list(study.classes), rng.randrange(50)),
                         "rt_ms": rng.randint(2000, 9000)}  # fmt: skip
                 assert call(f"{server.url}/api/response", body)[0] == 200

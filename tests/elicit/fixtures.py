@@ -82,3 +82,26 @@ def soft_answer(classes, k: int = 0) -> dict:
     top, second = classes[k % len(classes)], classes[(k + 1) % len(classes)]
     return {"top_class": top, "top_prob": 60 + k % 20, "second_class": second, "second_prob": 20,
             "impossible": [classes[(k + 3) % len(classes)]]}
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789"  # admin tokens are at least 16 characters
+
+
+def joined(sign, participant: str) -> dict:
+    """The body of POST /api/batch for a participant holding a signed link (`sign`: server.sign)."""
+    return {"participant": participant, "sig": sign(participant)}
+
+
+def signer(db, study_path):
+    """`sign(participant)` with the link secret kept in the study database `db` (made when missing)."""
+    from softlabels.elicit.access import Access
+    from softlabels.elicit.store import Store
+    from softlabels.elicit.study import load_study
+
+    study = load_study(study_path)
+    store = Store(db, study)
+    try:
+        secret = store.secret()
+    finally:
+        store.close()
+    return Access(secret, study["access"]["mode"], study["participant_param"], study["access"]["sig_param"]).sign

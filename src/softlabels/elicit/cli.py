@@ -2,6 +2,8 @@
 
   softlabels elicit check  STUDY.yaml                       validate a study file (nothing written)
   softlabels elicit serve  STUDY.yaml [--db F] [--port N]   run the study (127.0.0.1 unless --host)
+  softlabels elicit links  STUDY.yaml --base-url URL (--id ID ... | --ids FILE | --study-link) [--out F]
+                                                            signed participant links
   softlabels elicit export STUDY.yaml --out F [--db F]      tidy responses CSV (soft_label) / H-Mix table (mixing)
   softlabels elicit import --responses F --out results/data/own_responses.csv
                                                             check own responses for the chapter-3 schemes
@@ -12,13 +14,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from softlabels.elicit.validate import MIN_TOKEN
+
 
 def register(subparsers) -> None:
     from softlabels.cli import add_config_arguments
 
     p = subparsers.add_parser(
         "elicit",
-        help="collect soft labels with a local web app and feed them to the pipeline",
+        help="collect soft labels with a small web app and feed them to the pipeline",
         description="Run an elicitation study (soft-label form or mixing-factor task) and export its responses "
         "in the tables the pipeline reads.",
     )
@@ -34,10 +38,39 @@ def register(subparsers) -> None:
     q.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     q.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
     q.add_argument("--admin-token", default=None,
-                   help="token for the progress and export pages (default: $SOFTLABELS_ELICIT_TOKEN, else the "
-                        "study database's stored token, else a new random one)")  # fmt: skip
+                   help=f"token for the progress and export pages, at least {MIN_TOKEN} characters (default: "
+                        "$SOFTLABELS_ELICIT_TOKEN, else the study database's stored token, else a new random one, "
+                        "printed once)")  # fmt: skip
+    q.add_argument("--public-url", default=None,
+                   help="the address participants reach, e.g. https://example.org/study/ behind a proxy (used in the "
+                        "printed links; default http://HOST:PORT/)")  # fmt: skip
+    q.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR",
+                   help="a reverse proxy's address (repeatable, or comma-separated) whose X-Forwarded-For header "
+                        "gives the client address; without it the header is ignored")  # fmt: skip
+    q.add_argument("--request-timeout", type=float, default=10.0,
+                   help="seconds for one request's line, headers and body to arrive (default 10); 408 and close")
+    q.add_argument("--keepalive-timeout", type=int, default=5, help="seconds an idle connection stays open (default 5)")
+    q.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default 65536)")
+    q.add_argument("--max-connections", type=int, default=200,
+                   help="connections and requests at once (default 200; 503 beyond)")
     q.add_argument("--quiet", action="store_true", help="no per-request log lines")
     q.set_defaults(func=run_serve)
+
+    q = sub.add_parser("links", help="signed participant links",
+                       description="Print (or write as CSV) each participant's signed link, or the study-level link "
+                       "for a platform that fills in the ID (access.mode: study_link). The signing secret is kept in "
+                       "the study database, made on first use.")  # fmt: skip
+    q.add_argument("study", help="study YAML file")
+    q.add_argument("--db", default=None, help="SQLite file of the study (default: STUDY with .sqlite)")
+    q.add_argument("--base-url", required=True, help="the page's public address, e.g. https://example.org/study/")
+    q.add_argument("--id", action="append", default=[], dest="ids", metavar="ID", help="a participant ID (repeatable)")
+    q.add_argument("--ids", dest="ids_file", default=None, help="file of participant IDs, one a line")
+    q.add_argument("--study-link", action="store_true",
+                   help="the one study-level link with the platform's ID placeholder instead")
+    q.add_argument("--placeholder", default="{{%PROLIFIC_PID%}}",
+                   help="the platform's ID placeholder for --study-link (default {{%%PROLIFIC_PID%%}})")
+    q.add_argument("--out", default=None, help="CSV file (participant,link) instead of printing")
+    q.set_defaults(func=run_links)
 
     q = sub.add_parser("export", help="write the responses as the pipeline's table",
                        description="soft_label studies: the tidy per-response CSV that `export-labels --responses` "
@@ -99,28 +132,107 @@ def run_check(args) -> int:
     return 0
 
 
-def run_serve(args) -> int:
-    from softlabels.elicit.server import StudyServer
+def _base_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise _user_error(ValueError(f"--base-url/--public-url: {url!r} is not an http(s) address"))
+    return url if url.endswith("/") else url + "/"
 
+
+def run_serve(args) -> int:
+    from softlabels.elicit.server import ServerOptions, StudyServer
+
+    given = args.admin_token or os.environ.get("SOFTLABELS_ELICIT_TOKEN") or None
+    source = "--admin-token" if args.admin_token else "SOFTLABELS_ELICIT_TOKEN"
+    if given is not None and len(given) < MIN_TOKEN:
+        raise _user_error(ValueError(f"{source}: the admin token must be at least {MIN_TOKEN} characters, got "
+                                     f"{len(given)} (leave it out and a random one is made)"))  # fmt: skip
+    for flag, value, low in (("--request-timeout", args.request_timeout, 0.1), ("--keepalive-timeout",
+                             args.keepalive_timeout, 1), ("--max-body", args.max_body, 1024),
+                             ("--max-connections", args.max_connections, 2)):  # fmt: skip
+        if value < low:
+            raise _user_error(ValueError(f"{flag}: must be at least {low:g}, got {value:g}"))
+    public = _base_url(args.public_url) if args.public_url else None
     study = _load(args.study)
     store = _open(study, args.db, create=True)
-    token = store.admin_token(args.admin_token or os.environ.get("SOFTLABELS_ELICIT_TOKEN") or None)
+    token, made = store.admin_token(given)
+    trusted = [a.strip() for item in args.trusted_proxy for a in item.split(",") if a.strip()]
+    options = ServerOptions(request_timeout=args.request_timeout, keepalive_timeout=args.keepalive_timeout,
+                            max_body=args.max_body, max_connections=args.max_connections, trusted_proxies=trusted,
+                            quiet=args.quiet)  # fmt: skip
     try:
-        server = StudyServer((args.host, args.port), store, token, quiet=args.quiet)
+        server = StudyServer(store, token, args.host, args.port, options)
     except OSError as exc:
-        raise _user_error(OSError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})")) from None
-    param = study["participant_param"]
+        store.close()
+        raise _user_error(OSError(f"--host/--port: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})")) from None
+    host = server.address[0]
+    if public is None:
+        shown = "127.0.0.1" if host == "0.0.0.0" else ("::1" if host == "::" else host)
+        public = (f"http://[{shown}]:{server.address[1]}/" if ":" in shown else f"http://{shown}:{server.address[1]}/")
+        if host in ("0.0.0.0", "::"):
+            print(f"listening on all addresses ({host}); give --public-url for the links participants use")
     print(f"study '{study['title']}' ({study.task}, {len(study.stimuli)} stimuli) -> {store.path}")
-    print(f"participants: {server.url}/?{param}=<participant id>")
-    print(f"progress:     {server.url}/admin/progress?token={token}")
-    print(f"export:       {server.url}/admin/export.csv?token={token}", flush=True)
+    print(f"listening:    {server.url} (request timeout {options.request_timeout:g} s, bodies up to "
+          f"{options.max_body} bytes, {options.max_connections} connections)")  # fmt: skip
+    if study["access"]["mode"] == "study_link":
+        print(f"study link:   {server.access.study_link(public, '{{%' + study['participant_param'] + '%}}')}")
+    print(f"participants: signed links from `softlabels elicit links {args.study} --base-url {public} --ids FILE`")
+    if made:
+        print(f"admin token:  {token}   (made now and printed this once; it is kept in {store.path})")
+    elif given is None:
+        print(f"admin token:  kept in {store.path} (printed when it was made; --admin-token sets a new one)")
+    print(f"progress:     {public}admin/progress?token=<admin token>")
+    print(f"export:       {public}admin/export.csv?token=<admin token>", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.sock.close()
         store.close()
+    return 0
+
+
+def run_links(args) -> int:
+    from softlabels.elicit import validate as V
+    from softlabels.elicit.access import Access
+
+    base = _base_url(args.base_url)
+    study = _load(args.study)
+    ids = list(args.ids)
+    if args.ids_file:
+        try:
+            ids += [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise _user_error(OSError(f"--ids: cannot read {args.ids_file} ({exc.strerror})")) from None
+    if not ids and not args.study_link:
+        raise _user_error(ValueError("give participant IDs (--id ID, --ids FILE) or --study-link"))
+    bad = [i for i in ids if not V.PARTICIPANT_ID.fullmatch(i)]
+    if bad:
+        raise _user_error(ValueError(f"--id/--ids: malformed participant ID(s) {bad[:5]} (letters, digits, '.', "
+                                     "'_', '-'; at most 64)"))  # fmt: skip
+    store = _open(study, args.db, create=True)
+    try:
+        access = Access(store.secret(), study["access"]["mode"], study["participant_param"], study["access"]["sig_param"])
+    finally:
+        store.close()
+    if args.study_link:
+        try:
+            rows = [("*", access.study_link(base, args.placeholder))]
+        except ValueError as exc:
+            raise _user_error(ValueError(f"{study.path}: {exc}")) from None
+    else:
+        rows = [(i, access.link(base, i)) for i in ids]
+    if args.out:
+        import csv
+
+        with open(args.out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["participant", "link"])
+            writer.writerows(rows)
+        print(f"{args.out}: {len(rows)} link(s)")
+    else:
+        for _, link in rows:
+            print(link)
     return 0
 
 

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 from collections import defaultdict
+from urllib.parse import quote
 
 import numpy as np
 
@@ -20,8 +21,14 @@ from softlabels.elicit.store import Store
 from softlabels.numerics import entropy
 
 
+def _summary(task: str, answer: dict) -> str:
+    if task == "soft_label":
+        return f"{answer['top_class']} {answer['top_prob']:g}%"
+    return f"lambda_h {answer['lambda_h']:g}"
+
+
 def attention_checks(store: Store) -> list[dict]:
-    """One record per answered repeat: participant, stimulus, passed."""
+    """One record per answered repeat: participant, stimulus, passed, and both answers in short."""
     study = store.study
     responses = store.responses()
     first = {(r["batch"], r["position"]): r for r in responses if not r["is_repeat"]}
@@ -37,8 +44,26 @@ def attention_checks(store: Store) -> list[dict]:
             passed = a["top_class"] == b["top_class"]
         else:
             passed = abs(a["lambda_h"] - b["lambda_h"]) * 100 <= study["attention_tolerance"]
-        out.append({"participant": r["participant"], "stimulus": study.stimuli[r["stimulus"]].name, "passed": passed})
+        out.append({"participant": r["participant"], "stimulus": study.stimuli[r["stimulus"]].name, "passed": passed,
+                    "first": _summary(study.task, b), "repeat": _summary(study.task, a)})  # fmt: skip
     return out
+
+
+def failed_participants_table(store: Store):
+    """Participants with at least one failed attention check: participant, failed, checks, failures (the
+    stimulus and both answers of each failure, '; '-joined). The progress page offers it as CSV."""
+    import pandas as pd
+
+    checks = attention_checks(store)
+    rows = {}
+    for c in checks:
+        row = rows.setdefault(c["participant"], {"participant": c["participant"], "failed": 0, "checks": 0, "failures": []})
+        row["checks"] += 1
+        if not c["passed"]:
+            row["failed"] += 1
+            row["failures"].append(f"{c['stimulus']}: {c['first']} then {c['repeat']}")
+    table = [{**r, "failures": "; ".join(r["failures"])} for r in rows.values() if r["failed"]]
+    return pd.DataFrame(table, columns=["participant", "failed", "checks", "failures"])
 
 
 def label_entropies(store: Store) -> np.ndarray:
@@ -122,7 +147,18 @@ def progress_summary(store: Store) -> dict:
     }
 
 
-def progress_html(store: Store) -> str:
+def _integer_axes(ax) -> None:
+    """Counts on both axes as integers (histograms of counts; the per-participant bars)."""
+    from matplotlib.ticker import MaxNLocator
+
+    if ax.get_ylabel() in ("images", "participants", "responses"):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if ax.get_xlabel() in ("responses (repeats not counted)", "participant (sorted)", "failed repeats"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def progress_html(store: Store, token: str = "") -> str:
+    """The page; `token` (the admin token) goes into the link to the attention-failures CSV."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,12 +175,20 @@ def progress_html(store: Store) -> str:
     ax.set(xlabel="responses (repeats not counted)", ylabel="images", title="Responses per image")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
+    _integer_axes(ax)
     plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
     values = sorted(s["per_participant"].values(), reverse=True)
-    ax.bar(range(len(values)), values, color="#55a868")
+    ax.bar(range(1, len(values) + 1), values, color="#55a868")
     ax.set(xlabel="participant (sorted)", ylabel="responses", title="Responses per participant")
+    ax.set_xlim(0.5, max(len(values), 1) + 0.5)
+    if len(values) <= 20:
+        ax.set_xticks(range(1, len(values) + 1))
+    if len(values) > 20:
+        _integer_axes(ax)
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -153,6 +197,7 @@ def progress_html(store: Store) -> str:
         ax.axvline(np.median(s["rt_s"]), color="k", ls="--", label=f"median {np.median(s['rt_s']):.1f} s")
         ax.legend()
     ax.set(xlabel="seconds", ylabel="responses", title="Time per response")
+    _integer_axes(ax)
     plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -162,12 +207,14 @@ def progress_html(store: Store) -> str:
     ax.hist(list(failed.values()) or [0], bins=np.arange(study["repeats"] + 2) - 0.5, color="#8172b2")
     ax.set(xlabel="failed repeats", ylabel="participants", title="Attention-check failures")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _integer_axes(ax)
     plots.append((ax.get_title(), _figure_png(fig)))
 
     fig, ax = plt.subplots(figsize=(5, 3))
     if len(s["entropies"]):
         ax.hist(s["entropies"], bins=20, range=(0, np.log(len(study.classes))), color="#937860")
     ax.set(xlabel="entropy of the mean label (nats)", ylabel="images", title="Label entropy so far")
+    _integer_axes(ax)
     plots.append((ax.get_title(), _figure_png(fig)))
 
     e = html.escape
@@ -180,11 +227,24 @@ def progress_html(store: Store) -> str:
         ("attention checks failed", f"{s['check_failures']} / {len(s['checks'])}"),
     ]
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
+    failed_table = failed_participants_table(store)
+    csv_href = "attention.csv" + (f"?token={quote(token)}" if token else "")
+    if len(failed_table):
+        items = "".join(
+            f"<tr><td>{e(r.participant)}</td><td>{r.failed} / {r.checks}</td><td>{e(r.failures)}</td></tr>"
+            for r in failed_table.itertuples()
+        )
+        failed_html = (f"<h2>Participants who failed attention checks ({len(failed_table)})</h2>"
+                       "<table id='attention-failures'><tr><th>participant</th><th>failed</th><th>failures "
+                       "(image: first answer then repeat)</th></tr>" + items + "</table>"
+                       f"<p><a id='attention-csv' href='{e(csv_href)}'>their IDs as CSV</a></p>")  # fmt: skip
+    else:
+        failed_html = "<h2>Participants who failed attention checks</h2><p id='attention-failures'>none so far</p>"
     images = "".join(f'<figure><figcaption>{e(t)}</figcaption><img alt="{e(t)}" src="{p}"></figure>' for t, p in plots)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Progress: {e(study['title'])}</title>"
         "<style>body{font-family:sans-serif;margin:2em}img{margin:.5em;border:1px solid #ddd}"
         "th{text-align:left;padding-right:1em}figure{display:inline-block}</style></head><body>"
         f"<h1>Progress: {e(study['title'])}</h1><p>Task: {e(study.task)}. Database: {e(str(store.path))}</p>"
-        f"<table>{rows}</table><div>{images}</div></body></html>"
+        f"<table>{rows}</table>{failed_html}<div>{images}</div></body></html>"
     )

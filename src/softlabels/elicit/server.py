@@ -1,164 +1,400 @@
-"""The study's web server (standard library only: `http.server.ThreadingHTTPServer` + sqlite3).
+"""The study's web server: a Starlette app under uvicorn (HTTP/1.1 through h11), SQLite behind it.
 
-Participant routes (the page reads the participant ID from the URL parameter `participant_param`, e.g.
-Prolific's PROLIFIC_PID):
+Participant routes (all relative to the page's address, so the app can sit under a proxy's sub-path such as
+`/study/`; the page reads the participant ID from the URL parameter `participant_param` and the link's signature
+from `access.sig_param`):
   GET  /                          the task page (static/index.html + app.js + style.css, served from the package)
   GET  /api/study                 title, task, framing and texts, class names (nothing about the images)
-  POST /api/batch                 {participant} -> the participant's open batch or a new one
-  GET  /api/image/{batch}/{pos}   one trial's image (PNG) for its participant only (?participant=)
-  POST /api/response              one answer; 400/404/409/410 with {"error": message} when refused (nothing stored)
+  POST /api/batch                 {participant, sig} -> the participant's open batch or a new one
+  GET  /api/image/{batch}/{pos}   one trial's image (PNG) for its participant only (?participant=&sig=)
+  POST /api/response              one answer (+ sig); 400/403/404/409/410 with {"error": message} when refused
 Researcher routes (admin token as ?token= or an `Authorization: Bearer` header; 403 otherwise):
   GET  /admin/progress            the progress page
   GET  /admin/export.csv          the export table (as `softlabels elicit export` writes it)
+  GET  /admin/attention.csv       participants who failed attention checks, with their failures
+
+Hardening (every limit is a `softlabels elicit serve` flag, see `ServerOptions`):
+- a request's line, headers and body must arrive within `request_timeout` seconds of its first byte (of the
+  connection, for the first request), else 408 and the connection is closed; idle keep-alive connections close
+  after `keepalive_timeout`;
+- a body needs a Content-Length of at most `max_body` bytes, checked before a byte of it is read: h11 refuses a
+  negative or malformed one (400), a missing one or chunked transfer gets 411, a larger one 413, and each of
+  these replies closes the connection, so an unread body is never parsed as the next request;
+- at most `max_connections` connections and requests at once (503 beyond);
+- JSON nested too deeply, numbers too long, booleans for numbers, huge ids: 4xx, never an exception;
+- security headers on every reply (Content-Security-Policy with frame-ancestors 'none', X-Frame-Options,
+  nosniff, no Referer); the `Server` header is not sent;
+- the client address comes from X-Forwarded-For only when the connection comes from a `trusted_proxies`
+  address; the request log names that address, the method, the path (never the query string, which holds
+  tokens and signatures) and the status.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import mimetypes
 import re
+import socket
 import sys
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from dataclasses import dataclass, field
 from importlib import resources
-from urllib.parse import parse_qs, urlsplit
 
 from softlabels.elicit import validate as V
-from softlabels.elicit.store import Store
+from softlabels.elicit.access import Access
+from softlabels.elicit.store import MIN_TOKEN, Store
 
-MAX_BODY = 64 * 1024
 STATIC = ("index.html", "app.js", "style.css")
-_IMAGE = re.compile(r"^/api/image/(\d+)/(\d+)$")
+_ID = re.compile(r"^[0-9]{1,10}$")
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # fmt: skip
+ADMIN_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'"
+SECURITY_HEADERS = [
+    (b"content-security-policy", PAGE_CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
 
 
-class StudyServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256  # listen backlog: a study link sent to many people at once (the default is 5)
+@dataclass
+class ServerOptions:
+    """Limits of the HTTP server (flags of `softlabels elicit serve`)."""
 
-    def __init__(self, address, store: Store, token: str, quiet: bool = False):
-        super().__init__(address, Handler)
+    request_timeout: float = 10.0  # seconds for one request's line, headers and body
+    keepalive_timeout: int = 5  # seconds an idle keep-alive connection stays open
+    max_body: int = 64 * 1024  # bytes of a request body
+    max_connections: int = 200  # connections (and requests in progress) at once; 503 beyond
+    trusted_proxies: list[str] = field(default_factory=list)  # addresses whose X-Forwarded-For is believed
+    quiet: bool = False  # no request log
+
+
+# ------------------------------------------------------------------------------------------------ the app
+def _reply(status: int, body: bytes, content_type: str, extra: list | None = None) -> dict:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    return {"start": {"type": "http.response.start", "status": status, "headers": headers + (extra or [])},
+            "body": {"type": "http.response.body", "body": body, "more_body": False}}  # fmt: skip
+
+
+class Guard:
+    """Outermost ASGI layer: body-size rules before the body is read, security headers, the request log."""
+
+    def __init__(self, app, options: ServerOptions):
+        self.app = app
+        self.options = options
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = [0]
+
+        async def guarded_send(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        refusal = self._refusal(scope)
+        try:
+            if refusal is not None:
+                code, text = refusal
+                reply = _reply(code, json.dumps({"error": text}).encode(), "application/json",
+                               [(b"connection", b"close")])  # fmt: skip
+                await guarded_send(reply["start"])
+                await guarded_send(reply["body"])
+            else:
+                await self.app(scope, receive, guarded_send)
+        finally:
+            if not self.options.quiet:
+                client = scope.get("client") or ("-", 0)
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+                path = "".join(c if c.isprintable() and c != " " else "?" for c in scope["path"][:200])
+                sys.stderr.write(f"{stamp} {client[0]} {scope['method']} {path} {status[0] or 500}\n")
+
+    def _refusal(self, scope) -> tuple[int, str] | None:
+        length = chunked = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = value
+        if chunked is not None:
+            return 411, "chunked request bodies are not accepted: send a Content-Length"
+        if length is None:
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                return 411, "a request body needs a Content-Length header"
+            return None
+        try:
+            n = int(length)
+        except ValueError:
+            return 400, "bad Content-Length"
+        if n < 0:
+            return 400, "bad Content-Length"
+        if n > self.options.max_body:
+            return 413, f"request body over {self.options.max_body} bytes"
+        return None
+
+
+def build_app(store: Store, token: str, access: Access, options: ServerOptions):
+    """The ASGI app of one study (Starlette routes wrapped in `Guard`)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    if len(token) < MIN_TOKEN:
+        raise ValueError(f"the admin token must be at least {MIN_TOKEN} characters")
+    static = {name: resources.files("softlabels.elicit").joinpath("static", name).read_bytes() for name in STATIC}
+    kinds = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+    study = store.study
+
+    def error(status: int, message: str) -> Response:
+        headers = {"connection": "close"} if status in (408, 411, 413) else None
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    async def read_json(request: Request):
+        try:
+            raw = await request.body()
+        except ClientDisconnect:
+            raise V.Rejected("the request body did not arrive", 400) from None
+        try:
+            return json.loads(raw or b"null")
+        except RecursionError:
+            raise V.Rejected("the request body is nested too deeply") from None
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError, numbers over Python's digit limit
+            raise V.Rejected("the request body is not valid JSON") from None
+
+    def client_address(request: Request) -> str:
+        return request.client.host if request.client else "-"
+
+    def check_link(participant, sig) -> None:
+        if not isinstance(participant, str) or not V.PARTICIPANT_ID.fullmatch(participant):
+            raise V.Rejected("participant ID missing or malformed (letters, digits, '.', '_', '-'; at most 64)")
+        if not access.verify(participant, sig):
+            raise V.Rejected("this link is not valid for this participant (signature missing or wrong); please use "
+                             "the exact link you were given", 403)  # fmt: skip
+
+    def admin(request: Request) -> None:
+        given = request.query_params.get("token", "")
+        auth = request.headers.get("authorization", "")
+        if auth.startswith("Bearer "):
+            given = auth[len("Bearer "):]
+        if not (given and hmac.compare_digest(given.encode(), token.encode())):
+            raise V.Rejected("admin token missing or wrong", 403)
+
+    def page(name: str):
+        async def endpoint(request: Request) -> Response:
+            return Response(static[name], media_type=kinds[name] + "; charset=utf-8",
+                            headers={"cache-control": "no-cache"})  # fmt: skip
+
+        return endpoint
+
+    async def study_info(request: Request) -> Response:
+        return JSONResponse(study.public())
+
+    async def batch(request: Request) -> Response:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise V.Rejected("the request body must be a JSON object {participant, sig}")
+        check_link(body.get("participant"), body.get("sig"))
+        return JSONResponse(await run_in_threadpool(store.batch_for, body["participant"], client_address(request)))
+
+    async def image(request: Request) -> Response:
+        batch_id, position = request.path_params["batch"], request.path_params["position"]
+        if not (_ID.match(batch_id) and _ID.match(position)):
+            raise V.Rejected("no such trial for this participant", 404)
+        participant = request.query_params.get("participant", "")
+        check_link(participant, request.query_params.get("sig"))
+        stimulus = await run_in_threadpool(store.trial_stimulus, int(batch_id), int(position), participant)
+        png = await run_in_threadpool(study.png, stimulus)
+        return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
+
+    async def response(request: Request) -> Response:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise V.Rejected("the request body must be a JSON object")
+        check_link(body.get("participant"), body.get("sig"))
+        return JSONResponse(await run_in_threadpool(store.submit, body))
+
+    async def progress(request: Request) -> Response:
+        admin(request)
+        from softlabels.elicit.progress import progress_html
+
+        html = await run_in_threadpool(progress_html, store, token)
+        return Response(html, media_type="text/html; charset=utf-8", headers={"content-security-policy": ADMIN_CSP})
+
+    async def export_csv(request: Request) -> Response:
+        admin(request)
+        from softlabels.elicit.export import export_table
+
+        table = await run_in_threadpool(export_table, store)
+        return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8")
+
+    async def attention_csv(request: Request) -> Response:
+        admin(request)
+        from softlabels.elicit.progress import failed_participants_table
+
+        table = await run_in_threadpool(failed_participants_table, store)
+        return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": 'attachment; filename="attention_failures.csv"'})  # fmt: skip
+
+    async def rejected(request: Request, exc: V.Rejected) -> Response:
+        return error(exc.status, str(exc))
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        message = {404: f"no such page: {request.url.path[:200]}", 405: "method not allowed"}.get(exc.status_code)
+        return error(exc.status_code, message or str(exc.detail))
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        sys.stderr.write(f"internal error on {request.method} {request.url.path[:200]}: {exc!r}\n")
+        return error(500, "internal error; nothing was stored")
+
+    routes = [
+        Route("/", page("index.html")),
+        Route("/index.html", page("index.html")),
+        *[Route(f"/static/{name}", page(name)) for name in STATIC],
+        Route("/api/study", study_info),
+        Route("/api/batch", batch, methods=["POST"]),
+        Route("/api/image/{batch}/{position}", image),
+        Route("/api/response", response, methods=["POST"]),
+        Route("/admin/progress", progress),
+        Route("/admin/export.csv", export_csv),
+        Route("/admin/attention.csv", attention_csv),
+    ]
+    app = Starlette(routes=routes, exception_handlers={V.Rejected: rejected, HTTPException: http_error,
+                                                      Exception: crash})  # fmt: skip
+    return Guard(app, options)
+
+
+# ------------------------------------------------------------------------------------------------ the server
+def _timed_protocol(timeout: float):
+    """uvicorn's h11 protocol with a deadline on receiving each request (uvicorn itself has none)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            self._read_timer = None
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            if self._read_timer is None:
+                self._read_timer = self.loop.call_later(timeout, self._timed_out)
+
+        def _disarm(self) -> None:
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+                self._read_timer = None
+
+        def data_received(self, data: bytes) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self._arm()  # the first bytes of a new request
+            super().data_received(data)
+            if self.cycle is not None and not self.cycle.response_complete and not self.cycle.more_body:
+                self._disarm()  # the whole request is in
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _timed_out(self) -> None:
+            self._read_timer = None
+            if self.transport.is_closing():
+                return
+            if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
+                body = b'{"error": "the request did not arrive in time"}'
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))  # fmt: skip
+            self.transport.close()
+
+    return TimedH11Protocol
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for `host` (IPv4 or IPv6 address or name) and `port` (0 = any free one)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]  # fmt: skip
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6 and host in ("::", ""):
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # both IPv6 and IPv4 clients
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class StudyServer:
+    """One study served by uvicorn on a bound socket; `.serve_forever()` (CLI) or `.start()` (a thread, tests)."""
+
+    def __init__(self, store: Store, token: str, host: str = "127.0.0.1", port: int = 0,
+                 options: ServerOptions | None = None):  # fmt: skip
+        import uvicorn
+
         self.store = store
-        self.token = token
-        self.quiet = quiet
-        self.static = {name: resources.files("softlabels.elicit").joinpath("static", name).read_bytes() for name in STATIC}
+        self.options = options or ServerOptions()
+        spec = store.study
+        self.access = Access(store.secret(), spec["access"]["mode"], spec["participant_param"],
+                             spec["access"]["sig_param"])  # fmt: skip
+        app = build_app(store, token, self.access, self.options)
+        self.sock = bind(host, port)
+        trusted = list(self.options.trusted_proxies)
+        self.config = uvicorn.Config(
+            app, http=_timed_protocol(self.options.request_timeout), lifespan="off", access_log=False,
+            log_level="error" if self.options.quiet else "warning", server_header=False,
+            proxy_headers=bool(trusted), forwarded_allow_ips=trusted or [],
+            limit_concurrency=self.options.max_connections, timeout_keep_alive=self.options.keepalive_timeout,
+            h11_max_incomplete_event_size=16 * 1024, backlog=256, timeout_graceful_shutdown=5,
+        )  # fmt: skip
+        self.server = uvicorn.Server(self.config)
+        self.thread: threading.Thread | None = None
 
-    def stop(self) -> None:
-        """Stop serving (from another thread) and close the listening socket."""
-        self.shutdown()
-        self.server_close()
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return host, port
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def sign(self, participant: str) -> str:
+        return self.access.sign(participant)
+
+    def serve_forever(self) -> None:
+        """Serve until SIGINT/SIGTERM (main thread) or `.stop()`."""
+        self.server.run(sockets=[self.sock])
+
+    def start(self) -> StudyServer:
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the study server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=15)
+        self.sock.close()
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: StudyServer
-    protocol_version = "HTTP/1.1"
+def start_server(store: Store, token: str, host: str = "127.0.0.1", port: int = 0, quiet: bool = False,
+                 **options) -> StudyServer:  # fmt: skip
+    """A running server in a background thread (tests); returns it (`.url`, `.sign(id)`, `.stop()`)."""
+    return StudyServer(store, token, host, port, ServerOptions(quiet=quiet, **options)).start()
 
-    def log_message(self, fmt, *args):  # one line per request on stderr unless quiet
-        if not self.server.quiet:
-            sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
-
-    # ------------------------------------------------------------------------------------------ replies
-    def _send(self, status: int, body: bytes, content_type: str, cache: bool = False) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "private, max-age=3600" if cache else "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, obj) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
-
-    def _error(self, status: int, message: str) -> None:
-        self._json(status, {"error": message})
-
-    def _query(self) -> dict:
-        return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
-
-    def _admin(self) -> bool:
-        given = self._query().get("token", "")
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            given = auth[len("Bearer "):]
-        if given and hmac.compare_digest(given.encode(), self.server.token.encode()):
-            return True
-        self._error(HTTPStatus.FORBIDDEN, "admin token missing or wrong")
-        return False
-
-    def _body(self):
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            raise V.Rejected("bad Content-Length") from None
-        if length > MAX_BODY:
-            raise V.Rejected(f"request body over {MAX_BODY} bytes", 413)
-        raw = self.rfile.read(length)
-        try:
-            return json.loads(raw or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise V.Rejected("the request body is not valid JSON") from None
-
-    # ------------------------------------------------------------------------------------------ routes
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        path = urlsplit(self.path).path
-        store = self.server.store
-        try:
-            if path in ("/", "/index.html"):
-                return self._send(200, self.server.static["index.html"], "text/html; charset=utf-8")
-            if path.startswith("/static/") and path[len("/static/"):] in STATIC:
-                name = path[len("/static/"):]
-                kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-                return self._send(200, self.server.static[name], f"{kind}; charset=utf-8")
-            if path == "/api/study":
-                return self._json(200, store.study.public())
-            match = _IMAGE.match(path)
-            if match:
-                batch, position = int(match.group(1)), int(match.group(2))
-                stimulus = store.trial_stimulus(batch, position, self._query().get("participant", ""))
-                return self._send(200, store.study.png(stimulus), "image/png", cache=True)
-            if path == "/admin/progress":
-                if self._admin():
-                    from softlabels.elicit.progress import progress_html
-
-                    self._send(200, progress_html(store).encode(), "text/html; charset=utf-8")
-                return None
-            if path == "/admin/export.csv":
-                if self._admin():
-                    from softlabels.elicit.export import export_table
-
-                    body = export_table(store).to_csv(index=False).encode()
-                    self._send(200, body, "text/csv; charset=utf-8")
-                return None
-            return self._error(404, f"no such page: {path}")
-        except V.Rejected as exc:
-            return self._error(exc.status, str(exc))
-
-    def do_POST(self) -> None:  # noqa: N802
-        path = urlsplit(self.path).path
-        store = self.server.store
-        try:
-            body = self._body()
-            if path == "/api/batch":
-                participant = body.get("participant", "") if isinstance(body, dict) else ""
-                return self._json(200, store.batch_for(participant))
-            if path == "/api/response":
-                return self._json(200, store.submit(body))
-            return self._error(404, f"no such endpoint: {path}")
-        except V.Rejected as exc:
-            return self._error(exc.status, str(exc))
-
-
-def start_server(store: Store, token: str, host: str = "127.0.0.1", port: int = 0, quiet: bool = False):
-    """A running server in a background thread (tests); returns it (`.url`, `.stop()`)."""
-    server = StudyServer((host, port), store, token, quiet=quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server

@@ -11,6 +11,11 @@ trials handed out in unfinished, unexpired batches) among the images below M res
 not seen, ties broken at random, so every image reaches M and images stay balanced. A batch not finished
 within `batch_timeout_min` expires: its unanswered trials go back to the pool and later answers to it are
 refused. The class order (soft_label) and the endpoint order (mixing) are shuffled per batch and trial.
+
+No one can reserve the study away: a batch records the client address that asked for it, and an address may hold
+at most `limits.open_batches_per_address` unfinished, unexpired batches and start at most
+`limits.batches_per_address_per_hour` batches in any hour (429 otherwise). Expired batches count for neither
+the load nor the open-batch cap, so their trials go back to the pool.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY, participant TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL,
-    finished REAL, class_order TEXT NOT NULL);
+    finished REAL, class_order TEXT NOT NULL, address TEXT);
 CREATE TABLE IF NOT EXISTS trials (
     batch INTEGER NOT NULL REFERENCES batches(id), position INTEGER NOT NULL, stimulus INTEGER NOT NULL,
     repeat_of INTEGER, swapped INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (batch, position));
@@ -48,6 +53,9 @@ def study_fingerprint(study: Study) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+MIN_TOKEN = V.MIN_TOKEN
+
+
 class StoreError(ValueError):
     """The database does not belong to this study (or cannot be opened)."""
 
@@ -62,6 +70,10 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}
+        if "address" not in columns:  # a database made before the reservation caps
+            self.db.execute("ALTER TABLE batches ADD COLUMN address TEXT")
+        self.db.execute("CREATE INDEX IF NOT EXISTS batches_address ON batches (address, created)")
         fingerprint = study_fingerprint(study)
         with self.lock:
             row = self.db.execute("SELECT value FROM meta WHERE key='study'").fetchone()
@@ -77,34 +89,55 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    # -------------------------------------------------------------------------------- admin token
-    def admin_token(self, given: str | None = None) -> str:
-        """The study's admin token: `given` when set (and then stored), else the stored one, else a new one."""
+    # -------------------------------------------------------------------------------- secrets
+    def _meta(self, key: str, make, valid=lambda value: True, given: str | None = None) -> tuple[str, bool]:
+        """(value, made now) of a stored secret: `given` when set (and then stored), else the stored one when
+        `valid`, else a new one from `make()`."""
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if given:
+                value, made = given, False
+            elif row is not None and valid(row[0]):
+                return row[0], False
+            else:
+                value, made = make(), True
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            return value, made
+
+    def admin_token(self, given: str | None = None) -> tuple[str, bool]:
+        """(the study's admin token, made now): `given` when set (and then stored), else the stored one, else a new
+        random one of 24 characters. Tokens shorter than MIN_TOKEN are refused (ValueError naming the source)."""
         import secrets
 
-        with self.lock:
-            row = self.db.execute("SELECT value FROM meta WHERE key='admin_token'").fetchone()
-            token = given or (row[0] if row else secrets.token_urlsafe(18))
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('admin_token', ?)", (token,))
-            return token
+        if given is not None and len(given) < MIN_TOKEN:
+            raise ValueError(f"the admin token must be at least {MIN_TOKEN} characters, got {len(given)}")
+        return self._meta("admin_token", lambda: secrets.token_urlsafe(18), lambda v: len(v) >= MIN_TOKEN, given)
+
+    def secret(self) -> str:
+        """The study's link secret (64 hex digits), made on first use and kept with the responses."""
+        import secrets
+
+        return self._meta("link_secret", lambda: secrets.token_hex(32), lambda v: len(v) >= 32)[0]
 
     # -------------------------------------------------------------------------------- assignment
-    def batch_for(self, participant: str) -> dict:
-        """The participant's open batch, or a new one; {'status': 'done'|'full'} when there is none to give."""
-        if not V.PARTICIPANT_ID.match(participant or ""):
+    def batch_for(self, participant: str, address: str | None = None) -> dict:
+        """The participant's open batch, or a new one; {'status': 'done'|'full', ...} when there is none to give.
+        `address` (the client's) is checked against the study's `limits` before a new batch is made."""
+        if not isinstance(participant, str) or not V.PARTICIPANT_ID.fullmatch(participant):
             raise V.Rejected("participant ID missing or malformed (letters, digits, '.', '_', '-'; at most 64)")
+        address = None if address is None else str(address)[:100]
         now = self.clock()
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                result = self._batch_for(participant, now)
+                result = self._batch_for(participant, now, address)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
         return result
 
-    def _batch_for(self, participant: str, now: float) -> dict:
+    def _batch_for(self, participant: str, now: float, address: str | None) -> dict:
         db, study = self.db, self.study
         row = db.execute(
             "SELECT id FROM batches WHERE participant=? AND finished IS NULL AND expires>? ORDER BY id DESC LIMIT 1",
@@ -114,6 +147,19 @@ class Store:
             return self._describe(row[0])
         if db.execute("SELECT 1 FROM batches WHERE participant=? AND finished IS NOT NULL", (participant,)).fetchone():
             return {"status": "done", "completion": study["completion"]}
+        if address is not None:
+            limits = study["limits"]
+            recent = db.execute("SELECT COUNT(*) FROM batches WHERE address=? AND created>?", (address, now - 3600))
+            if recent.fetchone()[0] >= limits["batches_per_address_per_hour"]:
+                raise V.Rejected("too many new batches from this address in the last hour "
+                                 "(limits.batches_per_address_per_hour); try again later", 429)  # fmt: skip
+            open_here = db.execute(
+                "SELECT COUNT(*) FROM batches WHERE address=? AND finished IS NULL AND expires>?", (address, now)
+            ).fetchone()[0]
+            if open_here >= limits["open_batches_per_address"]:
+                raise V.Rejected(
+                    f"too many unfinished batches from this address ({open_here}; limits.open_batches_per_address); "
+                    "finish one first or try again later", 429)  # fmt: skip
         M = study["responses_per_image"]
         load = [0] * len(study.stimuli)
         for stimulus, n in db.execute("SELECT stimulus, COUNT(*) FROM responses WHERE is_repeat=0 GROUP BY stimulus"):
@@ -132,7 +178,8 @@ class Store:
         rng = random.Random(f"{study['seed']}/{next_id}")
         candidates = [s for s in range(len(study.stimuli)) if load[s] < M and s not in seen]
         if not candidates:
-            return {"status": "full"}
+            completion = study["completion"]
+            return {"status": "full", "return_url": completion.get("return_url") or completion.get("url") or ""}
         order = sorted(candidates, key=lambda s: (load[s], rng.random()))
         distinct = order[: study["trials_per_participant"] - study["repeats"]]
         rng.shuffle(distinct)
@@ -141,8 +188,8 @@ class Store:
         classes = list(study.classes)
         rng.shuffle(classes)
         db.execute(
-            "INSERT INTO batches (id, participant, created, expires, class_order) VALUES (?, ?, ?, ?, ?)",
-            (next_id, participant, now, now + 60 * study["batch_timeout_min"], json.dumps(classes)),
+            "INSERT INTO batches (id, participant, created, expires, class_order, address) VALUES (?, ?, ?, ?, ?, ?)",
+            (next_id, participant, now, now + 60 * study["batch_timeout_min"], json.dumps(classes), address),
         )
         trials = [(s, None) for s in distinct] + [(distinct[p], p) for p in repeated]
         db.executemany(
@@ -160,7 +207,7 @@ class Store:
         for position, stimulus, swapped in self.db.execute(
             "SELECT position, stimulus, swapped FROM trials WHERE batch=? ORDER BY position", (batch,)
         ):
-            trial = {"position": position, "answered": position in answered, "image": f"/api/image/{batch}/{position}"}
+            trial = {"position": position, "answered": position in answered, "image": f"api/image/{batch}/{position}"}
             mix = study.stimuli[stimulus].mix
             if mix is not None:
                 pair = [mix["class1"], mix["class2"]]
@@ -170,6 +217,8 @@ class Store:
                 "trials": trials}  # fmt: skip
 
     def trial_stimulus(self, batch: int, position: int, participant: str) -> int:
+        if not (0 <= batch <= V.MAX_INDEX and 0 <= position <= V.MAX_INDEX):
+            raise V.Rejected("no such trial for this participant", 404)
         with self.lock:
             row = self.db.execute(
                 "SELECT t.stimulus, b.participant FROM trials t JOIN batches b ON b.id=t.batch "
@@ -186,12 +235,12 @@ class Store:
         if not isinstance(payload, dict):
             raise V.Rejected("the request body must be a JSON object")
         submission = payload.get("submission_id")
-        if not isinstance(submission, str) or not V.SUBMISSION_ID.match(submission):
+        if not isinstance(submission, str) or not V.SUBMISSION_ID.fullmatch(submission):
             raise V.Rejected("field 'submission_id' must be 8-64 letters, digits, '_' or '-'")
         participant = payload.get("participant")
-        batch, position = payload.get("batch"), payload.get("position")
-        if not isinstance(batch, int) or not isinstance(position, int) or isinstance(batch, bool):
-            raise V.Rejected("fields 'batch' and 'position' must be integers")
+        if not isinstance(participant, str) or not V.PARTICIPANT_ID.fullmatch(participant):
+            raise V.Rejected("field 'participant': participant ID missing or malformed")
+        batch, position = V.index(payload, "batch"), V.index(payload, "position")
         rt_ms = V.reaction_time(payload.get("rt_ms"))
         now = self.clock()
         with self.lock:
@@ -267,8 +316,9 @@ class Store:
 
     def batches(self) -> list[dict]:
         with self.lock:
-            rows = self.db.execute("SELECT id, participant, created, expires, finished FROM batches ORDER BY id").fetchall()
-        return [dict(zip(("id", "participant", "created", "expires", "finished"), r)) for r in rows]
+            rows = self.db.execute(
+                "SELECT id, participant, created, expires, finished, address FROM batches ORDER BY id").fetchall()
+        return [dict(zip(("id", "participant", "created", "expires", "finished", "address"), r)) for r in rows]
 
 
 def open_store(db_path: str | Path, study: Study) -> Store:

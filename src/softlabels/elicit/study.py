@@ -42,7 +42,12 @@ DEFAULTS: dict[str, Any] = {
     "consent": "",
     "participant_param": "PROLIFIC_PID",
     "completion": {},
+    "access": {},
+    "limits": {},
 }
+#: Values of the optional keys inside `access` and `limits`.
+ACCESS_DEFAULTS = {"mode": "per_participant", "sig_param": "sig"}
+LIMIT_DEFAULTS = {"open_batches_per_address": 3, "batches_per_address_per_hour": 20}
 
 
 class StudyError(ValueError):
@@ -104,7 +109,7 @@ class Study:
     def public(self) -> dict:
         """What the participant page may see: no image names, classes of images or mixing factors."""
         keys = ("title", "task", "framing", "crowd_size", "instructions", "consent", "participant_param", "display_px")
-        return {k: self.spec[k] for k in keys} | {"classes": list(self.classes)}
+        return {k: self.spec[k] for k in keys} | {"classes": list(self.classes), "sig_param": self.spec["access"]["sig_param"]}
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -130,10 +135,14 @@ def validate_spec(spec: Any, path: Path) -> dict:
         lines = [f"key '{_key_of(e)}': {e.message}" for e in errors[:5]]
         raise StudyError(f"{path}: invalid study file:\n  " + "\n  ".join(lines))
     full = {**DEFAULTS, **spec}
+    full["access"] = {**ACCESS_DEFAULTS, **full["access"]}
+    full["limits"] = {**LIMIT_DEFAULTS, **full["limits"]}
     if full["task"] == "mixing" and "mixing" not in spec:
         raise StudyError(f"{path}: key 'mixing': the mixing task needs 'mixing: {{pairs: ..., lambdas: ...}}'")
     if full["task"] == "soft_label" and "mixing" in spec:
         raise StudyError(f"{path}: key 'mixing': only the mixing task takes pairs and lambdas")
+    if full["access"]["sig_param"] == full["participant_param"]:
+        raise StudyError(f"{path}: key 'access.sig_param': must differ from participant_param ('{full['participant_param']}')")
     if full["repeats"] * 2 > full["trials_per_participant"]:
         raise StudyError(
             f"{path}: key 'repeats': {full['repeats']} repeats need at least {2 * full['repeats']} "

@@ -16,6 +16,8 @@ from typing import Any
 SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_RT_MS = 24 * 3600 * 1000
+MIN_TOKEN = 16  # characters of an admin token
+MAX_INDEX = 2**31 - 1  # batch ids and trial positions (SQLite integers; larger values are no trial)
 
 
 class Rejected(ValueError):
@@ -50,7 +52,11 @@ def soft_label_answer(answer: Any, classes) -> dict:
         raise Rejected(f"unknown answer field(s): {', '.join(sorted(unknown))}")
     top = _class(answer, "top_class", classes)
     top_prob = _number(answer, "top_prob")
-    second = answer.get("second_class") or ""
+    second = answer.get("second_class")
+    if second is None:
+        second = ""
+    if not isinstance(second, str):
+        raise Rejected(f"field 'second_class' must be a class name or \"\" (no second class), got {second!r}")
     second_prob = None
     if second:
         second = _class(answer, "second_class", classes)
@@ -87,6 +93,14 @@ def mixing_answer(answer: Any, swapped: bool) -> dict:
     confidence = _number(answer, "confidence")
     share_class2 = 100.0 - share if swapped else share  # share of the stimulus' image 2
     return {"share": share, "confidence": confidence, "lambda_h": round(1.0 - share_class2 / 100.0, 6)}
+
+
+def index(payload: dict, key: str) -> int:
+    """A batch id or trial position: an integer (not a boolean) in 0..MAX_INDEX."""
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INDEX:
+        raise Rejected(f"field '{key}' must be an integer from 0 to {MAX_INDEX}, got {str(value)[:40]!r}")
+    return value
 
 
 def reaction_time(value: Any) -> float:

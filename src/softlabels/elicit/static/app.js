@@ -2,13 +2,15 @@
 // Soft-label form (thesis §3.2, Fig. A.1): most probable class + probability, optional second class +
 // probability, classes that are definitely not in the image. Mixing task (thesis §4.2.1, Fig. A.2): share of
 // each of the two classes (slider) and a confidence rating. Keyboard first: number keys pick classes, Enter
-// moves on. The same checks run again on the server (softlabels/elicit/validate.py).
+// moves on; Enter on a button that has the focus (Tab) presses that button. The same checks run again on the
+// server (softlabels/elicit/validate.py). Every address is relative to the page, so the app can sit under a
+// proxy's sub-path. The link carries the participant ID and its signature; every request sends both.
 "use strict";
 
 const app = document.getElementById("app");
 const params = new URLSearchParams(window.location.search);
 const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"];
-let study = null, participant = "", batch = null, keyHandler = null;
+let study = null, participant = "", sig = "", batch = null, keyHandler = null;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -27,8 +29,12 @@ function show(...nodes) {
 
 function setKeys(handler) {
   if (keyHandler) document.removeEventListener("keydown", keyHandler);
-  keyHandler = handler;
-  if (handler) document.addEventListener("keydown", handler);
+  // Enter (or Space) on a focused button is the button's own: the browser presses it.
+  keyHandler = handler ? (e) => {
+    if ((e.key === "Enter" || e.key === " ") && e.target instanceof HTMLButtonElement) return;
+    handler(e);
+  } : null;
+  if (keyHandler) document.addEventListener("keydown", keyHandler);
 }
 
 function newId() {
@@ -59,14 +65,16 @@ function fatal(message) {
 
 // ------------------------------------------------------------------------------------------------ start
 async function start() {
-  const info = await api("/api/study");
+  const info = await api("api/study");
   study = info.data;
   document.title = study.title;
   participant = params.get(study.participant_param) || "";
+  sig = params.get(study.sig_param) || "";
   if (!participant) {
     return fatal(`This link has no participant ID (URL parameter ${study.participant_param}). ` +
                  "Please use the link you were given.");
   }
+  if (!sig) return fatal("This link is incomplete (it has no signature). Please use the exact link you were given.");
   const go = () => loadBatch();
   const parts = [el("h1", {}, study.title)];
   if (study.consent) parts.push(el("div", { class: "consent" }, ...study.consent.split("\n\n").map((p) => el("p", {}, p))));
@@ -81,10 +89,10 @@ async function start() {
 
 async function loadBatch() {
   setKeys(null);
-  const res = await api("/api/batch", { participant });
+  const res = await api("api/batch", { participant, sig });
   if (res.status !== 200) return fatal(res.data.error || `server error ${res.status}`);
   if (res.data.status === "done") return finish(res.data.completion || {}, true);
-  if (res.data.status === "full") return fatal("Thank you: every image of this study has enough answers already.");
+  if (res.data.status === "full") return full(res.data.return_url || "");
   batch = res.data;
   nextTrial();
 }
@@ -106,10 +114,21 @@ function finish(completion, before) {
   show(...parts);
 }
 
+// Nothing left to hand out: tell the participant what to do (and that it is not their fault).
+function full(returnUrl) {
+  setKeys(null);
+  const parts = [el("h1", {}, study.title),
+    el("p", { id: "full" }, "Sorry: every image of this study has enough answers already, so there is nothing " +
+       "left for you to do. Please return your submission on the recruiting site (do not enter a completion " +
+       "code); you will not be penalised.")];
+  if (returnUrl) parts.push(el("p", {}, el("a", { href: returnUrl, id: "return" }, "Return to the recruiting site")));
+  show(...parts);
+}
+
 function stimulusImage(trial, onload) {
   const img = el("img", { class: "stimulus", id: "stimulus", width: study.display_px, height: study.display_px, alt: "image" });
   img.addEventListener("load", onload, { once: true });
-  img.src = `${trial.image}?participant=${encodeURIComponent(participant)}`;
+  img.src = `${trial.image}?participant=${encodeURIComponent(participant)}&sig=${encodeURIComponent(sig)}`;
   return img;
 }
 
@@ -121,11 +140,11 @@ function header(trial) {
 // Submits one answer, retrying network failures with the same submission id (the server stores it once).
 async function submit(trial, answer, rt, errorLine) {
   if (!trial.submission) trial.submission = newId();
-  const body = { submission_id: trial.submission, participant, batch: batch.batch, position: trial.position, answer, rt_ms: rt };
+  const body = { submission_id: trial.submission, participant, sig, batch: batch.batch, position: trial.position, answer, rt_ms: rt };
   for (let attempt = 0; attempt < 6; attempt++) {
     let res;
     try {
-      res = await api("/api/response", body);
+      res = await api("api/response", body);
     } catch (e) {
       errorLine.textContent = "Connection problem; retrying…";
       await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
@@ -137,7 +156,7 @@ async function submit(trial, answer, rt, errorLine) {
       nextTrial();
       return;
     }
-    if (res.status === 410) return fatal(res.data.error);
+    if (res.status === 410 || res.status === 403) return fatal(res.data.error);
     errorLine.textContent = res.data.error || `server error ${res.status}`;
     return;
   }
@@ -241,9 +260,10 @@ function softLabelTrial(trial) {
       state.stage += 1; refresh(); document.activeElement.blur();
       return;
     }
+    if (state.t0 === null) { error.textContent = "Please wait until the image has loaded."; return; }
     const answer = { top_class: state.top, top_prob: number(topProb), second_class: state.second,
                      second_prob: state.second ? number(secondProb) : null, impossible: [...state.impossible] };
-    const rt = performance.now() - (state.t0 ?? performance.now());
+    const rt = performance.now() - state.t0;
     go.disabled = true;
     submit(trial, answer, Math.max(1, Math.round(rt)), error).finally(() => { go.disabled = false; });
   }
@@ -268,7 +288,7 @@ function softLabelTrial(trial) {
 // ------------------------------------------------------------------------------------------- mixing task
 function mixingTrial(trial) {
   const [left, right] = trial.classes;
-  const state = { t0: null, stage: 0, moved: false };
+  const state = { t0: null, stage: 0, moved: false, confMoved: false };
   const error = el("p", { class: "error", id: "error" });
   const share = el("input", { type: "range", id: "share", min: 0, max: 100, step: 1, value: 50, "aria-label": `share of ${right}` });
   const confidence = el("input", { type: "range", id: "confidence", min: 0, max: 100, step: 1, value: 50, "aria-label": "confidence" });
@@ -279,7 +299,7 @@ function mixingTrial(trial) {
     confReadout.textContent = `${confidence.value} / 100`;
   };
   share.addEventListener("input", () => { state.moved = true; update(); });
-  confidence.addEventListener("input", update);
+  confidence.addEventListener("input", () => { state.confMoved = true; update(); });
   const who = crowd();
   const s1 = el("section", { id: "s-share" },
     el("p", {}, `What combination of the two classes do you think ${study.framing === "third_person" ? "they" : "you"} would say was used to make this image?`),
@@ -295,12 +315,22 @@ function mixingTrial(trial) {
     s2.classList.toggle("active", state.stage === 1);
   }
   function advance(final) {
+    if (state.t0 === null) { error.textContent = "Please wait until the image has loaded."; return; }
+    if (!state.moved) {
+      error.textContent = "Move the upper slider to your answer first (arrow keys or the mouse; for 50/50 move it away and back).";
+      state.stage = 0; refresh(); share.focus(); return;
+    }
+    error.textContent = "";
     if (state.stage === 0 && !final) { state.stage = 1; refresh(); confidence.focus(); return; }
+    if (!state.confMoved) {
+      error.textContent = "Set your confidence with the lower slider first (arrow keys or the mouse).";
+      state.stage = 1; refresh(); confidence.focus(); return;
+    }
     const a = { share: Number(share.value), confidence: Number(confidence.value) };
     if (!(a.share >= 0 && a.share <= 100) || !(a.confidence >= 0 && a.confidence <= 100)) {
       error.textContent = "Both sliders must lie between 0 and 100."; return;
     }
-    const rt = performance.now() - (state.t0 ?? performance.now());
+    const rt = performance.now() - state.t0;
     go.disabled = true;
     submit(trial, a, Math.max(1, Math.round(rt)), error).finally(() => { go.disabled = false; });
   }
