@@ -439,7 +439,7 @@ def fit_group(
 
 
 def _stack_models(states: Sequence[_State], model_name: str, num_classes: int, device: torch.device):
-    """(skeleton module on the meta device, stacked parameters [G, ...] (leaves), stacked buffers)."""
+    """(skeleton module on the meta device, FlatParameters of the members, stacked buffers [G, ...])."""
     models = []
     for s in states:
         torch.manual_seed(stream_seed(s.member.seed, "init"))
@@ -447,12 +447,62 @@ def _stack_models(states: Sequence[_State], model_name: str, num_classes: int, d
         if s.checkpoint is not None:
             model.load_state_dict(s.checkpoint["model"])
         models.append(model)
-    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).to(device).requires_grad_()
-              for name, _ in models[0].named_parameters()}
+    flat = FlatParameters(models, device)
     buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]).to(device)
                for name, _ in models[0].named_buffers()}
     skeleton = copy.deepcopy(models[0]).to("meta").train()
-    return skeleton, params, buffers
+    return skeleton, flat, buffers
+
+
+class FlatParameters:
+    """The members' parameters in one buffer `data` [G, P] (row g = member g's parameters, in
+    `named_parameters` order); `params[name]` [G, *shape] are leaf views into it, which the forward uses.
+
+    After a backward, `gather_grad()` concatenates the leaves' gradients into `data.grad` [G, P] (one `cat`)
+    and drops them, so clipping and the optimizer step each run a constant number of kernels per step,
+    whatever the number of parameter tensors: the per-member norms are one row-wise norm of `data.grad`, and
+    the optimizer updates `data` (elementwise SGD on the rows equals SGD on each member's tensors), which
+    the views see."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device):
+        named = list(models[0].named_parameters())
+        self.names = [name for name, _ in named]
+        self.shapes = {name: tuple(p.shape) for name, p in named}
+        self.data = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+                                 for m in models]).to(device)
+        self.params = self.views(self.data)
+        for leaf in self.params.values():
+            leaf.requires_grad_()
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """name → flat[:, offset:offset + numel].view(G, *shape) for a [G, P] tensor laid out as `data`."""
+        out, offset = {}, 0
+        for name in self.names:
+            numel = math.prod(self.shapes[name])
+            out[name] = flat[:, offset : offset + numel].view(flat.shape[0], *self.shapes[name])
+            offset += numel
+        return out
+
+    def flatten(self, tensors: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
+        """The [G, P] tensor of one dict name → tensor per member (e.g. checkpointed momentum buffers)."""
+        return torch.stack([torch.cat([t[name].reshape(-1) for name in self.names]) for t in tensors])
+
+    def gather_grad(self) -> torch.Tensor:
+        """data.grad = [∂L/∂θ_g] [G, P] from the leaves' gradients (one cat; a leaf without one counts 0)."""
+        grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in self.params.values()]
+        self.data.grad = torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
+        for leaf in self.params.values():
+            leaf.grad = None
+        return self.data.grad
+
+
+def clip_rows_(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Per member (row) g: grad_g ← grad_g · min(1, c / (‖grad_g‖₂ + 1e-6)), as `clip_grad_norm_` on that
+    member alone; three kernels (row norm, coefficient, scale). Returns the norms before clipping [G]."""
+    norms = torch.linalg.vector_norm(grad, dim=1)
+    coef = (float(max_norm) / (norms + CLIP_EPS)).clamp_(max=1.0)
+    grad.mul_(coef.unsqueeze(1))
+    return norms
 
 
 def _member_copy(stacked: torch.Tensor, g: int) -> torch.Tensor:
@@ -475,12 +525,13 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
     n, num_classes = states[0].images.shape[0], states[0].labels.shape[2]
     epochs, batch_size = int(protocol["epochs"]), int(protocol["batch_size"])
     seed_globals(states[0].member.seed)
-    skeleton, params, buffers = _stack_models(states, model_name, num_classes, device)
+    skeleton, flat, buffers = _stack_models(states, model_name, num_classes, device)
+    params = flat.params
     memory_format = torch.channels_last if G == 1 else torch.contiguous_format
     opt_cfg = protocol["optimizer"]
     names = list(params)
     optimizer = torch.optim.SGD(
-        [params[k] for k in names],
+        [flat.data],
         lr=learning_rate(protocol, model_name, 0),
         momentum=float(opt_cfg["momentum"]),
         weight_decay=float(opt_cfg["weight_decay"]),
@@ -490,9 +541,8 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
     start_epoch = states[0].checkpoint["epoch"] if states[0].checkpoint else 0
     resume_rng = states[0].checkpoint["rng"] if states[0].checkpoint else None
     if start_epoch > 0 and float(opt_cfg["momentum"]) != 0:
-        for k in names:
-            optimizer.state[params[k]]["momentum_buffer"] = torch.stack(
-                [s.checkpoint["momentum"][k] for s in states]).to(device)
+        optimizer.state[flat.data]["momentum_buffer"] = flat.flatten(
+            [s.checkpoint["momentum"] for s in states]).to(device)
     for s in states:
         if augmentation == "once":
             s.images = augment_once(s.images, s.member.seed)
@@ -556,21 +606,18 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
                 unmixed = x_stacked is not None and all(t is x for t, x in zip(inputs, xs))
                 logits = forward(inputs, x_stacked[:, start:stop] if unmixed else None)
                 losses = torch.stack([loss_fn(z) for loss_fn, z in zip(loss_fns, logits)])
-            for p in optimizer.param_groups[0]["params"]:
-                p.grad = None
             losses.sum().backward()
+            grad = flat.gather_grad()
             if grad_clip is not None:
-                grads = [params[k].grad for k in names]
-                norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
-                coef = (float(grad_clip) / (norms + CLIP_EPS)).clamp(max=1.0)
-                torch._foreach_mul_(grads, [coef.view(-1, *([1] * (g.ndim - 1))) for g in grads])
+                clip_rows_(grad, float(grad_clip))
             optimizer.step()
             loss_sum.add_(losses.detach().float(), alpha=stop - start)
         mean_losses = (loss_sum / n).tolist()
         now = time.perf_counter()
         epoch_s = now - t_epoch
         per_epoch = (now - t_session) / (epoch + 1 - start_epoch)
-        momentum = {k: optimizer.state[params[k]].get("momentum_buffer") for k in names}
+        buffer = optimizer.state[flat.data].get("momentum_buffer")
+        momentum = flat.views(buffer) if buffer is not None else {}
         rng = rng_state()
         for g, s in enumerate(states):
             if s.failed:
