@@ -190,6 +190,49 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def resolve_precision(device: torch.device, precision: str, group_size: int = 1) -> str:
+    """What a run of `precision` actually trains in, as recorded in metrics.json: fp32 or bf16.
+
+    auto = bf16 for a single run on a CUDA device that supports it, else fp32 (on the CPU, and for a fused
+    group: under `vmap` a convolution inside bf16 autocast returns float32, so fused members would silently
+    train in float32). bf16 with a group of more than one is refused with a ValueError naming the setting."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"key 'protocols.<protocol>.precision' must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "bf16" and group_size > 1:
+        raise ValueError(
+            f"key 'protocols.<protocol>.precision' is bf16 but the runs train as a fused group of {group_size}: "
+            "bf16 autocast does not reach the convolutions under vmap (they would run in float32). Set "
+            "'protocols.<protocol>.precision' to fp32 or auto, or 'protocols.<protocol>.group_size' to 1")
+    if precision == "auto":
+        bf16 = device.type == "cuda" and group_size == 1 and torch.cuda.is_bf16_supported()
+        return "bf16" if bf16 else "fp32"
+    return precision
+
+
+class training_backends:
+    """Context for the training loop on CUDA: TF32 matmuls/convolutions in fp32 training and
+    `cudnn.benchmark` as asked (`protocols.<p>.cudnn_benchmark`); the previous flags are restored on exit,
+    so evaluation and other code run with the global settings. No effect on the CPU."""
+
+    def __init__(self, device: torch.device, tf32: bool, cudnn_benchmark: bool):
+        self.active = device.type == "cuda"
+        self.tf32, self.benchmark = bool(tf32), bool(cudnn_benchmark)
+
+    def __enter__(self):
+        if self.active:
+            self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                          torch.backends.cudnn.benchmark)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.tf32
+            torch.backends.cudnn.benchmark = self.benchmark
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark) = self.saved
+        return False
+
+
 def seed_globals(seed: int) -> None:
     """Seed torch (CPU and CUDA), NumPy's legacy global RNG and `random` from (seed, "global")."""
     s = stream_seed(seed, "global")
@@ -334,7 +377,14 @@ class Member:
 
 
 class Diverged(FloatingPointError):
-    """A member whose mean training loss of an epoch was not finite; the other members are unaffected."""
+    """A member whose mean training loss of an epoch was not finite; the other members are unaffected.
+    `epoch` is the 1-indexed epoch whose loss was not finite (its checkpoint keeps epoch − 1); `history` the
+    log records of the epochs before it."""
+
+    def __init__(self, message: str, epoch: int | None = None, history: list | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.history = list(history or [])
 
 
 @dataclass
@@ -353,6 +403,7 @@ class _State:
     history: list = field(default_factory=list)
     seconds_before: float = 0.0
     failed: str | None = None
+    failed_epoch: int | None = None
 
 
 def _member_name(member: Member) -> str:
@@ -386,13 +437,17 @@ def fit_group(
     device: str | torch.device = "auto",
     log: Callable[[str], Any] = print,
     precision: str | None = None,
+    cudnn_benchmark: bool = False,
 ) -> list:
     """Train the runs `members` of `model_name` under `protocol` (one `protocols.<p>` config block), fused.
 
     Per step and member: SGD (momentum, weight decay, nesterov from `protocol.optimizer`) on the member's
     objective, gradient-norm clip at `grad_clip` unless null. The rate follows `learning_rate`.
     Augmentation (`protocol.augmentation`): once | per_epoch | none. `precision` (default
-    `protocol.get("precision", "fp32")`): see `autocast_dtype`; fp32 on CUDA allows TF32 matmuls/convolutions.
+    `protocol.get("precision", "fp32")`): resolved by `resolve_precision` (bf16 with more than one member is
+    refused) and recorded as `training_summary["precision"]`; fp32 on CUDA allows TF32 matmuls/convolutions
+    during training only, and `cudnn_benchmark` sets `torch.backends.cudnn.benchmark` during training only
+    (`training_backends`).
 
     With a member's `checkpoint_path`, its state (weights and buffers, momentum, epoch, RNG states,
     objective state, log history) is written atomically after every epoch, and training resumes from it.
@@ -404,10 +459,8 @@ def fit_group(
     """
     device = resolve_device(device)
     precision = precision or protocol.get("precision", "fp32")
-    amp_dtype = autocast_dtype(device, precision)
-    if device.type == "cuda" and amp_dtype is None:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    resolved = resolve_precision(device, precision, len(members))
+    amp_dtype = autocast_dtype(device, resolved)
     augmentation = protocol.get("augmentation", "none")
     if augmentation not in ("once", "per_epoch", "none"):
         raise ValueError(f"protocol key 'augmentation' must be once, per_epoch or none, got {augmentation!r}")
@@ -432,8 +485,11 @@ def fit_group(
         if len(index) < len(states):
             log(f"sub-group of {len(index)} (images={key[0]}, start epoch={key[2]}): "
                 + ", ".join(_member_name(states[i].member) for i in index))
-        for i, result in zip(index, _fit_fused([states[i] for i in index], protocol, model_name, device, log,
-                                               amp_dtype, augmentation)):
+        with training_backends(device, tf32=amp_dtype is None, cudnn_benchmark=cudnn_benchmark):
+            fused = _fit_fused([states[i] for i in index], protocol, model_name, device, log, amp_dtype, augmentation)
+        for i, result in zip(index, fused):
+            if not isinstance(result, Exception):
+                result.training_summary["precision"] = resolved
             results[i] = result
     return results
 
@@ -625,6 +681,7 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
             if not math.isfinite(mean_losses[g]):
                 s.failed = (f"{_member_name(s.member)}: training loss became {mean_losses[g]} in epoch {epoch + 1} "
                             f"({model_name}); its checkpoint keeps epoch {epoch}, the other members go on")
+                s.failed_epoch = epoch + 1
                 log(s.failed)
                 continue
             record = {"epoch": epoch + 1, "epochs": epochs, "loss": round(mean_losses[g], 6), "lr": lr,
@@ -654,7 +711,7 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
     results = []
     for g, s in enumerate(states):
         if s.failed:
-            results.append(Diverged(s.failed))
+            results.append(Diverged(s.failed, s.failed_epoch, s.history))
             continue
         model = _member_model(model_name, num_classes, params, buffers, g, device).to(memory_format=memory_format)
         model.eval()
