@@ -25,7 +25,9 @@ Nothing in a training step draws from the global RNGs; they are seeded from the 
 saved in / restored from each checkpoint. On the CPU the same inputs and seed give the same weights alone
 or fused (to float32 rounding of the grouped kernels), also across a kill and resume.
 
-Objective hook. An objective is an object with `prepare(x, y, batch) -> (inputs, loss_fn)`: `x` the
+Objective hook. An objective is an object with `prepare(x, y, batch) -> (inputs, loss_fn)` and optionally
+`epoch_draws(batch_sizes, generator, device)` (its randomness for the whole epoch, handed back per step
+as `batch.draws`): `x` the
 normalised batch [B, 3, 32, 32] (float32), `y` the soft targets [B, K] drawn for it (one-hot rows for
 hard images), `batch` a `Batch` (x, y, hard labels, dataset rows, epoch, the member's seeded per-epoch
 CPU generator). It returns the tensor the model is to see (e.g. mixed inputs) and `loss_fn(logits) ->
@@ -136,7 +138,9 @@ class Batch:
 
     x: normalised inputs [B, 3, 32, 32]; y: drawn soft targets [B, K] float32; hard_labels: argmax(y) [B]
     int64; index: rows of the training set [B] int64; epoch: 0-indexed epoch; generator: CPU
-    torch.Generator seeded from (seed, epoch), for the objective's own draws."""
+    torch.Generator seeded from (seed, epoch), for the objective's own draws; draws: this step's item of
+    what the objective's `epoch_draws(batch_sizes, generator, device)` returned at the start of the epoch
+    (None when it has no such method): the objective draws the whole epoch up front, on the device."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -144,6 +148,7 @@ class Batch:
     index: torch.Tensor
     epoch: int
     generator: torch.Generator
+    draws: Any = None
 
 
 class SoftCrossEntropy:
@@ -640,7 +645,8 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
         lr = learning_rate(protocol, model_name, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        orders, x_epochs, y_epochs, generators = [], [], [], []
+        orders, x_epochs, y_epochs, generators, epoch_draws = [], [], [], [], []
+        batch_sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
         for s in states:
             seed = s.member.seed
             order = torch.randperm(n, generator=stream_generator(seed, "order", epoch)).to(device)
@@ -652,7 +658,10 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
                 x_epochs.append(s.stored[order])
             y_epochs.append(s.labels[order, draw_annotators(s.sizes[order], uniforms)])
             orders.append(order)
-            generators.append(stream_generator(seed, "objective", epoch))
+            generator = stream_generator(seed, "objective", epoch)
+            generators.append(generator)
+            epoch_draws.append(s.objective.epoch_draws(batch_sizes, generator, device)
+                               if hasattr(s.objective, "epoch_draws") else None)
         x_stacked = torch.stack(x_epochs) if G > 1 else None
         loss_sum = torch.zeros(G, device=device)
         for start in range(0, n, batch_size):
@@ -662,7 +671,8 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 for g, s in enumerate(states):
                     y = y_epochs[g][start:stop]
-                    batch = Batch(xs[g], y, y.argmax(dim=1), orders[g][start:stop], epoch, generators[g])
+                    draws = epoch_draws[g][start // batch_size] if epoch_draws[g] is not None else None
+                    batch = Batch(xs[g], y, y.argmax(dim=1), orders[g][start:stop], epoch, generators[g], draws)
                     model_input, loss_fn = s.objective.prepare(xs[g], y, batch)
                     inputs.append(model_input)
                     loss_fns.append(loss_fn)
