@@ -18,6 +18,13 @@ each distinct spec once (aliases share) in the groups `protocols.<p>.group_size`
 
     python benchmarks/paper_cost.py                                   # on the GPU: the paper models
     python benchmarks/paper_cost.py --device cpu --models resnet8a:32 --max-group 4 --steps 2   # a CPU check
+    python benchmarks/paper_cost.py --budget-s 240 --out DIR          # stop within 240 s; tables into DIR
+
+bf16 is measured for a group of 1 only: the trainer refuses bf16 with a fused group (under vmap the
+convolutions would run in float32; softlabels.train.trainer.resolve_precision). With `--budget-s` the
+sweep skips a measurement that would end past the budget (predicted as twice the previous one), so the
+results of the measurements made are always written. Without jsonschema (a bare device image) the config
+is read without the schema check.
 """
 
 from __future__ import annotations
@@ -34,19 +41,26 @@ PAPER_MODELS = "resnet34a:32,resnet50:32,vgg11:32,preact_resnet18:128,preact_res
 
 
 def measure_model(model: str, batch: int, device, steps: int, max_group: int, min_gain: float, precision: str,
-                  log=print) -> dict[int, float]:
+                  log=print, deadline: float = math.inf, cudnn_benchmark: bool = False) -> dict[int, float]:
     """Aggregate images/s per group size, doubling from 1 until the gain falls below `min_gain`, the memory
-    runs out or `max_group` is passed."""
+    runs out, `max_group` is passed, or the next measurement (predicted: twice the last one) would end after
+    `deadline` (a time.perf_counter() value). bf16: a group of 1 only (fused bf16 is refused)."""
     import torch
 
     from softlabels.train.plan import measure_images_per_s
 
     rates: dict[int, float] = {}
-    group = 1
+    group, last_seconds = 1, 0.0
+    if precision == "bf16":
+        max_group = 1
     while group <= max_group:
+        if time.perf_counter() + 2 * last_seconds > deadline:
+            log(f"  {model} batch {batch}: group of {group} skipped (time budget)")
+            break
         t0 = time.perf_counter()
         try:
-            rate = measure_images_per_s(model, batch, group, device, steps=steps, precision=precision)
+            rate = measure_images_per_s(model, batch, group, device, steps=steps, precision=precision,
+                                        cudnn_benchmark=cudnn_benchmark)
         except torch.OutOfMemoryError:
             log(f"  {model} batch {batch}: group of {group} runs out of device memory")
             break
@@ -55,8 +69,9 @@ def measure_model(model: str, batch: int, device, steps: int, max_group: int, mi
                 torch.cuda.empty_cache()
         rates[group] = rate
         base = rates[1]
+        last_seconds = time.perf_counter() - t0
         log(f"  {model} batch {batch}: group of {group:3d}: {rate:10.1f} images/s aggregate "
-            f"({rate / base:5.2f}x one run per process; {time.perf_counter() - t0:.1f} s)")
+            f"({rate / base:5.2f}x one run per process; {last_seconds:.1f} s)")
         previous = rates.get(group // 2)
         if previous is not None and rate < previous * (1 + min_gain):
             break
@@ -129,6 +144,27 @@ def estimate(config, rates: dict[str, dict[int, float]], log=print) -> dict:
     }
 
 
+def rates_markdown(rates: dict[str, dict[int, float]], batches: dict[str, int], device_name: str, precision: str,
+                   steps: int) -> str:
+    """The measurements as a markdown table: model, batch, group size, aggregate images/s, × a group of 1."""
+    lines = [f"Fused training throughput on {device_name}, precision {precision}, {steps} timed steps per measurement "
+             "(benchmarks/paper_cost.py).", "",
+             "| model | batch | group | images/s (aggregate) | × group of 1 |", "|---|---|---|---|---|"]
+    for model, r in rates.items():
+        for group, rate in sorted(r.items()):
+            lines.append(f"| {model} | {batches[model]} | {group} | {rate:.1f} | {rate / r[1]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def load_config(scale: str):
+    """config.yaml at `scale`; without the schema check where jsonschema is not installed."""
+    import importlib.util
+
+    from softlabels import config as cfg
+
+    return cfg.load(None, {"scale": scale}, schema=importlib.util.find_spec("jsonschema") is not None)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cuda or cpu")
@@ -139,34 +175,62 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--scale", default="paper", help="scale whose runs are estimated (default: paper)")
+    parser.add_argument("--budget-s", type=float, default=0.0, help="wall-clock budget of the sweep (0 = none)")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark while training")
+    parser.add_argument("--out", default="", help="folder for paper_cost_<precision>.md / .json (default: none)")
     args = parser.parse_args(argv)
+
+    import json
 
     import torch
 
-    from softlabels import config as cfg
     from softlabels.train.trainer import resolve_device
 
+    start = time.perf_counter()
+    deadline = start + args.budget_s if args.budget_s > 0 else math.inf
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; precision {args.precision}; {args.steps} timed steps per measurement")
+    print(f"device: {name}; precision {args.precision}; {args.steps} timed steps per measurement"
+          + (f"; cudnn.benchmark on" if args.cudnn_benchmark else ""), flush=True)
     rates: dict[str, dict[int, float]] = {}
+    batches: dict[str, int] = {}
     for item in args.models.split(","):
         model, batch = item.split(":")
-        rates[model] = measure_model(model, int(batch), device, args.steps, args.max_group, args.min_gain,
-                                     args.precision)
+        if time.perf_counter() >= deadline:
+            print(f"  {model}: skipped (time budget)")
+            continue
+        measured = measure_model(model, int(batch), device, args.steps, args.max_group, args.min_gain,
+                                 args.precision, deadline=deadline, cudnn_benchmark=args.cudnn_benchmark)
+        if measured:
+            rates[model], batches[model] = measured, int(batch)
     print("\nbest aggregate throughput (group size: images/s, x one run per process):")
     for model, r in rates.items():
         best = max(r, key=r.get)
         print(f"  {model}: group of {best}: {r[best]:.1f} images/s ({r[best] / r[1]:.2f}x)")
-    result = estimate(cfg.load(None, {"scale": args.scale}), rates)
-    print(f"\n{args.scale} scale (snakemake all --config scale={args.scale}), {name}:")
-    print(f"  today: {result['runs_today']} runs in {result['jobs_today']} jobs: "
-          f"{result['today_hours']:.2f} device-hours ({result['today_train_hours']:.2f} training)")
-    print(f"  fused: {result['runs_fused']} runs in {result['jobs_fused']} group jobs: "
-          f"{result['fused_hours']:.2f} device-hours ({result['fused_train_hours']:.2f} training, "
-          f"{result['eval_hours']:.2f} evaluation)")
+    result = None
+    try:
+        result = estimate(load_config(args.scale), rates) if rates else None
+    except Exception as exc:  # the measurements are written whatever happens to the estimate
+        print(f"\n(no estimate: {type(exc).__name__}: {exc})")
+    if result:
+        print(f"\n{args.scale} scale (snakemake all --config scale={args.scale}), {name}:")
+        print(f"  today: {result['runs_today']} runs in {result['jobs_today']} jobs: "
+              f"{result['today_hours']:.2f} device-hours ({result['today_train_hours']:.2f} training)")
+        print(f"  fused: {result['runs_fused']} runs in {result['jobs_fused']} group jobs: "
+              f"{result['fused_hours']:.2f} device-hours ({result['fused_train_hours']:.2f} training, "
+              f"{result['eval_hours']:.2f} evaluation)")
+    if args.out:
+        from softlabels.data.io import write_text
+
+        out = Path(args.out)
+        stem = f"paper_cost_{args.precision}" + ("_cudnn_benchmark" if args.cudnn_benchmark else "")
+        write_text(out / f"{stem}.md", rates_markdown(rates, batches, name, args.precision, args.steps))
+        write_text(out / f"{stem}.json", json.dumps({
+            "device": name, "precision": args.precision, "steps": args.steps, "cudnn_benchmark": args.cudnn_benchmark,
+            "rates": {m: {str(g): v for g, v in r.items()} for m, r in rates.items()}, "batches": batches,
+            "estimate": result, "seconds": round(time.perf_counter() - start, 1)}, indent=1) + "\n")
     return 0
 
 

@@ -110,3 +110,26 @@ def test_an_alias_gets_the_shared_runs_results_under_its_own_name(tmp_path, pape
     assert metrics["alias_of"] == str(canonical) and metrics["cifar10h"] == {"ce": 1.5}
     assert json.loads((alias / "spec.json").read_text()) == alias_spec
     assert (alias / "train_log.csv").read_text() == "epoch,loss\n1,2.0\n"
+
+
+def test_groups_are_cut_to_near_equal_sizes(paper):
+    """20 runs at group_size 16 become two jobs of 10 (not 16 + 4: a fused job costs about as much device
+    time as its largest sibling); sizes differ by at most one and never exceed group_size."""
+    assert [len(c) for c in R.near_equal_chunks(list(range(20)), 16)] == [10, 10]
+    assert [len(c) for c in R.near_equal_chunks(list(range(33)), 16)] == [11, 11, 11]
+    assert [len(c) for c in R.near_equal_chunks(list(range(17)), 8)] == [5, 6, 6]
+    assert R.near_equal_chunks(list(range(5)), 1) == [[0], [1], [2], [3], [4]]
+    assert R.near_equal_chunks([], 4) == []
+    assert sum(R.near_equal_chunks(list(range(37)), 16), []) == list(range(37))
+    config = cfg.deep_merge(paper, {"protocols": {"chapter3": {"group_size": 16, "seeds": [0, 1, 2, 3, 4]}}})
+    runs = [(scheme, "resnet34a", seed) for scheme in ("hard", "random", "cifar10h_sep", "cifar10s_sep")
+            for seed in range(5)]
+    groups, specs, _ = R.plan_training(config, runs, lambda run, spec: False)
+    sizes = sorted(len(g.members) for g in groups if g.model == "resnet34a")
+    assert sizes == [10, 10], sizes
+
+
+def test_bf16_with_fused_groups_is_refused_before_any_job(paper):
+    config = cfg.deep_merge(paper, {"protocols": {"chapter3": {"precision": "bf16", "group_size": 4}}})
+    with pytest.raises(ValueError, match=r"protocols\.chapter3\.precision"):
+        R.plan_training(config, [("hard", "resnet34a", s) for s in range(5)], lambda run, spec: False)

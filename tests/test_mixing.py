@@ -14,11 +14,13 @@ from softlabels.train import mixing
 LOG2 = math.log(2.0)
 
 
-def reference_draws(seed, alpha, n):
-    """λ and permutation drawn as the objectives do: a 63-bit seed for NumPy's Beta, then the permutation."""
+def reference_draws(seed, alpha, n, steps=1, step=0):
+    """λ and permutation of one step drawn as the objectives do for an epoch of `steps` batches of n: a 63-bit
+    seed for NumPy's Beta (λ of every step), then uniforms [steps, n]; the permutation is argsort(u)."""
     g = torch.Generator().manual_seed(seed)
-    lam = np.random.default_rng(int(torch.randint(0, 2**63 - 1, (1,), generator=g))).beta(alpha, alpha)
-    return lam, torch.randperm(n, generator=g)
+    lams = np.random.default_rng(int(torch.randint(0, 2**63 - 1, (1,), generator=g))).beta(alpha, alpha, size=steps)
+    uniforms = torch.rand(steps, n, generator=g)
+    return float(np.float32(lams[step])), uniforms[step].argsort()
 
 
 def entropy_of(probs):
@@ -132,8 +134,8 @@ def test_mixmaxent_objective_matches_formula_on_a_linear_model():
     targets = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 0, 1]), 3).float()
     loss = mixing.MixMaxEnt(10.0, seed=2, weight=1.0, partners="different_class")(model, inputs, targets)
     g = torch.Generator().manual_seed(2)
-    lam = np.random.default_rng(int(torch.randint(0, 2**63 - 1, (1,), generator=g))).beta(10.0, 10.0)
-    partner, _ = mixing.different_class_partners(targets.argmax(1), g)
+    lam = np.random.default_rng(int(torch.randint(0, 2**63 - 1, (1,), generator=g))).beta(10.0, 10.0, size=1)[0]
+    partner, _ = mixing.different_class_partners(targets.argmax(1), torch.rand(1, 5, generator=g)[0])
     mixed = lam * inputs + (1 - lam) * inputs[partner]
     clean_ce = -(targets * torch.log_softmax(model(inputs), 1)).sum(1).mean()
     p = torch.softmax(model(mixed), 1)
@@ -293,3 +295,43 @@ def test_mixmaxent_partner_rules_differ():
                 same_different += same
     assert same_different == 0
     assert same_random > 20  # about half of 160 pairs
+
+
+def test_epoch_draws_give_every_step_its_own_lambda_and_partners():
+    """The whole epoch is drawn at once (λ per step, uniforms per step) and a step's mixing uses its own draws."""
+    objective = mixing.Mixup(1.0)
+    draws = objective.epoch_draws([6, 6, 4], torch.Generator().manual_seed(3), "cpu")
+    assert [d.uniforms.shape[0] for d in draws] == [6, 6, 4]
+    for step in range(2):
+        lam, perm = reference_draws(3, 1.0, 6, steps=3, step=step)
+        assert draws[step].lam == pytest.approx(lam, rel=1e-6) and float(draws[step].lam_device) == pytest.approx(lam)
+        assert torch.equal(draws[step].uniforms.argsort(), perm)
+    assert len({round(d.lam, 9) for d in draws}) == 3
+
+
+def test_different_class_partners_are_uniform_over_the_other_classes():
+    """k-th other-class example for u in [k/n_i, (k+1)/n_i): each of the n_i candidates equally often."""
+    classes = torch.tensor([0, 1, 1, 2, 0])
+    counts = torch.zeros(5, 5)
+    for u in torch.linspace(0, 0.999, 1000):
+        partner, valid = mixing.different_class_partners(classes, torch.full((5,), float(u)))
+        assert valid.all() and (classes[partner] != classes).all()
+        counts[torch.arange(5), partner] += 1
+    # row 0 (class 0): candidates 1, 2, 3 → about a third each
+    assert counts[0, 1:4].tolist() == pytest.approx([333.3] * 3, abs=2)
+
+
+def test_tau_pair_table_equals_the_transform_per_pair():
+    from softlabels.labels import class_pair_tau
+    from softlabels.labels.tau import pair_parameters
+
+    taus = pd.DataFrame(
+        {"class_i": [0, 0, 1], "class_j": [1, 2, 2], "k": [8.0, 5.0, 3.0], "x0": [0.3, 0.5, 0.6], "n": [4, 4, 4]}
+    )
+    table = mixing.tau_target_lambda(taus).pair_table(np.array([0.2, 0.7]))
+    for s_, lam in enumerate([0.2, 0.7]):
+        for a in range(3):
+            for b in range(3):
+                expected = class_pair_tau(lam, a, b, pair_parameters(taus))
+                assert table[s_, a, b] == pytest.approx(float(expected))
+    assert np.isnan(table[0, 0, 5])  # no fit for (0, 5): NaN, the loss becomes non-finite

@@ -198,3 +198,32 @@ def test_one_run_without_provenance_makes_the_row_unrecorded(config):
     frame = T.build_table("table3_2", config, runs)
     row = frame[frame.row == rows[0]]
     assert set(row["device"]) == {T.UNRECORDED} and set(row["approximate_inputs"]) == {T.UNRECORDED}
+
+
+def test_a_diverged_run_is_shown_as_diverged_instead_of_stopping_the_table(config, tmp_path):
+    """A diverged member's metrics.json (softlabels.train.cli.diverged_metrics: `diverged: true`, the epoch,
+    no metric values) leaves its row's other runs in the cell and names the diverged run; a row whose only
+    run diverged shows 'diverged'."""
+    from softlabels.train.cli import diverged_metrics
+
+    spec = {"scheme": "random", "model": "resnet34a", "seed": 0, "scale": "paper", "protocol_name": "chapter3",
+            "protocol": {"epochs": 65, "augmentation": "once"}, "labels": {"gamma": 0.1}, "evaluation": {}}
+    diverged = diverged_metrics(spec, FloatingPointError("loss became nan in epoch 12"), "cpu", "fp32", None)
+    diverged["diverged_epoch"] = 12
+    assert diverged["diverged"] is True and not {"cifar10h", "cifar10s", "corruption"} & set(diverged)
+    bad_hard = {**diverged, "scheme": "hard", "seed": 2}
+    runs = [fake_run("hard", "resnet34a", 0, 1.0), fake_run("hard", "resnet34a", 1, 2.0), bad_hard, diverged]
+    for i, run in enumerate(runs):  # through the files, as the table command reads them
+        (tmp_path / f"{i}.json").write_text(json.dumps(run))
+    runs = T.read_metrics(sorted(tmp_path.glob("*.json")))
+    frame = T.build_table("table3_1", config, runs)
+    hard = frame[(frame.row == "hard") & (frame.eval_set == "cifar10h") & (frame.metric == "ce")].iloc[0]
+    assert hard["mean"] == pytest.approx(1.5) and hard["n_runs"] == 2
+    assert hard["diverged"] == "resnet34a seed 2 (epoch 12)"
+    random_row = frame[(frame.row == "random") & (frame.metric == "ce")]
+    assert (random_row["n_runs"] == 0).all() and (random_row["diverged"] == "resnet34a seed 0 (epoch 12)").all()
+    md = T.table_markdown(frame, "table3_1")
+    random_line = next(line for line in md.splitlines() if "(`random`)" in line)
+    assert "| diverged |" in random_line and "diverged: resnet34a seed 0 (epoch 12)" in random_line
+    hard_line = next(line for line in md.splitlines() if "(`hard`)" in line)
+    assert "1.500" in hard_line and "2 (diverged: resnet34a seed 2 (epoch 12))" in hard_line

@@ -222,14 +222,18 @@ def select(config: Mapping[str, Any], keys) -> dict:
     return out
 
 
-def resolve(config: Mapping[str, Any]) -> dict:
-    """Effective configuration: the base validated, then `scales[scale]` merged over it and validated again."""
-    validate(config)
+def resolve(config: Mapping[str, Any], schema: bool = True) -> dict:
+    """Effective configuration: the base validated, then `scales[scale]` merged over it and validated again.
+    `schema=False` skips the JSON-schema checks (which need jsonschema) but keeps the reference checks: for
+    tools that only read the checked-in config.yaml where jsonschema may be absent (benchmarks/paper_cost.py)."""
+    if schema:
+        validate(config)
     scale = config["scale"]
     effective = deep_merge(config, config["scales"][scale])
     if not effective.get("data_mirror"):
         effective["data_mirror"] = os.environ.get(MIRROR_ENV, "")
-    validate(effective, where=f"config after merging scales.{scale}")
+    if schema:
+        validate(effective, where=f"config after merging scales.{scale}")
     check_references(effective)
     return effective
 
@@ -242,9 +246,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value) if value != "" else ""
 
 
-def load(paths=None, overrides: Mapping[str, Any] | None = None) -> dict:
+def load(paths=None, overrides: Mapping[str, Any] | None = None, schema: bool = True) -> dict:
     """Read one or more config files (default: the checkout's config.yaml; later files merge over earlier
-    ones, as Snakemake's --configfile does), apply top-level overrides, resolve the scale."""
+    ones, as Snakemake's --configfile does), apply top-level overrides, resolve the scale (`resolve`;
+    `schema=False` skips the JSON-schema validation)."""
     if paths is None or paths == [] or paths == ():
         paths = [repo_root() / "config.yaml"]
     elif isinstance(paths, (str, os.PathLike)):
@@ -262,4 +267,4 @@ def load(paths=None, overrides: Mapping[str, Any] | None = None) -> dict:
         config = deep_merge(config, loaded)
     for key, value in (overrides or {}).items():
         config[key] = value
-    return resolve(config)
+    return resolve(config, schema=schema)

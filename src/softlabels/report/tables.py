@@ -40,7 +40,7 @@ TABLE_COLUMNS = (
     "table", "eval_set", "row", "label", "metric", "mean", "ci", "n_runs", "thesis_value", "thesis_ci",
     "time_per_label_s", "thesis_time_s", "scale", "models", "seeds", "epochs", "gamma", "redistribution_path",
     "augmentation", "variety", "M", "aggregate", "n_soft", "own_responses", "precision", "device",
-    "corruption_source", "inputs", "approximate_inputs",
+    "corruption_source", "inputs", "approximate_inputs", "diverged",
 )  # fmt: skip
 #: What a table writes for a provenance field that its runs' metrics.json do not record (never a guess).
 UNRECORDED = "unrecorded"
@@ -148,6 +148,18 @@ def time_per_label(scheme: Mapping, annotation_time: Mapping) -> float:
     if scheme["labels"] == "cifar10s":
         return elicitation_bits(scheme.get("variety", "t2_clamp")) * float(annotation_time["per_bit_s"])
     return float("nan")
+
+
+def is_diverged(run: Mapping) -> bool:
+    """A run whose training loss became non-finite: its metrics.json says `diverged: true` (and the epoch)
+    and holds no metric values (`softlabels.train.cli.train_runs`)."""
+    return bool(run.get("diverged"))
+
+
+def diverged_text(runs: Sequence[Mapping]) -> str:
+    """The diverged runs of a row, e.g. 'resnet34a seed 3 (epoch 12)', comma-joined; '' when none."""
+    return ", ".join(f"{r['model']} seed {int(r['seed'])} (epoch {r.get('diverged_epoch', '?')})"
+                     for r in runs if is_diverged(r))
 
 
 def row_settings(runs: Sequence[Mapping]) -> dict:
@@ -272,7 +284,7 @@ def build_table(name: str, config: Mapping, runs: Sequence[Mapping], thesis: pd.
         for row in rows:
             scheme = config["schemes"][row]
             row_runs = [r for r in runs if r["scheme"] == row]
-            settings = {**row_settings(row_runs), **row_provenance(row_runs)}
+            settings = {**row_settings(row_runs), **row_provenance(row_runs), "diverged": diverged_text(row_runs)}
             time_s = time_per_label(scheme, annotation_time) if annotation_time else float("nan")
             thesis_time, _ = _thesis_lookup(thesis, name, "", row, "time_s")
             for metric in set_metrics:
@@ -352,10 +364,15 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
             line = [f"{first_cell['label']} (`{row}`)"]
             if show_time:
                 line += [_fmt(first_cell["time_per_label_s"], digits=1), _fmt(first_cell["thesis_time_s"], digits=1)]
+            diverged = first_cell.get("diverged") or ""
             for m in metrics:
                 c = by_metric.loc[m]
-                line += [_fmt(c["mean"], c["ci"]), _fmt(c["thesis_value"], c["thesis_ci"])]
-            line.append(str(int(first_cell["n_runs"])))
+                ours = "diverged" if diverged and int(c["n_runs"]) == 0 else _fmt(c["mean"], c["ci"])
+                line += [ours, _fmt(c["thesis_value"], c["thesis_ci"])]
+            runs_text = str(int(first_cell["n_runs"]))
+            if diverged:
+                runs_text += f" (diverged: {diverged})"
+            line.append(runs_text)
             lines.append("| " + " | ".join(line) + " |")
         lines.append("")
     return "\n".join(lines)

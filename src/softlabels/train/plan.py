@@ -23,7 +23,7 @@ CPU_PLAN_BATCH = 16
 
 
 def measure_images_per_s(model_name: str, batch_size: int, group_size: int, device, steps: int = 2,
-                         precision: str = "fp32", augmentation: str = "none") -> float:
+                         precision: str = "fp32", augmentation: str = "none", cudnn_benchmark: bool = False) -> float:
     """Aggregate training images/s of `fit_group` with `group_size` members of `model_name` at `batch_size`:
     `steps` steps per epoch, two epochs, the second one timed (model build and first-step warm-up excluded)."""
     import torch
@@ -59,7 +59,7 @@ def measure_images_per_s(model_name: str, batch_size: int, group_size: int, devi
             return x, lambda logits: __import__("softlabels.train.trainer", fromlist=["x"]).soft_cross_entropy_loss(logits, y)
 
     members[0].objective = Timer()
-    fit_group(members, protocol, model_name, device, log=log, precision=precision)
+    fit_group(members, protocol, model_name, device, log=log, precision=precision, cudnn_benchmark=cudnn_benchmark)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = records[0] - marks[0]

@@ -42,8 +42,8 @@ from softlabels.data.splits import balanced_prefix
 from softlabels.numerics import one_hot
 
 #: Keys of a protocol block that list which runs exist (or how jobs are cut and what they ask the scheduler
-#: for) rather than how one run is trained; left out of a run's spec so that adding a seed or a model re-runs nothing else.
-RUN_LIST_KEYS = ("models", "seeds", "seeds_extra", "resources", "group_size")
+#: for, and cuDNN's algorithm search) rather than how one run is trained; left out of a run's spec so that adding a seed or a model re-runs nothing else.
+RUN_LIST_KEYS = ("models", "seeds", "seeds_extra", "resources", "group_size", "cudnn_benchmark")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -438,6 +438,23 @@ class TrainingGroup:
     aliases: list[tuple[tuple[str, str, int], tuple[str, str, int]]]
 
 
+def near_equal_chunks(items: list, size: int) -> list[list]:
+    """`items` cut into k = ⌈n / size⌉ consecutive chunks of ⌊n/k⌋ or ⌈n/k⌉ (chunk i = items[⌊i·n/k⌋ :
+    ⌊(i+1)·n/k⌋]): 20 runs at size 16 become 10 + 10, not 16 + 4, since a fused job costs about as much
+    device time as its largest sibling."""
+    n = len(items)
+    k = -(-n // size) if n else 0
+    return [items[i * n // k : (i + 1) * n // k] for i in range(k)]
+
+
+def check_group_precision(config: Mapping, protocol: str, size: int) -> None:
+    """bf16 with fused groups is refused before any job starts (`softlabels.train.trainer.resolve_precision`)."""
+    if size > 1 and config["protocols"][protocol].get("precision", "fp32") == "bf16":
+        raise ValueError(
+            f"key 'protocols.{protocol}.precision' is bf16 with 'protocols.{protocol}.group_size' {size}: bf16 "
+            "autocast does not reach fused (vmap) convolutions; set the precision to fp32 or auto, or group_size to 1")
+
+
 def plan_training(config: Mapping, runs, finished: Callable[[tuple, Mapping], bool]):
     """Group the runs that are not finished into training jobs.
 
@@ -467,8 +484,8 @@ def plan_training(config: Mapping, runs, finished: Callable[[tuple, Mapping], bo
     for key, members in chunks.items():
         protocol, model = key[0], key[1]
         size = max(1, int(config["protocols"][protocol].get("group_size", 1)))
-        for start in range(0, len(members), size):
-            part = members[start : start + size]
+        check_group_precision(config, protocol, size)
+        for part in near_equal_chunks(members, size):
             groups.append((protocol, model, part))
     result = []
     placed = set()

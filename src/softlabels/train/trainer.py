@@ -25,7 +25,9 @@ Nothing in a training step draws from the global RNGs; they are seeded from the 
 saved in / restored from each checkpoint. On the CPU the same inputs and seed give the same weights alone
 or fused (to float32 rounding of the grouped kernels), also across a kill and resume.
 
-Objective hook. An objective is an object with `prepare(x, y, batch) -> (inputs, loss_fn)`: `x` the
+Objective hook. An objective is an object with `prepare(x, y, batch) -> (inputs, loss_fn)` and optionally
+`epoch_draws(batch_sizes, generator, device)` (its randomness for the whole epoch, handed back per step
+as `batch.draws`): `x` the
 normalised batch [B, 3, 32, 32] (float32), `y` the soft targets [B, K] drawn for it (one-hot rows for
 hard images), `batch` a `Batch` (x, y, hard labels, dataset rows, epoch, the member's seeded per-epoch
 CPU generator). It returns the tensor the model is to see (e.g. mixed inputs) and `loss_fn(logits) ->
@@ -136,7 +138,9 @@ class Batch:
 
     x: normalised inputs [B, 3, 32, 32]; y: drawn soft targets [B, K] float32; hard_labels: argmax(y) [B]
     int64; index: rows of the training set [B] int64; epoch: 0-indexed epoch; generator: CPU
-    torch.Generator seeded from (seed, epoch), for the objective's own draws."""
+    torch.Generator seeded from (seed, epoch), for the objective's own draws; draws: this step's item of
+    what the objective's `epoch_draws(batch_sizes, generator, device)` returned at the start of the epoch
+    (None when it has no such method): the objective draws the whole epoch up front, on the device."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -144,6 +148,7 @@ class Batch:
     index: torch.Tensor
     epoch: int
     generator: torch.Generator
+    draws: Any = None
 
 
 class SoftCrossEntropy:
@@ -188,6 +193,49 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def resolve_precision(device: torch.device, precision: str, group_size: int = 1) -> str:
+    """What a run of `precision` actually trains in, as recorded in metrics.json: fp32 or bf16.
+
+    auto = bf16 for a single run on a CUDA device that supports it, else fp32 (on the CPU, and for a fused
+    group: under `vmap` a convolution inside bf16 autocast returns float32, so fused members would silently
+    train in float32). bf16 with a group of more than one is refused with a ValueError naming the setting."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"key 'protocols.<protocol>.precision' must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "bf16" and group_size > 1:
+        raise ValueError(
+            f"key 'protocols.<protocol>.precision' is bf16 but the runs train as a fused group of {group_size}: "
+            "bf16 autocast does not reach the convolutions under vmap (they would run in float32). Set "
+            "'protocols.<protocol>.precision' to fp32 or auto, or 'protocols.<protocol>.group_size' to 1")
+    if precision == "auto":
+        bf16 = device.type == "cuda" and group_size == 1 and torch.cuda.is_bf16_supported()
+        return "bf16" if bf16 else "fp32"
+    return precision
+
+
+class training_backends:
+    """Context for the training loop on CUDA: TF32 matmuls/convolutions in fp32 training and
+    `cudnn.benchmark` as asked (`protocols.<p>.cudnn_benchmark`); the previous flags are restored on exit,
+    so evaluation and other code run with the global settings. No effect on the CPU."""
+
+    def __init__(self, device: torch.device, tf32: bool, cudnn_benchmark: bool):
+        self.active = device.type == "cuda"
+        self.tf32, self.benchmark = bool(tf32), bool(cudnn_benchmark)
+
+    def __enter__(self):
+        if self.active:
+            self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                          torch.backends.cudnn.benchmark)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.tf32
+            torch.backends.cudnn.benchmark = self.benchmark
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark) = self.saved
+        return False
 
 
 def seed_globals(seed: int) -> None:
@@ -334,7 +382,14 @@ class Member:
 
 
 class Diverged(FloatingPointError):
-    """A member whose mean training loss of an epoch was not finite; the other members are unaffected."""
+    """A member whose mean training loss of an epoch was not finite; the other members are unaffected.
+    `epoch` is the 1-indexed epoch whose loss was not finite (its checkpoint keeps epoch − 1); `history` the
+    log records of the epochs before it."""
+
+    def __init__(self, message: str, epoch: int | None = None, history: list | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.history = list(history or [])
 
 
 @dataclass
@@ -353,6 +408,7 @@ class _State:
     history: list = field(default_factory=list)
     seconds_before: float = 0.0
     failed: str | None = None
+    failed_epoch: int | None = None
 
 
 def _member_name(member: Member) -> str:
@@ -370,10 +426,11 @@ def fit(
     log: Callable[[str], Any] = print,
     objective: Any = None,
     precision: str | None = None,
+    channels_last: bool | None = None,
 ) -> nn.Module:
     """Train one run: `fit_group` with a group of one; raises `Diverged` when its loss is not finite."""
     member = Member(images_u8, pools, seed, objective, checkpoint_path, name=f"{model_name} seed {seed}")
-    result = fit_group([member], protocol, model_name, device, log, precision)[0]
+    result = fit_group([member], protocol, model_name, device, log, precision, channels_last=channels_last)[0]
     if isinstance(result, Exception):
         raise result
     return result
@@ -386,13 +443,21 @@ def fit_group(
     device: str | torch.device = "auto",
     log: Callable[[str], Any] = print,
     precision: str | None = None,
+    cudnn_benchmark: bool = False,
+    channels_last: bool | None = None,
 ) -> list:
     """Train the runs `members` of `model_name` under `protocol` (one `protocols.<p>` config block), fused.
 
     Per step and member: SGD (momentum, weight decay, nesterov from `protocol.optimizer`) on the member's
     objective, gradient-norm clip at `grad_clip` unless null. The rate follows `learning_rate`.
     Augmentation (`protocol.augmentation`): once | per_epoch | none. `precision` (default
-    `protocol.get("precision", "fp32")`): see `autocast_dtype`; fp32 on CUDA allows TF32 matmuls/convolutions.
+    `protocol.get("precision", "fp32")`): resolved by `resolve_precision` (bf16 with more than one member is
+    refused) and recorded as `training_summary["precision"]`; fp32 on CUDA allows TF32 matmuls/convolutions
+    during training only, and `cudnn_benchmark` sets `torch.backends.cudnn.benchmark` during training only
+    (`training_backends`). `channels_last` (default: for a sub-group of one) stores the inputs in
+    channels_last layout; a fused sub-group uses the contiguous layout. (On the CPU, torch 2.14.1's
+    channels_last convolution backward is less accurate: gradients of ResNet-8A 0.7% from float64 against
+    7e-6 contiguous, tests/test_fused.py; the equivalence tests compare layouts separately.)
 
     With a member's `checkpoint_path`, its state (weights and buffers, momentum, epoch, RNG states,
     objective state, log history) is written atomically after every epoch, and training resumes from it.
@@ -404,10 +469,8 @@ def fit_group(
     """
     device = resolve_device(device)
     precision = precision or protocol.get("precision", "fp32")
-    amp_dtype = autocast_dtype(device, precision)
-    if device.type == "cuda" and amp_dtype is None:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    resolved = resolve_precision(device, precision, len(members))
+    amp_dtype = autocast_dtype(device, resolved)
     augmentation = protocol.get("augmentation", "none")
     if augmentation not in ("once", "per_epoch", "none"):
         raise ValueError(f"protocol key 'augmentation' must be once, per_epoch or none, got {augmentation!r}")
@@ -432,14 +495,18 @@ def fit_group(
         if len(index) < len(states):
             log(f"sub-group of {len(index)} (images={key[0]}, start epoch={key[2]}): "
                 + ", ".join(_member_name(states[i].member) for i in index))
-        for i, result in zip(index, _fit_fused([states[i] for i in index], protocol, model_name, device, log,
-                                               amp_dtype, augmentation)):
+        with training_backends(device, tf32=amp_dtype is None, cudnn_benchmark=cudnn_benchmark):
+            fused = _fit_fused([states[i] for i in index], protocol, model_name, device, log, amp_dtype, augmentation,
+                               channels_last)
+        for i, result in zip(index, fused):
+            if not isinstance(result, Exception):
+                result.training_summary["precision"] = resolved
             results[i] = result
     return results
 
 
 def _stack_models(states: Sequence[_State], model_name: str, num_classes: int, device: torch.device):
-    """(skeleton module on the meta device, stacked parameters [G, ...] (leaves), stacked buffers)."""
+    """(skeleton module on the meta device, FlatParameters of the members, stacked buffers [G, ...])."""
     models = []
     for s in states:
         torch.manual_seed(stream_seed(s.member.seed, "init"))
@@ -447,12 +514,62 @@ def _stack_models(states: Sequence[_State], model_name: str, num_classes: int, d
         if s.checkpoint is not None:
             model.load_state_dict(s.checkpoint["model"])
         models.append(model)
-    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).to(device).requires_grad_()
-              for name, _ in models[0].named_parameters()}
+    flat = FlatParameters(models, device)
     buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]).to(device)
                for name, _ in models[0].named_buffers()}
     skeleton = copy.deepcopy(models[0]).to("meta").train()
-    return skeleton, params, buffers
+    return skeleton, flat, buffers
+
+
+class FlatParameters:
+    """The members' parameters in one buffer `data` [G, P] (row g = member g's parameters, in
+    `named_parameters` order); `params[name]` [G, *shape] are leaf views into it, which the forward uses.
+
+    After a backward, `gather_grad()` concatenates the leaves' gradients into `data.grad` [G, P] (one `cat`)
+    and drops them, so clipping and the optimizer step each run a constant number of kernels per step,
+    whatever the number of parameter tensors: the per-member norms are one row-wise norm of `data.grad`, and
+    the optimizer updates `data` (elementwise SGD on the rows equals SGD on each member's tensors), which
+    the views see."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device):
+        named = list(models[0].named_parameters())
+        self.names = [name for name, _ in named]
+        self.shapes = {name: tuple(p.shape) for name, p in named}
+        self.data = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+                                 for m in models]).to(device)
+        self.params = self.views(self.data)
+        for leaf in self.params.values():
+            leaf.requires_grad_()
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """name → flat[:, offset:offset + numel].view(G, *shape) for a [G, P] tensor laid out as `data`."""
+        out, offset = {}, 0
+        for name in self.names:
+            numel = math.prod(self.shapes[name])
+            out[name] = flat[:, offset : offset + numel].view(flat.shape[0], *self.shapes[name])
+            offset += numel
+        return out
+
+    def flatten(self, tensors: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
+        """The [G, P] tensor of one dict name → tensor per member (e.g. checkpointed momentum buffers)."""
+        return torch.stack([torch.cat([t[name].reshape(-1) for name in self.names]) for t in tensors])
+
+    def gather_grad(self) -> torch.Tensor:
+        """data.grad = [∂L/∂θ_g] [G, P] from the leaves' gradients (one cat; a leaf without one counts 0)."""
+        grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in self.params.values()]
+        self.data.grad = torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
+        for leaf in self.params.values():
+            leaf.grad = None
+        return self.data.grad
+
+
+def clip_rows_(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Per member (row) g: grad_g ← grad_g · min(1, c / (‖grad_g‖₂ + 1e-6)), as `clip_grad_norm_` on that
+    member alone; three kernels (row norm, coefficient, scale). Returns the norms before clipping [G]."""
+    norms = torch.linalg.vector_norm(grad, dim=1)
+    coef = (float(max_norm) / (norms + CLIP_EPS)).clamp_(max=1.0)
+    grad.mul_(coef.unsqueeze(1))
+    return norms
 
 
 def _member_copy(stacked: torch.Tensor, g: int) -> torch.Tensor:
@@ -468,19 +585,21 @@ def _member_model(model_name: str, num_classes: int, params: Mapping, buffers: M
 
 
 def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device: torch.device, log: Callable,
-               amp_dtype: torch.dtype | None, augmentation: str) -> list:
+               amp_dtype: torch.dtype | None, augmentation: str, channels_last: bool | None = None) -> list:
     from torch.func import functional_call, vmap
 
     G = len(states)
     n, num_classes = states[0].images.shape[0], states[0].labels.shape[2]
     epochs, batch_size = int(protocol["epochs"]), int(protocol["batch_size"])
     seed_globals(states[0].member.seed)
-    skeleton, params, buffers = _stack_models(states, model_name, num_classes, device)
-    memory_format = torch.channels_last if G == 1 else torch.contiguous_format
+    skeleton, flat, buffers = _stack_models(states, model_name, num_classes, device)
+    params = flat.params
+    channels_last = G == 1 if channels_last is None else channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     opt_cfg = protocol["optimizer"]
     names = list(params)
     optimizer = torch.optim.SGD(
-        [params[k] for k in names],
+        [flat.data],
         lr=learning_rate(protocol, model_name, 0),
         momentum=float(opt_cfg["momentum"]),
         weight_decay=float(opt_cfg["weight_decay"]),
@@ -490,9 +609,8 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
     start_epoch = states[0].checkpoint["epoch"] if states[0].checkpoint else 0
     resume_rng = states[0].checkpoint["rng"] if states[0].checkpoint else None
     if start_epoch > 0 and float(opt_cfg["momentum"]) != 0:
-        for k in names:
-            optimizer.state[params[k]]["momentum_buffer"] = torch.stack(
-                [s.checkpoint["momentum"][k] for s in states]).to(device)
+        optimizer.state[flat.data]["momentum_buffer"] = flat.flatten(
+            [s.checkpoint["momentum"] for s in states]).to(device)
     for s in states:
         if augmentation == "once":
             s.images = augment_once(s.images, s.member.seed)
@@ -527,7 +645,8 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
         lr = learning_rate(protocol, model_name, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        orders, x_epochs, y_epochs, generators = [], [], [], []
+        orders, x_epochs, y_epochs, generators, epoch_draws = [], [], [], [], []
+        batch_sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
         for s in states:
             seed = s.member.seed
             order = torch.randperm(n, generator=stream_generator(seed, "order", epoch)).to(device)
@@ -539,7 +658,10 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
                 x_epochs.append(s.stored[order])
             y_epochs.append(s.labels[order, draw_annotators(s.sizes[order], uniforms)])
             orders.append(order)
-            generators.append(stream_generator(seed, "objective", epoch))
+            generator = stream_generator(seed, "objective", epoch)
+            generators.append(generator)
+            epoch_draws.append(s.objective.epoch_draws(batch_sizes, generator, device)
+                               if hasattr(s.objective, "epoch_draws") else None)
         x_stacked = torch.stack(x_epochs) if G > 1 else None
         loss_sum = torch.zeros(G, device=device)
         for start in range(0, n, batch_size):
@@ -549,28 +671,26 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 for g, s in enumerate(states):
                     y = y_epochs[g][start:stop]
-                    batch = Batch(xs[g], y, y.argmax(dim=1), orders[g][start:stop], epoch, generators[g])
+                    draws = epoch_draws[g][start // batch_size] if epoch_draws[g] is not None else None
+                    batch = Batch(xs[g], y, y.argmax(dim=1), orders[g][start:stop], epoch, generators[g], draws)
                     model_input, loss_fn = s.objective.prepare(xs[g], y, batch)
                     inputs.append(model_input)
                     loss_fns.append(loss_fn)
                 unmixed = x_stacked is not None and all(t is x for t, x in zip(inputs, xs))
                 logits = forward(inputs, x_stacked[:, start:stop] if unmixed else None)
                 losses = torch.stack([loss_fn(z) for loss_fn, z in zip(loss_fns, logits)])
-            for p in optimizer.param_groups[0]["params"]:
-                p.grad = None
             losses.sum().backward()
+            grad = flat.gather_grad()
             if grad_clip is not None:
-                grads = [params[k].grad for k in names]
-                norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
-                coef = (float(grad_clip) / (norms + CLIP_EPS)).clamp(max=1.0)
-                torch._foreach_mul_(grads, [coef.view(-1, *([1] * (g.ndim - 1))) for g in grads])
+                clip_rows_(grad, float(grad_clip))
             optimizer.step()
             loss_sum.add_(losses.detach().float(), alpha=stop - start)
         mean_losses = (loss_sum / n).tolist()
         now = time.perf_counter()
         epoch_s = now - t_epoch
         per_epoch = (now - t_session) / (epoch + 1 - start_epoch)
-        momentum = {k: optimizer.state[params[k]].get("momentum_buffer") for k in names}
+        buffer = optimizer.state[flat.data].get("momentum_buffer")
+        momentum = flat.views(buffer) if buffer is not None else {}
         rng = rng_state()
         for g, s in enumerate(states):
             if s.failed:
@@ -578,6 +698,7 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
             if not math.isfinite(mean_losses[g]):
                 s.failed = (f"{_member_name(s.member)}: training loss became {mean_losses[g]} in epoch {epoch + 1} "
                             f"({model_name}); its checkpoint keeps epoch {epoch}, the other members go on")
+                s.failed_epoch = epoch + 1
                 log(s.failed)
                 continue
             record = {"epoch": epoch + 1, "epochs": epochs, "loss": round(mean_losses[g], 6), "lr": lr,
@@ -607,7 +728,7 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
     results = []
     for g, s in enumerate(states):
         if s.failed:
-            results.append(Diverged(s.failed))
+            results.append(Diverged(s.failed, s.failed_epoch, s.history))
             continue
         model = _member_model(model_name, num_classes, params, buffers, g, device).to(memory_format=memory_format)
         model.eval()
