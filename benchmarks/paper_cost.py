@@ -41,10 +41,12 @@ PAPER_MODELS = "resnet34a:32,resnet50:32,vgg11:32,preact_resnet18:128,preact_res
 
 
 def measure_model(model: str, batch: int, device, steps: int, max_group: int, min_gain: float, precision: str,
-                  log=print, deadline: float = math.inf, cudnn_benchmark: bool = False) -> dict[int, float]:
+                  log=print, deadline: float = math.inf, cudnn_benchmark: bool = False,
+                  on_rate=lambda rates: None) -> dict[int, float]:
     """Aggregate images/s per group size, doubling from 1 until the gain falls below `min_gain`, the memory
     runs out, `max_group` is passed, or the next measurement (predicted: twice the last one) would end after
-    `deadline` (a time.perf_counter() value). bf16: a group of 1 only (fused bf16 is refused)."""
+    `deadline` (a time.perf_counter() value). bf16: a group of 1 only (fused bf16 is refused). `on_rate(rates)`
+    after each measurement (the caller writes what it has, so a killed sweep keeps its results)."""
     import torch
 
     from softlabels.train.plan import measure_images_per_s
@@ -68,6 +70,7 @@ def measure_model(model: str, batch: int, device, steps: int, max_group: int, mi
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         rates[group] = rate
+        on_rate(rates)
         base = rates[1]
         last_seconds = time.perf_counter() - t0
         log(f"  {model} batch {batch}: group of {group:3d}: {rate:10.1f} images/s aggregate "
@@ -196,15 +199,33 @@ def main(argv=None) -> int:
           + (f"; cudnn.benchmark on" if args.cudnn_benchmark else ""), flush=True)
     rates: dict[str, dict[int, float]] = {}
     batches: dict[str, int] = {}
+    stem = f"paper_cost_{args.precision}" + ("_cudnn_benchmark" if args.cudnn_benchmark else "")
+
+    def save(result=None):
+        """paper_cost_<precision>.md / .json under --out with what is measured so far (and the estimate)."""
+        if not args.out:
+            return
+        from softlabels.data.io import write_text
+
+        out = Path(args.out)
+        write_text(out / f"{stem}.md", rates_markdown(rates, batches, name, args.precision, args.steps))
+        write_text(out / f"{stem}.json", json.dumps({
+            "device": name, "precision": args.precision, "steps": args.steps, "cudnn_benchmark": args.cudnn_benchmark,
+            "rates": {m: {str(g): v for g, v in r.items()} for m, r in rates.items()}, "batches": batches,
+            "estimate": result, "seconds": round(time.perf_counter() - start, 1)}, indent=1) + "\n")
+
     for item in args.models.split(","):
         model, batch = item.split(":")
         if time.perf_counter() >= deadline:
             print(f"  {model}: skipped (time budget)")
             continue
-        measured = measure_model(model, int(batch), device, args.steps, args.max_group, args.min_gain,
-                                 args.precision, deadline=deadline, cudnn_benchmark=args.cudnn_benchmark)
-        if measured:
-            rates[model], batches[model] = measured, int(batch)
+
+        def on_rate(measured, model=model, batch=int(batch)):
+            rates[model], batches[model] = dict(measured), batch
+            save()
+
+        measure_model(model, int(batch), device, args.steps, args.max_group, args.min_gain, args.precision,
+                      deadline=deadline, cudnn_benchmark=args.cudnn_benchmark, on_rate=on_rate)
     print("\nbest aggregate throughput (group size: images/s, x one run per process):")
     for model, r in rates.items():
         best = max(r, key=r.get)
@@ -221,16 +242,7 @@ def main(argv=None) -> int:
         print(f"  fused: {result['runs_fused']} runs in {result['jobs_fused']} group jobs: "
               f"{result['fused_hours']:.2f} device-hours ({result['fused_train_hours']:.2f} training, "
               f"{result['eval_hours']:.2f} evaluation)")
-    if args.out:
-        from softlabels.data.io import write_text
-
-        out = Path(args.out)
-        stem = f"paper_cost_{args.precision}" + ("_cudnn_benchmark" if args.cudnn_benchmark else "")
-        write_text(out / f"{stem}.md", rates_markdown(rates, batches, name, args.precision, args.steps))
-        write_text(out / f"{stem}.json", json.dumps({
-            "device": name, "precision": args.precision, "steps": args.steps, "cudnn_benchmark": args.cudnn_benchmark,
-            "rates": {m: {str(g): v for g, v in r.items()} for m, r in rates.items()}, "batches": batches,
-            "estimate": result, "seconds": round(time.perf_counter() - start, 1)}, indent=1) + "\n")
+    save(result)
     return 0
 
 

@@ -192,7 +192,10 @@ def test_a_group_killed_mid_way_resumes_every_member_to_the_same_result(tmp_path
 #: group; without oneDNN even the contiguous single run is 5.7e-3 off. Observed here (torch 2.14.1 CPU):
 #: fused vs alone and vs the reference loop up to 6.7e-3. The clipped norm itself is not ill-conditioned:
 #: each member's clipped gradient norm equals grad_clip to CLIP_NORM_RTOL (observed ≤ 1e-6).
-#: CUDA: 5e-2 (TF32 convolutions; not measured here, no GPU in this session).
+#: CUDA: 5e-2, provisional (TF32 convolutions, whose rounding the same ill-conditioning amplifies; not
+#: measured here, no GPU in this session): each comparison's error is printed, and the device run
+#: (benchmarks/device/run.sh, step `tests`) records them to set it. The clipped-norm check
+#: (CLIP_NORM_RTOL) catches the mutant on every device by thousands of times its tolerance.
 #: Mutant (one norm over all members, ‖[∇θ_1 … ∇θ_G]‖ in place of ‖∇θ_g‖ in `clip_rows_`), measured on the
 #: CPU by applying it: MUTANT_FIGURES.
 STEP_PROTOCOL = {
@@ -313,6 +316,9 @@ def check_first_steps(kinds, seeds, device, model_name="resnet8a", protocol=STEP
                            "alone-reference update (channels_last)": relative_error(update_default, update_cl)})
         worst = max(worst, *errors.values())
         ERRORS.append(max(errors.values()))
+        # recorded by the device run (run.sh passes -s): the observed errors calibrate STEP_RTOL["cuda"]
+        print(f"first step on {device}, {model_name}, {kind}, seed {seed}: clipped-norm error {norm_error:.1e}; "
+              + "; ".join(f"{k} {v:.2e}" for k, v in errors.items()))
         assert max(errors.values()) <= rtol, (kind, seed, errors)
     return worst
 
