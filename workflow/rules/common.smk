@@ -48,7 +48,7 @@ def resource(name):
     return os.path.join(RESOURCES, config["sources"][name]["file"])
 
 
-def config_args():
+def _config_options():
     """CLI options that hand a `softlabels` subcommand the same configuration this run uses: the config
     files Snakemake read, then the top-level --config overrides and the effective scale and paths."""
     files = [os.path.abspath(f) for f in workflow.configfiles]
@@ -63,6 +63,24 @@ def config_args():
             text = text[: -len("\n...")]
         pairs.append(shlex.quote(f"{key}={text}"))
     return " ".join([f"--configfile {shlex.quote(f)}" for f in files] + ["--config"] + pairs)
+
+
+CONFIG_OPTIONS = _config_options()
+
+
+def _config_options_param(wildcards, resources):
+    return CONFIG_OPTIONS
+
+
+def config_args():
+    """The `params: config_args=config_args()` of every rule: how the job reaches this run's configuration
+    (config file paths, --config overrides, scale, data_mirror, device, resources_dir). It is *not* a rerun
+    trigger: a param function that takes `resources` counts as derived from the job's resources, and Snakemake
+    leaves derived params out of the params it records and compares. So switching the scale, moving the mirror
+    or changing the device reruns nothing by itself; what a job's output depends on is its `settings` param
+    (a training group: its `specs` digests), and where a download came from is recorded in its origin sidecar.
+    """
+    return _config_options_param
 
 
 # The responses table of the chapter-3 runs (train.smk: TRAIN_DATA["chapter3"]["cifar10s"]): own responses when the
@@ -122,9 +140,19 @@ def train_inputs(protocol):
     return paths
 
 
+#: Spec keys that say how a run was executed, not what it computes: recorded in its metrics.json, but a change
+#: of them alone does not retrain a finished run (`--config device=cpu` on a finished CUDA build reruns nothing).
+HOW_TO_RUN_SPEC_KEYS = ("device",)
+
+
+def without_how_to_run(spec):
+    return {k: v for k, v in spec.items() if k not in HOW_TO_RUN_SPEC_KEYS}
+
+
 def run_status(run, spec):
     """Status of a run: "trained" / "copied" when its outputs are current (metrics.json and train_log.csv exist, the
-    metrics record this spec, and they are newer than every input of the run), else False."""
+    metrics record this spec up to the how-to-run keys, and they are newer than every input of the run), else
+    False."""
     folder = run_dir(*run)
     try:
         made = min(os.stat(f"{folder}/{name}").st_mtime for name in ("metrics.json", "train_log.csv"))
@@ -138,7 +166,7 @@ def run_status(run, spec):
             metrics = json.load(f)
     except (OSError, ValueError):
         return False
-    if metrics.get("spec") != json.loads(json.dumps(spec)):
+    if without_how_to_run(metrics.get("spec") or {}) != without_how_to_run(json.loads(json.dumps(spec))):
         return False
     return "copied" if metrics.get("alias_of") else "trained"
 
@@ -173,7 +201,7 @@ def group_spec_digests(group):
     from softlabels.train.runs import spec_digest
 
     runs = list(group.members) + [alias for alias, _ in group.aliases]
-    return [spec_digest(RUN_SPECS[run]) for run in runs]
+    return [spec_digest(without_how_to_run(RUN_SPECS[run])) for run in runs]
 
 
 def group_arguments(group):
