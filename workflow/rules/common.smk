@@ -98,7 +98,7 @@ def check_inputs_reachable():
             f"data_mirror {config['data_mirror']} lacks {', '.join(missing)} (not listed in its MANIFEST.tsv) and "
             f"{'it is' if len(missing) == 1 else 'they are'} not under {RESOURCES}/ yet; every build reads the "
             f"sources of config 'sources'. Add the file(s) to the mirror, or leave data_mirror unset to download "
-            f"them (README section \"Offline use: data_mirror\")."
+            f'them (README section "Offline use: data_mirror").'
         )
 
 
@@ -128,7 +128,8 @@ def pending_rules():
 
 def check_cifar10c_reachable(pending):
     """Before any job (onstart): the CIFAR-10-C tar is to be fetched (evaluation.corruption.source: download,
-    the paper default) but data_mirror does not list it: stop, naming the file and the setting that avoids it."""
+    the paper default) but data_mirror does not list it: stop, naming the file and the setting that avoids it.
+    """
     if pending is None or "fetch_cifar10c" not in pending:
         return
     tar = config["evaluation"]["corruption"]["cifar10c"]["file"]
@@ -138,7 +139,7 @@ def check_cifar10c_reachable(pending):
             f"evaluation.corruption.source: download needs for the chapter-5 corruption CE (the 2.9 GB published "
             f"CIFAR-10-C). Offline, generate the corrupted hold-out instead: add "
             f"--config 'evaluation={{corruption: {{source: generate}}}}' (README section \"Offline use: "
-            f"data_mirror\"), or add the tar to the mirror."
+            f'data_mirror"), or add the tar to the mirror.'
         )
 
 
@@ -173,7 +174,7 @@ def check_requested_targets():
         + (f"; did you mean {' or '.join(near)}?" if near else ".")
         + f"\nValid targets (give them before --config):\n  named: {', '.join(named)}"
         + f"\n  tables: {' '.join(tables)}\n  figures: {' '.join(figures)}"
-        + "\n  the HTML report: --report report.html (README section \"The HTML report\")"
+        + '\n  the HTML report: --report report.html (README section "The HTML report")'
     )
 
 
