@@ -366,12 +366,17 @@ def group_threads(group):
 def print_training_plan():
     """The plan printed once when a workflow run starts (not in dry runs): runs and group jobs to do, the
     device, the time estimated from a measured step (`plan_measure_step: false` skips the measurement)."""
-    from softlabels.train.plan import training_plan_text
+    from softlabels.train.plan import paper_on_cpu, training_plan_text
 
     pending = pending_rules()  # None: plan every group
     groups = [g for g in TRAINING_GROUPS if pending is None or f"train_{g.name.replace('-', '_')}" in pending]
-    text = training_plan_text(config, groups, RUN_SPECS, measure=config.get("plan_measure_step", True))
+    cores = workflow.resource_settings.cores
+    text = training_plan_text(
+        config, groups, RUN_SPECS, measure=config.get("plan_measure_step", True), cores=cores
+    )
     print(text, file=sys.stderr, flush=True)
+    if any(g.members for g in groups) and paper_on_cpu(config) and not config.get("allow_paper_on_cpu"):
+        stop("stopped before any job: " + text.splitlines()[-1].removeprefix("  WARNING: "))
 
 
 # Helpers of the data, labels, corruption, tables and report stages.
