@@ -341,8 +341,10 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
         metrics = list(dict.fromkeys(block["metric"]))  # eval sets may differ (CIFAR-10-C: corruption CE only)
         lines += [f"**{EVAL_SET_TITLES.get(eval_set, eval_set)}** (table {first['table']})", ""]
         header = ["Labels"] + (["Time/label (s)", "Thesis time (s)"] if show_time else [])
+        # a "(thesis)" column only for a metric the thesis reports in this block (it gives no accuracies)
+        with_thesis = {m: bool(block.loc[block["metric"] == m, "thesis_value"].notna().any()) for m in metrics}
         for m in metrics:
-            header += [METRIC_TITLES.get(m, m), f"{METRIC_TITLES.get(m, m)} (thesis)"]
+            header += [METRIC_TITLES.get(m, m)] + ([f"{METRIC_TITLES.get(m, m)} (thesis)"] if with_thesis[m] else [])
         header.append("runs")
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * len(header)) + "|")
@@ -354,7 +356,7 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
                 line += [_fmt(first_cell["time_per_label_s"], digits=1), _fmt(first_cell["thesis_time_s"], digits=1)]
             for m in metrics:
                 c = by_metric.loc[m]
-                line += [_fmt(c["mean"], c["ci"]), _fmt(c["thesis_value"], c["thesis_ci"])]
+                line += [_fmt(c["mean"], c["ci"])] + ([_fmt(c["thesis_value"], c["thesis_ci"])] if with_thesis[m] else [])
             line.append(str(int(first_cell["n_runs"])))
             lines.append("| " + " | ".join(line) + " |")
         lines.append("")
