@@ -124,3 +124,18 @@ def test_mirror_without_cifar10c_stops_before_any_job(tmp_path, data_mirror):
                           f"data_mirror={data_mirror}", "evaluation={corruption: {source: generate}}")  # fmt: skip
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     assert "fetch_cifar10c" not in fixed.stdout and "corrupt_holdout" in fixed.stdout
+
+
+def test_paper_scale_on_a_cpu_stops_before_any_job(tmp_path, data_mirror):
+    """device=cpu at the paper scale: the plan's estimate and the alternatives, then a stop, unless
+    allow_paper_on_cpu=true (schema-checked)."""
+    done = run_snakemake(tmp_path, "--cores", "1", "results/tables/table3_1.csv", "--config",
+                         f"data_mirror={data_mirror}", "device=cpu", "plan_measure_step=false", timeout=600)  # fmt: skip
+    assert done.returncode != 0
+    (line,) = softlabels_lines(done)
+    assert line.startswith("softlabels: stopped before any job: this is the paper scale on a CPU")
+    for hint in ("--config scale=quick", "SLURM", "--config allow_paper_on_cpu=true"):
+        assert hint in line
+    assert not (tmp_path / "resources").exists()
+    bad = run_snakemake(tmp_path, "-n", "--config", "allow_paper_on_cpu=maybe")
+    assert bad.returncode != 0 and "allow_paper_on_cpu" in softlabels_lines(bad)[0]

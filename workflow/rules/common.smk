@@ -371,8 +371,18 @@ def print_training_plan():
     pending = pending_rules()  # None: plan every group
     groups = [g for g in TRAINING_GROUPS if pending is None or f"train_{g.name.replace('-', '_')}" in pending]
     cores = workflow.resource_settings.cores
+    others = 0  # the run's other jobs: each costs about one job start
+    try:
+        others = sum(1 for job in workflow.dag.needrun_jobs() if not job.rule.name.startswith("train_"))
+    except Exception:
+        pass
     text = training_plan_text(
-        config, groups, RUN_SPECS, measure=config.get("plan_measure_step", True), cores=cores
+        config,
+        groups,
+        RUN_SPECS,
+        measure=config.get("plan_measure_step", True),
+        cores=cores,
+        other_jobs=others,
     )
     print(text, file=sys.stderr, flush=True)
     if any(g.members for g in groups) and paper_on_cpu(config) and not config.get("allow_paper_on_cpu"):

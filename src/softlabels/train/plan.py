@@ -93,6 +93,33 @@ def measure_step(model_name: str, batch_size: int, group_size: int, device, prec
     return step, max(0.0, t_few - few * step)
 
 
+def measure_job_start_s() -> float:
+    """Seconds a fresh job process takes to start Python and import torch and the trainer (each job is one)."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import softlabels.train.trainer"], capture_output=True, check=False)
+    return time.perf_counter() - t0
+
+
+def evaluation_images(config: Mapping, protocol_name: str) -> float:
+    """Training-step equivalents (images) of one run's evaluation: CE on each hold-out (a forward, ~1/3 of a
+    training step per image), FGSM (forward, backward, forward: ~4/3) and, in chapter 5, the corruption CE
+    (a forward per corrupted image, 15 corruptions)."""
+    evaluation = config.get("evaluation", {})
+    holdout = evaluation.get("cifar10h_holdout_limit") or 3000
+    s_holdout = (evaluation.get("cifar10s_holdout") or {}).get("size", 0) or 0
+    images = (holdout + s_holdout) * 5 / 3
+    if protocol_name == "chapter5":
+        images += len((evaluation.get("corruption") or {}).get("corruptions", [])) * holdout / 3
+    return images
+
+
+#: A job's set-up after its imports (reading the data, building the labels), in units of the measured start.
+SETUP_PER_START = 1.0
+
+
 def group_seconds(epochs: int, n_train: int, batch_size: int, step_s: float, epoch_s: float) -> float:
     """Training seconds of one group job: epochs × (steps per epoch × step + fixed epoch cost)."""
     return epochs * (math.ceil(n_train / batch_size) * step_s + epoch_s)
@@ -136,8 +163,9 @@ def paper_on_cpu(config: Mapping) -> bool:
 
 
 def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measure: bool = True,
-                       cores: int | None = None) -> str:
-    """The plan of a workflow run (module docstring); `cores`: Snakemake's --cores (jobs side by side)."""
+                       cores: int | None = None, other_jobs: int = 0) -> str:
+    """The plan of a workflow run (module docstring); `cores`: Snakemake's --cores (jobs side by side);
+    `other_jobs`: the run's jobs besides training (each costs about one job start)."""
     from softlabels.train.runs import approximate_train_size
     from softlabels.train.trainer import resolve_device
 
@@ -153,6 +181,7 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
     protocol_of = lambda g: config["protocols"][g.protocol]
     threads_of = lambda g: int(protocol_of(g).get("resources", {}).get("threads", 1) or 1)
     total = 0.0
+    evaluation = 0.0
     costs: dict = {}
     if measure and cpu:
         flops = {model: training_flops(model) for model in sorted({g.model for g in training})}
@@ -186,12 +215,19 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
             members = size if cpu else max(1.0, size / 16)
             step = batch * (1 if cpu else min(size, 16)) / rate
             total += group_seconds(int(protocol["epochs"]), n_train, batch, members * step, epoch)
+            per_image = step / batch / (1 if cpu else min(size, 16))
+            evaluation += size * evaluation_images(config, group.protocol) * per_image
     if measure:
+        start = measure_job_start_s()
         side_by_side = max(1, min(len(training), (cores or 1) // max(1, min(threads_of(g) for g in training))))
-        wall = total / side_by_side if cpu else total
-        lines.append(f"  estimated training time: {_duration(wall)} on {device}"
-                     + (f" ({side_by_side} jobs side by side on {cores} cores)" if cpu and side_by_side > 1 else "")
-                     + " (the runs' evaluation and the other jobs not included)")
+        overhead = len(training) * start * (1 + SETUP_PER_START) + other_jobs * start
+        wall = (total + evaluation + overhead) / (side_by_side if cpu else 1)
+        lines.append(f"  estimated time: {_duration(wall)} on {device}"
+                     + (f", {side_by_side} jobs side by side on {cores} cores" if cpu and side_by_side > 1 else "")
+                     + f" (training {_duration(total)}, evaluation {_duration(evaluation)}, job start-up and "
+                     f"set-up {_duration(overhead)}: {start:.1f} s per job start measured, "
+                     f"{len(training) + other_jobs} jobs)")
+        lines.insert(1, f"  estimated training time: {_duration(total / (side_by_side if cpu else 1))} on {device}")
     if paper_on_cpu(config):
         estimate = f"its training takes about {_duration(total)} here" if measure else "its training takes days here"
         lines.append("  WARNING: " + PAPER_ON_CPU.format(estimate=estimate))
