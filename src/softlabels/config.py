@@ -85,6 +85,16 @@ def unknown_key_message(path, valid) -> str:
     return f"unknown key '{where}' (valid keys here: {shown})"
 
 
+def coerce_booleans(config: dict) -> None:
+    """Snakemake's --config reads only `True`/`False` as booleans: turn a top-level boolean key given as
+    `true`/`false` (any case) into the boolean, in place, so `--config allow_paper_on_cpu=true` works."""
+    schema = yaml.safe_load(schema_path().read_text())
+    for key, spec in schema.get("properties", {}).items():
+        value = config.get(key)
+        if spec.get("type") == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+            config[key] = value.lower() == "true"
+
+
 #: The README section on offline use, named by the errors about the mirror and the network.
 OFFLINE_HELP = 'README section "Offline use: data_mirror"'
 

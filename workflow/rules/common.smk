@@ -23,6 +23,7 @@ def stop(message):
 
 # A config error is one line naming the key (a misspelled key: with the nearest valid keys), not Snakemake's
 # schema dump; a `data_mirror` that is not a mirror folder is refused here, before the DAG.
+softlabels_config.coerce_booleans(config)
 try:
     softlabels_config.validate(config)
 except softlabels_config.ConfigError as exc:
@@ -67,7 +68,7 @@ wildcard_constraints:
 def requested_targets():
     """The targets named on this `snakemake` command line ([] for the default target), or None when the command
     line is not Snakemake's own (the workflow run through the Python API)."""
-    if "snakemake" not in os.path.basename(os.path.dirname(sys.argv[0]) + os.path.basename(sys.argv[0])):
+    if "snakemake" not in sys.argv[0]:  # `snakemake`, `.venv/bin/snakemake` or `python -m snakemake`
         return None
     try:
         from snakemake.cli import get_argument_parser
@@ -169,13 +170,16 @@ def check_requested_targets():
     near = difflib.get_close_matches(unknown[0], named + files, n=3, cutoff=0.5)
     tables = [f for f in files if f.startswith("results/tables/") and f.endswith(".csv")]
     figures = [f for f in files if f.startswith("results/figures/") and f.endswith(".png")]
-    stop(
-        f"no rule makes the target {', '.join(repr(t) for t in unknown)}"
-        + (f"; did you mean {' or '.join(near)}?" if near else ".")
-        + f"\nValid targets (give them before --config):\n  named: {', '.join(named)}"
-        + f"\n  tables: {' '.join(tables)}\n  figures: {' '.join(figures)}"
-        + '\n  the HTML report: --report report.html (README section "The HTML report")'
-    )
+    suggestion = f"; did you mean {' or '.join(near)}?" if near else "."
+    message = [
+        f"no rule makes the target {', '.join(repr(t) for t in unknown)}{suggestion}",
+        "Valid targets (give them before --config):",
+        f"  named: {', '.join(named)}",
+        f"  tables: {' '.join(tables)}",
+        f"  figures: {' '.join(figures)}",
+        '  the HTML report: --report report.html (README section "The HTML report")',
+    ]
+    stop("\n".join(message))
 
 
 def resource(name):
@@ -386,7 +390,8 @@ def print_training_plan():
     )
     print(text, file=sys.stderr, flush=True)
     if any(g.members for g in groups) and paper_on_cpu(config) and not config.get("allow_paper_on_cpu"):
-        stop("stopped before any job: " + text.splitlines()[-1].removeprefix("  WARNING: "))
+        warning = text.splitlines()[-1].removeprefix("  WARNING: ")
+        stop(f"stopped before any job: {warning}")
 
 
 # Helpers of the data, labels, corruption, tables and report stages.
