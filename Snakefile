@@ -27,3 +27,9 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+# Requested targets that nothing makes, and inputs the mirror lacks, stop the run here, before the DAG.
+if MAIN_PROCESS:
+    check_requested_targets()
+    check_inputs_reachable()

@@ -187,3 +187,41 @@ def test_training_triggers(built):
     assert jobs == {"train_group", "table_table3_1"} and n_groups == TABLE3_1_RUNS
     # a key only other chapters read: nothing
     assert after("protocols.chapter4.grad_clip", 2.0)[0] == set()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# How-to-run values are no trigger: switching the scale leaves the downloads and parsed data alone and retrains
+# nothing whose spec is unchanged; moving the mirror, or changing device / torch_threads, reruns nothing.
+# --------------------------------------------------------------------------------------------------------------
+QUICK_TABLE3_1_RUNS = 15  # quick: the same 5 rows × resnet8a × 3 seeds
+
+
+def test_scale_mirror_and_device_switches_rebuild_only_what_differs(tmp_path_factory, data_mirror):
+    workdir = tmp_path_factory.mktemp("switch")
+    config = workdir / "config.yaml"
+    shutil.copy(REPO / "config.yaml", config)
+    moved = tmp_path_factory.mktemp("moved") / "mirror"
+    shutil.copytree(data_mirror, moved)
+
+    def plan(*overrides: str, mirror: Path = data_mirror) -> tuple[set[str], int]:
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(config), "-n", TABLE, "--config", f"data_mirror={mirror}", *overrides]  # fmt: skip
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+        jobs = planned_jobs(done)
+        groups = {job for job in jobs if GROUP_RULE.match(job)}
+        return {"train_group" if job in groups else job for job in jobs}, len(groups)
+
+    done = snakemake((workdir, config, data_mirror), "--cores", "2", TABLE)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # quick: only the runs (their spec names the scale) and the table; no fetch, parse or provenance job
+    assert plan("scale=quick") == ({"train_group", "table_table3_1"}, QUICK_TABLE3_1_RUNS)
+    # back to smoke after planning quick: everything built at smoke is current
+    assert plan("scale=smoke") == (set(), 0)
+    # the mirror moved elsewhere (same files): nothing, although every fetch command names the new path
+    assert plan("scale=smoke", mirror=moved) == (set(), 0)
+    # how the runs execute: nothing
+    assert plan("scale=smoke", "device=cpu") == (set(), 0)
+    assert plan("scale=smoke", "torch_threads=1") == (set(), 0)
+    # and quick from the moved mirror plans the same jobs as quick from the original one
+    assert plan("scale=quick", mirror=moved) == ({"train_group", "table_table3_1"}, QUICK_TABLE3_1_RUNS)

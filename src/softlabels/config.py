@@ -57,15 +57,60 @@ def validate(config: Mapping[str, Any], where: str = "config") -> None:
     for err in errors[:10]:
         path = list(err.absolute_path)
         if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            valid = sorted(err.schema.get("properties", {}))
+            extra = sorted(set(err.instance) - set(valid))
             for name in extra:
-                lines.append(f"unknown key '{_key_path(path + [name])}'")
+                lines.append(unknown_key_message(path + [name], valid))
             continue
         if err.validator == "required":
             lines.append(f"'{_key_path(path)}': {err.message}")
             continue
         lines.append(f"key '{_key_path(path)}': {err.message}")
+    if len(lines) == 1:
+        raise ConfigError(f"invalid {where}: {lines[0]}")
     raise ConfigError(f"invalid {where}:\n  " + "\n  ".join(lines))
+
+
+def unknown_key_message(path, valid) -> str:
+    """`unknown key 'data_mirorr'; did you mean 'data_mirror'?` with the nearest valid keys at that level
+    (difflib), or the valid keys there when none is near."""
+    import difflib
+
+    name = str(path[-1])
+    near = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    where = _key_path(path)
+    if near:
+        return f"unknown key '{where}'; did you mean {' or '.join(repr(k) for k in near)}?"
+    shown = ", ".join(valid[:12]) + (", ..." if len(valid) > 12 else "")
+    return f"unknown key '{where}' (valid keys here: {shown})"
+
+
+def coerce_booleans(config: dict) -> None:
+    """Snakemake's --config reads only `True`/`False` as booleans: turn a top-level boolean key given as
+    `true`/`false` (any case) into the boolean, in place, so `--config allow_paper_on_cpu=true` works."""
+    schema = yaml.safe_load(schema_path().read_text())
+    for key, spec in schema.get("properties", {}).items():
+        value = config.get(key)
+        if spec.get("type") == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+            config[key] = value.lower() == "true"
+
+
+#: The README section on offline use, named by the errors about the mirror and the network.
+OFFLINE_HELP = 'README section "Offline use: data_mirror"'
+
+
+def check_mirror(config: Mapping[str, Any]) -> None:
+    """Refuse a `data_mirror` (or SOFTLABELS_DATA_MIRROR) that is not a folder with a MANIFEST.tsv."""
+    mirror = config.get("data_mirror")
+    if not mirror:
+        return
+    path = Path(mirror)
+    if not path.is_dir():
+        raise ConfigError(f"key 'data_mirror': {mirror} is not a folder (a mirror holds cifar-10/, cifar-10h/, "
+                          f"... and MANIFEST.tsv; see the {OFFLINE_HELP})")
+    if not (path / "MANIFEST.tsv").is_file():
+        raise ConfigError(f"key 'data_mirror': {mirror} has no MANIFEST.tsv, so it is not a data mirror (see the "
+                          f"{OFFLINE_HELP})")
 
 
 def check_references(config: Mapping[str, Any]) -> None:
@@ -265,6 +310,6 @@ def load(paths=None, overrides: Mapping[str, Any] | None = None, schema: bool = 
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
         config = deep_merge(config, loaded)
-    for key, value in (overrides or {}).items():
-        config[key] = value
+    # Nested overrides merge as Snakemake's --config does (`evaluation={corruption: {source: generate}}`).
+    config = deep_merge(config, overrides or {})
     return resolve(config, schema=schema)

@@ -11,11 +11,33 @@ from snakemake.utils import validate
 
 from softlabels import config as softlabels_config
 
+# Checks run in the main process only (a cluster or subprocess job re-reads this file; its run passed them).
+MAIN_PROCESS = not (workflow.remote_exec or workflow.subprocess_exec)
+
+
+def stop(message):
+    """End the run at workflow load with one message: no traceback, no schema dump."""
+    print(f"softlabels: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+# A config error is one line naming the key (a misspelled key: with the nearest valid keys), not Snakemake's
+# schema dump; a `data_mirror` that is not a mirror folder is refused here, before the DAG.
+softlabels_config.coerce_booleans(config)
+try:
+    softlabels_config.validate(config)
+except softlabels_config.ConfigError as exc:
+    stop(exc)
 validate(config, schema="../schemas/config.schema.yaml")
 
 # The effective configuration: the base with `scales.<scale>` merged over it, validated again.
 # Mutating the global dict keeps `config[...]` in every rule file equal to what the CLI sees.
-_effective = softlabels_config.resolve(config)
+try:
+    _effective = softlabels_config.resolve(config)
+    if MAIN_PROCESS:
+        softlabels_config.check_mirror(_effective)
+except softlabels_config.ConfigError as exc:
+    stop(exc)
 config.clear()
 config.update(_effective)
 
@@ -31,7 +53,7 @@ envvars:
 
 # A download damaged after it was fetched is deleted here, once per run (not in each job), so that its
 # fetch rule and everything built from it run again (softlabels.data.verify).
-if not (workflow.remote_exec or workflow.subprocess_exec):
+if MAIN_PROCESS:
     from softlabels.data.verify import discard_corrupt_downloads
 
     discard_corrupt_downloads(config, log=lambda msg: print(msg, file=sys.stderr))
@@ -43,12 +65,129 @@ wildcard_constraints:
     source="|".join(sorted(config["sources"])),
 
 
+def requested_targets():
+    """The targets named on this `snakemake` command line ([] for the default target), or None when the command
+    line is not Snakemake's own (the workflow run through the Python API)."""
+    if "snakemake" not in sys.argv[0]:  # `snakemake`, `.venv/bin/snakemake` or `python -m snakemake`
+        return None
+    try:
+        from snakemake.cli import get_argument_parser
+
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except BaseException:  # an option this parser refuses: Snakemake itself reports it
+        return None
+    return list(args.targets or [])
+
+
+def missing_from_mirror(files):
+    """The `files` (paths under resources_dir, relative) that are neither downloaded yet nor listed in the
+    mirror's MANIFEST.tsv; [] without a mirror."""
+    from softlabels.data.download import read_manifest
+
+    if not config.get("data_mirror"):
+        return []
+    listed = read_manifest(config["data_mirror"])
+    return [f for f in files if f not in listed and not os.path.exists(os.path.join(RESOURCES, f))]
+
+
+def check_inputs_reachable():
+    """Stop at workflow load when an input cannot be had: a source the mirror lacks (and that is not downloaded
+    yet) names the file and the mirror."""
+    missing = missing_from_mirror([source["file"] for source in config["sources"].values()])
+    if missing:
+        stop(
+            f"data_mirror {config['data_mirror']} lacks {', '.join(missing)} (not listed in its MANIFEST.tsv) and "
+            f"{'it is' if len(missing) == 1 else 'they are'} not under {RESOURCES}/ yet; every build reads the "
+            f"sources of config 'sources'. Add the file(s) to the mirror, or leave data_mirror unset to download "
+            f'them (README section "Offline use: data_mirror").'
+        )
+
+
+def check_network():
+    """Before any job of a real run (onstart): when inputs must be downloaded (no mirror) and the sources' host
+    names do not resolve, stop with one message naming data_mirror, not one failed fetch job per input."""
+    from softlabels.data.download import NO_NETWORK_HINT, network_unreachable
+
+    if config.get("data_mirror"):
+        return
+    todo = [s for s in config["sources"].values() if not os.path.exists(os.path.join(RESOURCES, s["file"]))]
+    host = network_unreachable([s["url"] for s in todo]) if todo else None
+    if host:
+        stop(
+            f"{len(todo)} input(s) must be downloaded (e.g. {todo[0]['file']}), but {host} cannot be "
+            f"resolved. {NO_NETWORK_HINT}"
+        )
+
+
+def pending_rules():
+    """Names of the rules with a job to run in this workflow run (None when the DAG cannot be read)."""
+    try:
+        return {job.rule.name for job in workflow.dag.needrun_jobs()}
+    except Exception:  # the DAG's job list is Snakemake-internal
+        return None
+
+
+def check_cifar10c_reachable(pending):
+    """Before any job (onstart): the CIFAR-10-C tar is to be fetched (evaluation.corruption.source: download,
+    the paper default) but data_mirror does not list it: stop, naming the file and the setting that avoids it.
+    """
+    if pending is None or "fetch_cifar10c" not in pending:
+        return
+    tar = config["evaluation"]["corruption"]["cifar10c"]["file"]
+    if missing_from_mirror([tar]):
+        stop(
+            f"data_mirror {config['data_mirror']} has no {tar} (not in its MANIFEST.tsv), which "
+            f"evaluation.corruption.source: download needs for the chapter-5 corruption CE (the 2.9 GB published "
+            f"CIFAR-10-C). Offline, generate the corrupted hold-out instead: add "
+            f"--config 'evaluation={{corruption: {{source: generate}}}}' (README section \"Offline use: "
+            f'data_mirror"), or add the tar to the mirror.'
+        )
+
+
+def valid_targets():
+    """What a user can ask this workflow for: the named target rules, then each table and figure file."""
+    named = sorted(r.name for r in workflow.rules if not r.output and r.name != "all")
+    files = [f for f in FINAL_OUTPUTS if f.endswith((".csv", ".png")) and ".groups" not in f]
+    return ["all", *named], sorted(dict.fromkeys(files))
+
+
+def check_requested_targets():
+    """Stop at workflow load when a requested target is no rule, no existing file and no rule's output: list the
+    valid targets (and the nearest ones), instead of Snakemake's bare "No rule to produce"."""
+    import difflib
+
+    targets = requested_targets() if MAIN_PROCESS else None
+    rules = list(workflow.rules)
+    names = {r.name for r in rules}
+    unknown = [
+        t
+        for t in targets or []
+        if t not in names and not os.path.exists(t) and not any(r.is_producer(t) for r in rules)
+    ]
+    if not unknown:
+        return
+    named, files = valid_targets()
+    near = difflib.get_close_matches(unknown[0], named + files, n=3, cutoff=0.5)
+    tables = [f for f in files if f.startswith("results/tables/") and f.endswith(".csv")]
+    figures = [f for f in files if f.startswith("results/figures/") and f.endswith(".png")]
+    suggestion = f"; did you mean {' or '.join(near)}?" if near else "."
+    message = [
+        f"no rule makes the target {', '.join(repr(t) for t in unknown)}{suggestion}",
+        "Valid targets (give them before --config):",
+        f"  named: {', '.join(named)}",
+        f"  tables: {' '.join(tables)}",
+        f"  figures: {' '.join(figures)}",
+        '  the HTML report: --report report.html (README section "The HTML report")',
+    ]
+    stop("\n".join(message))
+
+
 def resource(name):
     """Path of a downloaded input under resources_dir, by its key in `sources`."""
     return os.path.join(RESOURCES, config["sources"][name]["file"])
 
 
-def config_args():
+def _config_options():
     """CLI options that hand a `softlabels` subcommand the same configuration this run uses: the config
     files Snakemake read, then the top-level --config overrides and the effective scale and paths."""
     files = [os.path.abspath(f) for f in workflow.configfiles]
@@ -63,6 +202,24 @@ def config_args():
             text = text[: -len("\n...")]
         pairs.append(shlex.quote(f"{key}={text}"))
     return " ".join([f"--configfile {shlex.quote(f)}" for f in files] + ["--config"] + pairs)
+
+
+CONFIG_OPTIONS = _config_options()
+
+
+def _config_options_param(wildcards, resources):
+    return CONFIG_OPTIONS
+
+
+def config_args():
+    """The `params: config_args=config_args()` of every rule: how the job reaches this run's configuration
+    (config file paths, --config overrides, scale, data_mirror, device, resources_dir). It is *not* a rerun
+    trigger: a param function that takes `resources` counts as derived from the job's resources, and Snakemake
+    leaves derived params out of the params it records and compares. So switching the scale, moving the mirror
+    or changing the device reruns nothing by itself; what a job's output depends on is its `settings` param
+    (a training group: its `specs` digests), and where a download came from is recorded in its origin sidecar.
+    """
+    return _config_options_param
 
 
 # The responses table of the chapter-3 runs (train.smk: TRAIN_DATA["chapter3"]["cifar10s"]): own responses when the
@@ -122,9 +279,19 @@ def train_inputs(protocol):
     return paths
 
 
+#: Spec keys that say how a run was executed, not what it computes: recorded in its metrics.json, but a change
+#: of them alone does not retrain a finished run (`--config device=cpu` on a finished CUDA build reruns nothing).
+HOW_TO_RUN_SPEC_KEYS = ("device",)
+
+
+def without_how_to_run(spec):
+    return {k: v for k, v in spec.items() if k not in HOW_TO_RUN_SPEC_KEYS}
+
+
 def run_status(run, spec):
     """Status of a run: "trained" / "copied" when its outputs are current (metrics.json and train_log.csv exist, the
-    metrics record this spec, and they are newer than every input of the run), else False."""
+    metrics record this spec up to the how-to-run keys, and they are newer than every input of the run), else
+    False."""
     folder = run_dir(*run)
     try:
         made = min(os.stat(f"{folder}/{name}").st_mtime for name in ("metrics.json", "train_log.csv"))
@@ -138,7 +305,7 @@ def run_status(run, spec):
             metrics = json.load(f)
     except (OSError, ValueError):
         return False
-    if metrics.get("spec") != json.loads(json.dumps(spec)):
+    if without_how_to_run(metrics.get("spec") or {}) != without_how_to_run(json.loads(json.dumps(spec))):
         return False
     return "copied" if metrics.get("alias_of") else "trained"
 
@@ -173,7 +340,7 @@ def group_spec_digests(group):
     from softlabels.train.runs import spec_digest
 
     runs = list(group.members) + [alias for alias, _ in group.aliases]
-    return [spec_digest(RUN_SPECS[run]) for run in runs]
+    return [spec_digest(without_how_to_run(RUN_SPECS[run])) for run in runs]
 
 
 def group_arguments(group):
@@ -203,15 +370,28 @@ def group_threads(group):
 def print_training_plan():
     """The plan printed once when a workflow run starts (not in dry runs): runs and group jobs to do, the
     device, the time estimated from a measured step (`plan_measure_step: false` skips the measurement)."""
-    from softlabels.train.plan import training_plan_text
+    from softlabels.train.plan import paper_on_cpu, training_plan_text
 
-    try:
-        pending = {job.rule.name for job in workflow.dag.needrun_jobs()}
-    except Exception:  # the DAG's job list is Snakemake-internal; plan every group without it
-        pending = None
+    pending = pending_rules()  # None: plan every group
     groups = [g for g in TRAINING_GROUPS if pending is None or f"train_{g.name.replace('-', '_')}" in pending]
-    text = training_plan_text(config, groups, RUN_SPECS, measure=config.get("plan_measure_step", True))
+    cores = workflow.resource_settings.cores
+    others = 0  # the run's other jobs: each costs about one job start
+    try:
+        others = sum(1 for job in workflow.dag.needrun_jobs() if not job.rule.name.startswith("train_"))
+    except Exception:
+        pass
+    text = training_plan_text(
+        config,
+        groups,
+        RUN_SPECS,
+        measure=config.get("plan_measure_step", True),
+        cores=cores,
+        other_jobs=others,
+    )
     print(text, file=sys.stderr, flush=True)
+    if any(g.members for g in groups) and paper_on_cpu(config) and not config.get("allow_paper_on_cpu"):
+        warning = text.splitlines()[-1].removeprefix("  WARNING: ")
+        stop(f"stopped before any job: {warning}")
 
 
 # Helpers of the data, labels, corruption, tables and report stages.

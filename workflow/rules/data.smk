@@ -255,7 +255,7 @@ rule provenance:
         mem_mb=500,
         runtime=10,
     params:
-        settings=settings("data_mirror", "resources_dir", "sources"),
+        settings=settings("sources"),
         config_args=config_args(),
     shell:
         "softlabels provenance --out {output} {params.config_args} > {log} 2>&1"

@@ -46,7 +46,11 @@ PROVENANCE = f"{DATA}/provenance.json"  # rule provenance, data.smk
 TRAINING_GROUPS, RUN_SPECS, CANONICAL_RUN = plan_training(config, all_training_runs(), run_status)
 
 
+# Before any job of a real run: inputs that cannot be had stop the run with one message (common.smk), then the
+# training plan (and its stop for the paper scale on a CPU).
 onstart:
+    check_cifar10c_reachable(pending_rules())
+    check_network()
     print_training_plan()
 
 

@@ -19,8 +19,10 @@ import hashlib
 import http.client
 import os
 import re
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -149,7 +151,43 @@ def download_url(url: str, dest: Path, timeout_s: float, retries: int, backoff_s
         log(f"  attempt {attempt}/{retries} failed: {detail}")
         if attempt < retries:
             time.sleep(backoff_s * attempt)
-    raise DownloadError(f"could not download {url} after {retries} attempt(s): {_describe(last_error)}")
+    message = f"could not download {url} after {retries} attempt(s): {_describe(last_error)}"
+    if _is_network_error(last_error):
+        message += f". {NO_NETWORK_HINT}"
+    raise DownloadError(message)
+
+
+#: What a download that failed for lack of network adds to its error.
+NO_NETWORK_HINT = ("No network? Work offline from a copy of the inputs: --config data_mirror=/path/to/mirror "
+                   "(README section \"Offline use: data_mirror\").")
+
+
+def _is_network_error(exc: Exception | None) -> bool:
+    """A failure to reach the host at all (name resolution, refused or unreachable connection, timeout)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError) else exc
+    return isinstance(reason, (socket.gaierror, ConnectionError, TimeoutError, socket.timeout)) or (
+        isinstance(reason, OSError) and not isinstance(reason, urllib.error.HTTPError)
+        and getattr(reason, "errno", None) in (101, 110, 111, 113))  # unreachable, timed out, refused, no route
+
+
+def network_unreachable(urls, timeout_s: float = 3.0) -> str | None:
+    """The host of the first of `urls` whose name does not resolve (no network), else None. Cheap: one DNS
+    lookup per distinct host; skipped (None) behind an HTTP(S) proxy, which resolves names itself."""
+    if any(os.environ.get(name) for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")):
+        return None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        for host in dict.fromkeys(urllib.parse.urlsplit(url).hostname for url in urls):
+            if not host:
+                continue
+            try:
+                socket.getaddrinfo(host, 443)
+            except OSError:
+                return host
+    finally:
+        socket.setdefaulttimeout(previous)
+    return None
 
 
 def _describe(exc: Exception | None) -> str:

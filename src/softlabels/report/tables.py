@@ -353,8 +353,10 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
         metrics = list(dict.fromkeys(block["metric"]))  # eval sets may differ (CIFAR-10-C: corruption CE only)
         lines += [f"**{EVAL_SET_TITLES.get(eval_set, eval_set)}** (table {first['table']})", ""]
         header = ["Labels"] + (["Time/label (s)", "Thesis time (s)"] if show_time else [])
+        # a "(thesis)" column only for a metric the thesis reports in this block (it gives no accuracies)
+        with_thesis = {m: bool(block.loc[block["metric"] == m, "thesis_value"].notna().any()) for m in metrics}
         for m in metrics:
-            header += [METRIC_TITLES.get(m, m), f"{METRIC_TITLES.get(m, m)} (thesis)"]
+            header += [METRIC_TITLES.get(m, m)] + ([f"{METRIC_TITLES.get(m, m)} (thesis)"] if with_thesis[m] else [])
         header.append("runs")
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * len(header)) + "|")
@@ -368,7 +370,7 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
             for m in metrics:
                 c = by_metric.loc[m]
                 ours = "diverged" if diverged and int(c["n_runs"]) == 0 else _fmt(c["mean"], c["ci"])
-                line += [ours, _fmt(c["thesis_value"], c["thesis_ci"])]
+                line += [ours] + ([_fmt(c["thesis_value"], c["thesis_ci"])] if with_thesis[m] else [])
             runs_text = str(int(first_cell["n_runs"]))
             if diverged:
                 runs_text += f" (diverged: {diverged})"

@@ -1,12 +1,14 @@
 """What a workflow run will train and roughly how long it takes on this machine.
 
-`measure_images_per_s` times the trainer itself (`fit_group` on random images, two epochs, the second
-timed); `training_plan_text` turns the to-do groups into the plan printed when a workflow run starts:
-runs, group jobs, device and the estimated training time, Σ_groups epochs · n_train · G / (images/s of a
-group of G), with n_train from `runs.approximate_train_size`. On the CPU the measurement uses one member
-and one step of 16 images (a CPU step costs about images × members, and this keeps it to seconds);
-on CUDA a group of the real size and batch (at most 16 members measured). On the CPU only the cheapest
-model is timed; the others are scaled by their FLOPs per image (`training_flops`).
+`measure_step` times the trainer itself (`fit_group` on random images of the real model, batch and precision,
+with the torch threads a training job gets): two short calls of two epochs, with a few and with more steps per
+epoch, the second (warm) epoch of each timed, give the seconds of one warmed-up step and the fixed cost of an
+epoch. `training_plan_text` turns the to-do groups into the plan printed when a workflow run starts: runs,
+group jobs, device and the estimated wall time, Σ_groups epochs · (steps · step s + epoch s), divided over the
+jobs that run side by side (cores / threads per job). On the CPU a step costs about its members × images, so one
+member is measured and scaled by the group size, and only the cheapest model is timed, the others scaled by
+their FLOPs per image (`training_flops`); on CUDA a group of the real size (at most 16) is measured.
+`paper_on_cpu_message` is the stop of a paper-scale run on a CPU (config `allow_paper_on_cpu`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-#: Largest group and batch measured for a plan on the CPU.
-CPU_PLAN_BATCH = 16
+#: Largest batch measured for a plan on the CPU (a CPU step's cost per image hardly changes above it).
+CPU_PLAN_BATCH = 64
+#: Steps per epoch of the two timed calls (`measure_step`).
+PLAN_STEPS = (2, 6)
 
 
 def measure_images_per_s(model_name: str, batch_size: int, group_size: int, device, steps: int = 2,
@@ -66,8 +70,62 @@ def measure_images_per_s(model_name: str, batch_size: int, group_size: int, devi
     return group_size * n / seconds
 
 
-def group_seconds(epochs: int, n_train: int, group_size: int, images_per_s: float) -> float:
-    return epochs * n_train * group_size / images_per_s
+def measure_step(model_name: str, batch_size: int, group_size: int, device, precision: str = "fp32",
+                 threads: int | None = None) -> tuple[float, float]:
+    """(seconds of one warmed-up step of a group of `group_size`, fixed seconds per epoch) of `fit_group` at
+    `batch_size`, with `threads` torch threads (the job's) while measuring. From two calls (`PLAN_STEPS` steps
+    per epoch, the second epoch of each timed): step = Δtime / Δsteps, epoch = the rest."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        few, many = PLAN_STEPS
+        rate_few = measure_images_per_s(model_name, batch_size, group_size, device, steps=few, precision=precision)
+        rate_many = measure_images_per_s(model_name, batch_size, group_size, device, steps=many,
+                                         precision=precision)
+    finally:
+        torch.set_num_threads(previous)
+    t_few = group_size * batch_size * few / rate_few
+    t_many = group_size * batch_size * many / rate_many
+    step = max((t_many - t_few) / (many - few), 0.5 * t_many / many)
+    return step, max(0.0, t_few - few * step)
+
+
+def measure_job_start_s() -> float:
+    """Seconds a fresh job process takes to start Python and import torch and the trainer (each job is one)."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import softlabels.train.trainer"], capture_output=True, check=False)
+    return time.perf_counter() - t0
+
+
+def evaluation_images(config: Mapping, protocol_name: str) -> float:
+    """Training-step equivalents (images) of one run's evaluation: CE on each hold-out (a forward, ~1/3 of a
+    training step per image), FGSM (forward, backward, forward: ~4/3) and, in chapter 5, the corruption CE
+    (a forward per corrupted image, 15 corruptions)."""
+    evaluation = config.get("evaluation", {})
+    holdout = evaluation.get("cifar10h_holdout_limit") or 3000
+    s_holdout = (evaluation.get("cifar10s_holdout") or {}).get("size", 0) or 0
+    images = (holdout + s_holdout) * 5 / 3
+    if protocol_name == "chapter5":
+        images += len((evaluation.get("corruption") or {}).get("corruptions", [])) * holdout / 3
+    return images
+
+
+#: A training job's set-up after its imports (reading the data, building the labels), and the whole of any other
+#: job, in units of the measured start. Calibrated on the smoke `all` build on 2 CPU cores (115 jobs, 5 min
+#: 24 s, of which training 43 s and evaluation 24 s of job time: the rest is about 5 s per job, 2.5 starts).
+SETUP_PER_START = 2.0
+OTHER_JOB_STARTS = 2.0
+
+
+def group_seconds(epochs: int, n_train: int, batch_size: int, step_s: float, epoch_s: float) -> float:
+    """Training seconds of one group job: epochs × (steps per epoch × step + fixed epoch cost)."""
+    return epochs * (math.ceil(n_train / batch_size) * step_s + epoch_s)
 
 
 def _duration(seconds: float) -> str:
@@ -95,10 +153,22 @@ def training_flops(model_name: str) -> float:
     return float(counter.get_total_flops())
 
 
-def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measure: bool = True) -> str:
-    """The plan of a workflow run (module docstring). On CUDA each (model, batch, group size) is timed; on
-    the CPU, where a step costs about its arithmetic, one step of the cheapest model is timed and the others
-    are scaled by their FLOPs (`training_flops`), so the plan costs seconds even at the paper scale."""
+PAPER_ON_CPU = ("this is the paper scale on a CPU: {estimate}. Instead: run the quick scale on this machine "
+                "(`--config scale=quick`, every table in hours on 2 cores; README section \"Scales\"), run the paper "
+                "scale on a GPU machine or a SLURM cluster (README section \"Running on a SLURM cluster\"), or, to "
+                "train at paper scale on this CPU anyway, add `--config allow_paper_on_cpu=true`.")
+
+
+def paper_on_cpu(config: Mapping) -> bool:
+    from softlabels.train.trainer import resolve_device
+
+    return config["scale"] == "paper" and resolve_device(config["device"]).type == "cpu"
+
+
+def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measure: bool = True,
+                       cores: int | None = None, other_jobs: int = 0) -> str:
+    """The plan of a workflow run (module docstring); `cores`: Snakemake's --cores (jobs side by side);
+    `other_jobs`: the run's jobs besides training (each costs about one job start)."""
     from softlabels.train.runs import approximate_train_size
     from softlabels.train.trainer import resolve_device
 
@@ -110,35 +180,59 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
              f"copied, on {device} (scale {config['scale']})"]
     if not training:
         return lines[0]
+    cpu = device.type == "cpu"
+    protocol_of = lambda g: config["protocols"][g.protocol]
+    threads_of = lambda g: int(protocol_of(g).get("resources", {}).get("threads", 1) or 1)
     total = 0.0
-    rates: dict = {}
-    if measure and device.type == "cpu":
+    evaluation = 0.0
+    costs: dict = {}
+    if measure and cpu:
         flops = {model: training_flops(model) for model in sorted({g.model for g in training})}
         cheapest = min(flops, key=flops.get)
+        first = min(training, key=lambda g: flops[g.model])
+        # the paper scale on a CPU only stops with its estimate: time a small batch of its (large) models
+        batch = min(int(protocol_of(first)["batch_size"]), 8 if paper_on_cpu(config) else CPU_PLAN_BATCH)
         t0 = time.perf_counter()
-        measured = measure_images_per_s(cheapest, CPU_PLAN_BATCH, 1, device, steps=1,
-                                        precision=config["protocols"][training[0].protocol].get("precision", "fp32"))
-        lines.append(f"  measured {cheapest}: {measured:.0f} images/s (one step of {CPU_PLAN_BATCH} images, "
-                     f"{time.perf_counter() - t0:.1f} s); other models scaled by their FLOPs per image")
+        step, epoch = measure_step(cheapest, batch, 1, device, precision=protocol_of(first).get("precision", "fp32"),
+                                   threads=threads_of(first))
+        lines.append(f"  measured {cheapest}: {batch / step:.0f} images/s per member on {threads_of(first)} "
+                     f"thread(s) (warm steps of {batch} images, {step * 1000:.0f} ms each, + {epoch:.2f} s per "
+                     f"epoch; {time.perf_counter() - t0:.1f} s to measure); other models scaled by their FLOPs")
         for model, f in flops.items():
-            rates[model] = measured * flops[cheapest] / f
+            costs[model] = (batch / step * flops[cheapest] / f, epoch)  # images/s of one member, s per epoch
     for group in training:
-        protocol = config["protocols"][group.protocol]
+        protocol = protocol_of(group)
         batch, size = int(protocol["batch_size"]), len(group.members)
-        key = group.model if device.type == "cpu" else (group.model, batch, min(size, 16))
-        if measure and key not in rates:
+        key = group.model if cpu else (group.model, batch, min(size, 16))
+        if measure and key not in costs:
             t0 = time.perf_counter()
-            rates[key] = measure_images_per_s(group.model, batch, min(size, 16), device, steps=2,
-                                              precision=protocol.get("precision", "fp32"))
-            lines.append(f"  measured {group.model}: {rates[key]:.0f} images/s (group of {min(size, 16)}, "
+            step, epoch = measure_step(group.model, batch, min(size, 16), device,
+                                       precision=protocol.get("precision", "fp32"))
+            costs[key] = (min(size, 16) * batch / step, epoch)
+            lines.append(f"  measured {group.model}: {costs[key][0]:.0f} images/s (group of {min(size, 16)}, "
                          f"batch {batch}; {time.perf_counter() - t0:.1f} s to measure)")
-        if key in rates:
+        if key in costs:
+            rate, epoch = costs[key]
             n_train = approximate_train_size(specs[group.members[0]])
-            # On CUDA a group above 16 members is taken as no faster in aggregate than 16.
-            total += group_seconds(int(protocol["epochs"]), n_train, size, rates[key])
+            # On the CPU a group's step costs its members × one member's; on CUDA a group above 16 members is
+            # taken as no faster in aggregate than 16.
+            members = size if cpu else max(1.0, size / 16)
+            step = batch * (1 if cpu else min(size, 16)) / rate
+            total += group_seconds(int(protocol["epochs"]), n_train, batch, members * step, epoch)
+            per_image = step / batch / (1 if cpu else min(size, 16))
+            evaluation += size * evaluation_images(config, group.protocol) * per_image
     if measure:
-        lines.append(f"  estimated training time: {_duration(total)} on {device} (evaluation not included)")
-    if device.type == "cpu" and config["scale"] == "paper":
-        lines.append("  WARNING: this is the paper scale on a CPU: its training runs take days here. For a build "
-                     "of every table in minutes on this machine, stop and run with `--config scale=quick`.")
+        start = measure_job_start_s()
+        side_by_side = max(1, min(len(training), (cores or 1) // max(1, min(threads_of(g) for g in training))))
+        overhead = len(training) * start * (1 + SETUP_PER_START) + other_jobs * start * OTHER_JOB_STARTS
+        wall = (total + evaluation + overhead) / (side_by_side if cpu else 1)
+        lines.append(f"  estimated time: {_duration(wall)} on {device}"
+                     + (f", {side_by_side} jobs side by side on {cores} cores" if cpu and side_by_side > 1 else "")
+                     + f" (training {_duration(total)}, evaluation {_duration(evaluation)}, job start-up and "
+                     f"set-up {_duration(overhead)}: {start:.1f} s per job start measured, "
+                     f"{len(training) + other_jobs} jobs)")
+        lines.insert(1, f"  estimated training time: {_duration(total / (side_by_side if cpu else 1))} on {device}")
+    if paper_on_cpu(config):
+        estimate = f"its training takes about {_duration(total)} here" if measure else "its training takes days here"
+        lines.append("  WARNING: " + PAPER_ON_CPU.format(estimate=estimate))
     return "\n".join(lines)
