@@ -5,7 +5,9 @@
 
 Runs `snakemake --cores N <target> --config scale=<scale> data_mirror=<mirror>` with this checkout's Snakefile
 and config.yaml in a new, empty working directory (so nothing built earlier is reused), then copies
-`results/tables/<target>.{md,csv}` to `<out>/claims.{md,csv}` and writes `<out>/run.json`: the command, the
+`results/tables/<target>.{md,csv}` to `<out>/claims.{md,csv}` (with the mirror's absolute path written as
+`<mirror>`, as in the recorded command: the provenance still names each input file and its approximation
+flag) and writes `<out>/run.json`: the command, the
 commit, the wall time, the cores, the CPU model and the start time. Run it alone on the machine: the wall
 time is the figure it records. Stops (and writes nothing under `--out`) when the build fails or the
 working tree has uncommitted changes to tracked files (the commit would not say what ran).
@@ -18,7 +20,6 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,13 @@ def cpu_model() -> str:
 
 def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def copy_results(workdir: Path, target: str, mirror: Path, out: Path) -> None:
+    """results/tables/<target>.{md,csv} of `workdir` to `out`/claims.{md,csv}, the mirror path as `<mirror>`."""
+    for ext in ("md", "csv"):
+        text = (workdir / "results" / "tables" / f"{target}.{ext}").read_text()
+        (out / f"claims.{ext}").write_text(text.replace(str(mirror), "<mirror>"))
 
 
 def main(argv=None) -> int:
@@ -75,8 +83,7 @@ def main(argv=None) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for ext in ("md", "csv"):
-        shutil.copyfile(workdir / "results" / "tables" / f"{args.target}.{ext}", out / f"claims.{ext}")
+    copy_results(workdir, args.target, mirror, out)
     record = {
         "command": f"snakemake --cores {args.cores} {args.target} --config scale={args.scale} data_mirror=<mirror>",
         "target": args.target,
@@ -88,6 +95,7 @@ def main(argv=None) -> int:
         "cpu": cpu_model(),
         "started": started.isoformat(timespec="seconds"),
         "workdir": "fresh (empty) working directory",
+        "mirror_path": "written as <mirror> in claims.md and claims.csv",
     }
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
