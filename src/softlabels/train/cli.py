@@ -153,16 +153,17 @@ def provenance_block(spec: Mapping, device, precision: str, inputs: Mapping | No
     }
 
 
+def run_identity(spec: Mapping) -> dict:
+    """The keys every metrics.json starts with: format, scheme, model, seed, scale and the run's spec."""
+    return {"format": METRICS_FORMAT, "scheme": spec["scheme"], "model": spec["model"], "seed": int(spec["seed"]),
+            "scale": spec.get("scale"), "spec": dict(spec)}
+
+
 def diverged_metrics(spec: Mapping, error: Exception, device, precision: str, provenance: Mapping | None) -> dict:
     """metrics.json of a run whose training loss became non-finite: `diverged: true`, the 1-indexed epoch
     (`diverged_epoch`) and the message, no metric values (tables show the cell as diverged)."""
     return {
-        "format": METRICS_FORMAT,
-        "scheme": spec["scheme"],
-        "model": spec["model"],
-        "seed": int(spec["seed"]),
-        "scale": spec.get("scale"),
-        "spec": dict(spec),
+        **run_identity(spec),
         "diverged": True,
         "diverged_epoch": getattr(error, "epoch", None),
         "message": str(error),
@@ -232,12 +233,7 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
         results_ = evaluate_sets(model, sets, spec, device)
         log(f"{member.name} evaluation ({time.perf_counter() - t_eval:.1f}s): {json.dumps(results_)}")
         metrics = {
-            "format": METRICS_FORMAT,
-            "scheme": spec["scheme"],
-            "model": spec["model"],
-            "seed": int(spec["seed"]),
-            "scale": spec.get("scale"),
-            "spec": dict(spec),
+            **run_identity(spec),
             **results_,
             "train": {
                 "epochs": int(spec["protocol"]["epochs"]),
