@@ -26,14 +26,13 @@ import os
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from softlabels.models import build_model, with_normalization
 from softlabels.train.trainer import Member, fit_group
+from train_throughput import synthetic_data  # benchmarks/ is the script's folder, first on sys.path
 
 PROTOCOL = {
     "batch_size": 32,
@@ -45,14 +44,6 @@ PROTOCOL = {
 }
 
 
-def synthetic_pools(n: int, seed: int = 0):
-    """Random uint8 images and pools of 6 one-hot annotator labels per image."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, (n, 6))]
-    return images, SimpleNamespace(labels=labels, sizes=np.full(n, 6, dtype=np.int64))
-
-
 def protocol_for(args, epochs: int) -> dict:
     return {**PROTOCOL, "epochs": epochs, "batch_size": args.batch, "base_lr": {args.model: 0.1}}
 
@@ -60,7 +51,7 @@ def protocol_for(args, epochs: int) -> dict:
 def trainer_images_per_s(args, group: int, threads: int, precision: str = "fp32") -> float:
     """Group images/s of fit_group over `args.epochs` epochs after one warm-up epoch (whole-epoch timing)."""
     torch.set_num_threads(threads)
-    images, pools = synthetic_pools(args.images)
+    images, pools = synthetic_data(args.images, pool_size=6)
     members = [Member(images, pools, seed) for seed in range(group)]
     fit_group(members, protocol_for(args, 1), args.model, "cpu", log=lambda _: None, precision=precision)
     t = time.perf_counter()

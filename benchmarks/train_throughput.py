@@ -48,11 +48,12 @@ def protocol(epochs: int, batch_size: int) -> dict:
     }
 
 
-def synthetic_data(n: int, seed: int = 0):
+def synthetic_data(n: int, seed: int = 0, pool_size: int = POOL_SIZE):
+    """Random uint8 images [n, 32, 32, 3] and pools of `pool_size` one-hot annotator labels per image."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, (n, POOL_SIZE))]
-    return images, SimpleNamespace(labels=labels, sizes=np.full(n, POOL_SIZE, dtype=np.int64))
+    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, (n, pool_size))]
+    return images, SimpleNamespace(labels=labels, sizes=np.full(n, pool_size, dtype=np.int64))
 
 
 class AnnotatorDataset(Dataset):
