@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     mirror = Path(args.data_mirror).resolve()
     if not (mirror / "MANIFEST.tsv").is_file():
         p.error(f"--data-mirror {mirror}: no MANIFEST.tsv there")
-    if git("status", "--porcelain", "--untracked-files=no") and not args.allow_dirty:
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    if dirty and not args.allow_dirty:
         p.error("the working tree has uncommitted changes to tracked files; commit them first (or --allow-dirty)")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"{args.target}-{args.scale}-")).resolve()
     if workdir.exists() and any(workdir.iterdir()):
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
         "target": args.target,
         "scale": args.scale,
         "commit": git("rev-parse", "HEAD"),
+        "uncommitted_changes": dirty,
         "wall_s": round(wall, 1),
         "cores": args.cores,
         "nproc": os.cpu_count(),
