@@ -169,7 +169,7 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
                        cores: int | None = None, other_jobs: int = 0) -> str:
     """The plan of a workflow run (module docstring); `cores`: Snakemake's --cores (jobs side by side);
     `other_jobs`: the run's jobs besides training (each costs about one job start)."""
-    from softlabels.train.runs import approximate_train_size
+    from softlabels.train.groups import approximate_train_size
     from softlabels.train.trainer import resolve_device
 
     device = resolve_device(config["device"])
