@@ -32,6 +32,7 @@ def measure_images_per_s(model_name: str, batch_size: int, group_size: int, devi
     `steps` steps per epoch, two epochs, the second one timed (model build and first-step warm-up excluded)."""
     import torch
 
+    from softlabels.evaluate.metrics import soft_cross_entropy
     from softlabels.train.trainer import Member, fit_group, resolve_device
 
     device = resolve_device(device)
@@ -60,7 +61,7 @@ def measure_images_per_s(model_name: str, batch_size: int, group_size: int, devi
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 marks.append(time.perf_counter())
-            return x, lambda logits: __import__("softlabels.train.trainer", fromlist=["x"]).soft_cross_entropy_loss(logits, y)
+            return x, lambda logits: soft_cross_entropy(logits, y)
 
     members[0].objective = Timer()
     fit_group(members, protocol, model_name, device, log=log, precision=precision, cudnn_benchmark=cudnn_benchmark)
