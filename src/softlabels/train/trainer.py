@@ -473,22 +473,9 @@ def fit_group(
         raise ValueError(f"protocol key 'augmentation' must be once, per_epoch or none, got {augmentation!r}")
     if not members:
         return []
-    states = []
-    for member in members:
-        images = images_to_tensor(member.images_u8, device)
-        labels, sizes = pools_to_tensors(member.pools, images.shape[0], device)
-        if images.shape[0] == 0:
-            raise ValueError(f"{_member_name(member)}: no training images")
-        fingerprint = run_fingerprint(images, labels, protocol, model_name, member.seed, precision)
-        path = Path(member.checkpoint_path) if member.checkpoint_path is not None else None
-        checkpoint = load_checkpoint(path, fingerprint) if path is not None else None
-        states.append(_State(member, images, labels, sizes, fingerprint, path, checkpoint,
-                             member.objective if member.objective is not None else SoftCrossEntropy()))
-    # Sub-groups of equal size and start epoch (normally one).
-    keys = [(s.images.shape[0], s.labels.shape[2], s.checkpoint["epoch"] if s.checkpoint else 0) for s in states]
+    states = [_member_state(member, protocol, model_name, device, precision) for member in members]
     results: list = [None] * len(states)
-    for key in sorted(set(keys)):
-        index = [i for i, k in enumerate(keys) if k == key]
+    for key, index in _sub_groups(states):
         if len(index) < len(states):
             log(f"sub-group of {len(index)} (images={key[0]}, start epoch={key[2]}): "
                 + ", ".join(_member_name(states[i].member) for i in index))
@@ -500,6 +487,26 @@ def fit_group(
                 result.training_summary["precision"] = resolved
             results[i] = result
     return results
+
+
+def _member_state(member: Member, protocol: Mapping, model_name: str, device: torch.device, precision: str) -> _State:
+    """A member's images and label pools on the device, its fingerprint and the checkpoint it resumes from."""
+    images = images_to_tensor(member.images_u8, device)
+    labels, sizes = pools_to_tensors(member.pools, images.shape[0], device)
+    if images.shape[0] == 0:
+        raise ValueError(f"{_member_name(member)}: no training images")
+    fingerprint = run_fingerprint(images, labels, protocol, model_name, member.seed, precision)
+    path = Path(member.checkpoint_path) if member.checkpoint_path is not None else None
+    checkpoint = load_checkpoint(path, fingerprint) if path is not None else None
+    return _State(member, images, labels, sizes, fingerprint, path, checkpoint,
+                  member.objective if member.objective is not None else SoftCrossEntropy())
+
+
+def _sub_groups(states: Sequence[_State]) -> list[tuple[tuple, list[int]]]:
+    """(key, member positions) of the sub-groups trained together: equal (images, classes, start epoch);
+    normally one."""
+    keys = [(s.images.shape[0], s.labels.shape[2], s.checkpoint["epoch"] if s.checkpoint else 0) for s in states]
+    return [(key, [i for i, k in enumerate(keys) if k == key]) for key in sorted(set(keys))]
 
 
 def _stack_models(states: Sequence[_State], model_name: str, num_classes: int, device: torch.device):
