@@ -26,19 +26,8 @@ from softlabels.elicit.study import StudyError, load_study
 from softlabels.elicit.validate import MIN_TOKEN
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "elicit",
-        help="collect soft labels with a small web app and feed them to the pipeline",
-        description="Run an elicitation study (soft-label form or mixing-factor task) and export its responses "
-        "in the tables the pipeline reads.",
-    )
-    sub = p.add_subparsers(dest="elicit_command", metavar="SUBCOMMAND", required=True)
-
-    q = sub.add_parser("check", help="validate a study file", description="Validate a study file and list what it shows.")
-    q.add_argument("study", help="study YAML file")
-    q.set_defaults(func=run_check)
-
+def _add_serve(sub) -> None:
+    """`softlabels elicit serve` and its limits (`softlabels.elicit.server.ServerOptions`)."""
     q = sub.add_parser("serve", help="serve a study", description="Serve a study until interrupted (Ctrl-C).")
     q.add_argument("study", help="study YAML file")
     q.add_argument("--db", default=None, help="SQLite file of the study's responses (default: STUDY with .sqlite)")
@@ -63,6 +52,22 @@ def register(subparsers) -> None:
     q.add_argument("--quiet", action="store_true", help="no per-request log lines")
     add_config_arguments(q)  # labels.gamma: the T2-Clamp γ of the progress page's entropy histogram
     q.set_defaults(func=run_serve)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "elicit",
+        help="collect soft labels with a small web app and feed them to the pipeline",
+        description="Run an elicitation study (soft-label form or mixing-factor task) and export its responses "
+        "in the tables the pipeline reads.",
+    )
+    sub = p.add_subparsers(dest="elicit_command", metavar="SUBCOMMAND", required=True)
+
+    q = sub.add_parser("check", help="validate a study file", description="Validate a study file and list what it shows.")
+    q.add_argument("study", help="study YAML file")
+    q.set_defaults(func=run_check)
+
+    _add_serve(sub)
 
     q = sub.add_parser("links", help="signed participant links",
                        description="Print (or write as CSV) each participant's signed link, or the study-level link "
