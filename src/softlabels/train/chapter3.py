@@ -26,7 +26,14 @@ import numpy as np
 
 from softlabels import labels as L
 from softlabels.data.splits import balanced_prefix
-from softlabels.train.run_data import EvalSet, RunData, RunSets, cifar10h_eval_set, cifar10h_holdout_images
+from softlabels.train.run_data import (
+    EvalSet,
+    RunData,
+    RunSets,
+    cifar10h_eval_set,
+    cifar10h_holdout_images,
+    cifar10_test_eval_set,
+)
 
 #: Keys of `labels` / `evaluation` that chapter-3 runs depend on (copied into their spec.json).
 LABEL_KEYS = (
@@ -152,19 +159,12 @@ def cifar10s_eval_targets(spec: Mapping, data: RunData, images: np.ndarray) -> n
 
 def chapter3_eval_sets(spec: Mapping, data: RunData, split: Mapping[str, np.ndarray]) -> dict[str, EvalSet]:
     """CIFAR-10H hold-out and the per-seed CIFAR-10S hold-out (T2-Clamp mean labels, small calibration bins)."""
-    evaluation = spec["evaluation"]
     holdout = split["holdout"]
     s_targets = cifar10s_eval_targets(spec, data, holdout)
+    bin_size = spec["evaluation"]["calibration"]["bin_size_cifar10s"]
     return {
         "cifar10h": cifar10h_eval_set(spec, data, split["test"]),
-        "cifar10s": EvalSet(
-            images=data.images[holdout],
-            targets=s_targets,
-            hard_labels=data.labels[holdout],
-            fgsm_targets=s_targets,
-            bin_size=evaluation["calibration"]["bin_size_cifar10s"],
-            indices=holdout,
-        ),
+        "cifar10s": cifar10_test_eval_set(data, holdout, s_targets, s_targets, bin_size),
     }
 
 

@@ -144,14 +144,14 @@ def cifar10h_eval_set(spec: Mapping, data: RunData, test: np.ndarray) -> EvalSet
     evaluation = spec["evaluation"]
     targets = data.cifar10h_probs[test]
     fgsm = one_hot(data.labels[test], dtype=np.float32) if evaluation["fgsm"]["cifar10h_target"] == "hard" else targets
-    return EvalSet(
-        images=data.images[test],
-        targets=targets,
-        hard_labels=data.labels[test],
-        fgsm_targets=fgsm,
-        bin_size=evaluation["calibration"]["bin_size"],
-        indices=test,
-    )
+    return cifar10_test_eval_set(data, test, targets, fgsm, evaluation["calibration"]["bin_size"])
+
+
+def cifar10_test_eval_set(data: RunData, indices: np.ndarray, targets: np.ndarray, fgsm_targets: np.ndarray,
+                         bin_size: int) -> EvalSet:
+    """An evaluation set of the CIFAR-10 test images `indices`, their CIFAR-10 labels as the hard labels."""
+    return EvalSet(images=data.images[indices], targets=targets, hard_labels=data.labels[indices],
+                   fgsm_targets=fgsm_targets, bin_size=bin_size, indices=indices)
 
 
 # ----------------------------------------------------------------------------------------------------------
