@@ -751,10 +751,7 @@ class _FusedGroup:
             if s.failed:
                 continue
             if not math.isfinite(mean_losses[g]):
-                s.failed = (f"{_member_name(s.member)}: training loss became {mean_losses[g]} in epoch {epoch + 1} "
-                            f"({self.model_name}); its checkpoint keeps epoch {epoch}, the other members go on")
-                s.failed_epoch = epoch + 1
-                log(s.failed)
+                self.diverge(s, epoch, mean_losses[g], log)
                 continue
             record = {"epoch": epoch + 1, "epochs": self.epochs, "loss": round(mean_losses[g], 6), "lr": lr,
                       "images_per_s": round(self.G * self.n / (now - t_epoch), 1),
@@ -765,6 +762,14 @@ class _FusedGroup:
                 save_torch(s.checkpoint_path, self.checkpoint(g, epoch, momentum, rng, s.seconds_before + now - t_session))
             prefix = "" if self.G == 1 else f"member={g} "
             log(prefix + " ".join(f"{k}={v:.6g}" if k == "lr" else f"{k}={v}" for k, v in record.items()))
+
+    def diverge(self, s: _State, epoch: int, loss: float, log: Callable) -> None:
+        """Member `s` leaves the group: its mean loss of `epoch` (0-indexed) is not finite; no record, no
+        checkpoint of this epoch (its checkpoint keeps the epoch before), `Diverged` at the end."""
+        s.failed = (f"{_member_name(s.member)}: training loss became {loss} in epoch {epoch + 1} "
+                    f"({self.model_name}); its checkpoint keeps epoch {epoch}, the other members go on")
+        s.failed_epoch = epoch + 1
+        log(s.failed)
 
     def checkpoint(self, g: int, epoch: int, momentum: Mapping, rng: dict, seconds: float) -> dict:
         """Member g's state after `epoch` (0-indexed): what `load_checkpoint` and `resume` read back."""
