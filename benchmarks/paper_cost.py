@@ -112,10 +112,10 @@ def paper_runs(config):
 
 def estimate(config, rates: dict[str, dict[int, float]], log=print) -> dict:
     """Device-seconds of the paper scale, today's path and the fused path (module docstring)."""
-    from softlabels.train import runs as R
+    from softlabels.train import groups as G
 
     runs = paper_runs(config)
-    groups, specs, _ = R.plan_training(config, runs, lambda run, spec: False)
+    groups, specs, _ = G.plan_training(config, runs, lambda run, spec: False)
     missing = sorted({run[1] for run in runs} - set(rates))
     if missing:
         log(f"  (no measurement for {', '.join(missing)}: their runs are left out of the estimate)")
@@ -124,14 +124,14 @@ def estimate(config, rates: dict[str, dict[int, float]], log=print) -> dict:
         spec = specs[run]
         if run[1] not in rates:
             continue
-        work = int(spec["protocol"]["epochs"]) * R.approximate_train_size(spec)
+        work = int(spec["protocol"]["epochs"]) * G.approximate_train_size(spec)
         today_train += work / rates[run[1]][1]
         today_eval += evaluation_images(spec) / (3 * rates[run[1]][1])
     for group in groups:
         if group.model not in rates or not group.members:
             continue
         spec = specs[group.members[0]]
-        work = int(spec["protocol"]["epochs"]) * R.approximate_train_size(spec) * len(group.members)
+        work = int(spec["protocol"]["epochs"]) * G.approximate_train_size(spec) * len(group.members)
         fused_train += work / rate_at(rates[group.model], len(group.members))
         fused_eval += sum(evaluation_images(specs[r]) for r in group.members) / (3 * rates[group.model][1])
     return {

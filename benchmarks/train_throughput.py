@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from softlabels.models import build_model
 from softlabels.train import fit
-from softlabels.train.trainer import augment_once, normalise, resolve_device, soft_cross_entropy_loss
+from softlabels.evaluate.metrics import soft_cross_entropy
+from softlabels.train.trainer import augment_once, normalise, resolve_device
 
 MODEL = "resnet34a"
 POOL_SIZE = 51
@@ -80,7 +81,7 @@ def baseline_steps(model, optimizer, loader, device) -> tuple[int, float]:
     start = time.perf_counter()
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = soft_cross_entropy_loss(model(x), y)
+        loss = soft_cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

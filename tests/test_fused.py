@@ -127,10 +127,10 @@ class Explode:
     """Soft CE times +inf from the second epoch on: the member's loss becomes non-finite."""
 
     def prepare(self, inputs, targets, batch):
-        from softlabels.train.trainer import soft_cross_entropy_loss
+        from softlabels.evaluate.metrics import soft_cross_entropy
 
         scale = math.inf if batch.epoch >= 1 else 1.0
-        return inputs, lambda logits: scale * soft_cross_entropy_loss(logits, targets)
+        return inputs, lambda logits: scale * soft_cross_entropy(logits, targets)
 
 
 def test_a_diverging_member_is_named_and_does_not_touch_the_others(tmp_path):
@@ -347,9 +347,9 @@ def test_clipping_is_per_member_not_over_the_group():
 
     class Scaled:
         def prepare(self, inputs, targets, batch):
-            from softlabels.train.trainer import soft_cross_entropy_loss
+            from softlabels.evaluate.metrics import soft_cross_entropy
 
-            return inputs, lambda logits: 100.0 * soft_cross_entropy_loss(logits, targets)
+            return inputs, lambda logits: 100.0 * soft_cross_entropy(logits, targets)
 
     data = [make_data(n=32, seed=50), make_data(n=32, seed=51)]
     fused = fit_group([Member(*data[0], 0), Member(*data[1], 1, Scaled())], STEP_PROTOCOL, "resnet8a", "cpu", log=quiet)

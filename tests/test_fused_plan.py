@@ -1,10 +1,11 @@
-"""Grouping of training runs into jobs (softlabels.train.runs.plan_training) and the start-of-run plan."""
+"""Grouping of training runs into jobs (softlabels.train.groups.plan_training) and the start-of-run plan."""
 
 from __future__ import annotations
 
 import pytest
 
 from softlabels import config as cfg
+from softlabels.train import groups as G
 from softlabels.train import runs as R
 from softlabels.train.plan import training_plan_text
 
@@ -24,7 +25,7 @@ def table_runs(config):
 
 
 def test_identical_specs_train_once_and_aliases_follow_their_run(paper):
-    groups, specs, canonical = R.plan_training(paper, table_runs(paper), lambda run, spec: False)
+    groups, specs, canonical = G.plan_training(paper, table_runs(paper), lambda run, spec: False)
     members = [run for g in groups for run in g.members]
     assert len(members) == len(set(members)) == len(table_runs(paper)) - 15
     assert canonical[("cifar10h_sep_m51", "resnet34a", 0)] == ("cifar10h_sep", "resnet34a", 0)
@@ -37,11 +38,11 @@ def test_identical_specs_train_once_and_aliases_follow_their_run(paper):
 
 
 def test_groups_share_model_protocol_and_training_set_size(paper):
-    groups, specs, _ = R.plan_training(paper, table_runs(paper), lambda run, spec: False)
+    groups, specs, _ = G.plan_training(paper, table_runs(paper), lambda run, spec: False)
     assert len(groups) < 40
     for g in groups:
         assert 1 <= len(g.members) <= paper["protocols"][g.protocol]["group_size"]
-        assert len({R.group_key(specs[r]) for r in g.members}) == 1
+        assert len({G.group_key(specs[r]) for r in g.members}) == 1
     n_soft = [g for g in groups if specs[g.members[0]]["scheme_spec"].get("n_soft")]
     assert n_soft and all(len({specs[r]["scheme_spec"]["n_soft"] for r in g.members}) == 1 for g in n_soft)
 
@@ -49,12 +50,12 @@ def test_groups_share_model_protocol_and_training_set_size(paper):
 def test_finished_runs_are_left_out_and_new_seeds_do_not_regroup_them(paper):
     runs = table_runs(paper)
     done = set(runs[: len(runs) // 2])
-    groups, _, _ = R.plan_training(paper, runs, lambda run, spec: "trained" if run in done else False)
+    groups, _, _ = G.plan_training(paper, runs, lambda run, spec: "trained" if run in done else False)
     assert not done & {run for g in groups for run in g.members}
     # one more seed: only the new runs (and unfinished ones) are to do
     more = cfg.deep_merge(paper, {"protocols": {"chapter3": {"seeds": [0, 1, 2, 3, 4, 5]}}})
     finished = lambda run, spec: "trained" if run in set(runs) else False
-    groups, _, _ = R.plan_training(more, table_runs(more), finished)
+    groups, _, _ = G.plan_training(more, table_runs(more), finished)
     todo = {run for g in groups for run in g.members} | {a for g in groups for a, _ in g.aliases}
     assert todo and {run[2] for run in todo} == {5} and not todo & set(runs)
 
@@ -62,24 +63,24 @@ def test_finished_runs_are_left_out_and_new_seeds_do_not_regroup_them(paper):
 def test_a_finished_alias_target_gets_a_copy_job(paper):
     runs = table_runs(paper)
     finished = lambda run, spec: "trained" if run[0] != "cifar10h_sep_m51" else False
-    groups, _, _ = R.plan_training(paper, runs, finished)
+    groups, _, _ = G.plan_training(paper, runs, finished)
     assert [(len(g.members), len(g.aliases)) for g in groups] == [(0, 1)] * 5
     # a finished, trained run is kept as the shared one even when a smaller name joins later
     finished = lambda run, spec: "trained" if run[0] == "cifar10h_sep_m51" else False
-    _, _, canonical = R.plan_training(paper, runs, finished)
+    _, _, canonical = G.plan_training(paper, runs, finished)
     assert canonical[("cifar10h_sep", "resnet34a", 0)] == ("cifar10h_sep_m51", "resnet34a", 0)
 
 
 def test_group_names_follow_the_member_specs(paper):
     runs = table_runs(paper)
-    names = {g.name for g in R.plan_training(paper, runs, lambda r, s: False)[0]}
+    names = {g.name for g in G.plan_training(paper, runs, lambda r, s: False)[0]}
     gamma = cfg.deep_merge(paper, {"labels": {"gamma": 0.3}})
-    other = {g.name for g in R.plan_training(gamma, runs, lambda r, s: False)[0]}
+    other = {g.name for g in G.plan_training(gamma, runs, lambda r, s: False)[0]}
     assert names != other and names & other  # chapter-3/5 groups renamed, chapter 4 (no γ) kept
 
 
 def test_plan_names_runs_device_and_warns_at_paper_scale_on_the_cpu(paper):
-    groups, specs, _ = R.plan_training({**paper, "device": "cpu"}, table_runs(paper), lambda r, s: False)
+    groups, specs, _ = G.plan_training({**paper, "device": "cpu"}, table_runs(paper), lambda r, s: False)
     text = training_plan_text({**paper, "device": "cpu"}, groups, specs, measure=False)
     assert f"{len(table_runs(paper)) - 15} run(s) to train in {len(groups)} group job(s)" in text
     assert "cpu" in text and "WARNING" in text and "--config scale=quick" in text
@@ -87,7 +88,7 @@ def test_plan_names_runs_device_and_warns_at_paper_scale_on_the_cpu(paper):
 
 def test_plan_measures_a_step_and_estimates_time():
     smoke = cfg.load(None, {"scale": "smoke", "device": "cpu"})
-    groups, specs, _ = R.plan_training(smoke, [("hard", "resnet8a", 0)], lambda r, s: False)
+    groups, specs, _ = G.plan_training(smoke, [("hard", "resnet8a", 0)], lambda r, s: False)
     text = training_plan_text(smoke, groups, specs, measure=True)
     assert "measured resnet8a" in text and "estimated training time" in text and "WARNING" not in text
 
@@ -103,7 +104,7 @@ def test_an_alias_gets_the_shared_runs_results_under_its_own_name(tmp_path, pape
     (canonical / "metrics.json").write_text(json.dumps({"scheme": "cifar10h_sep", "spec": spec, "cifar10h": {"ce": 1.5}}))
     (canonical / "train_log.csv").write_text("epoch,loss\n1,2.0\n")
     alias_spec = R.run_spec(paper, "cifar10h_sep_m51", "resnet34a", 0)
-    assert R.spec_identity(alias_spec) == R.spec_identity(spec) and alias_spec != spec
+    assert G.spec_identity(alias_spec) == G.spec_identity(spec) and alias_spec != spec
     copy_alias(canonical, alias, alias_spec)
     metrics = json.loads((alias / "metrics.json").read_text())
     assert metrics["scheme"] == "cifar10h_sep_m51" and metrics["spec"] == alias_spec
@@ -115,16 +116,16 @@ def test_an_alias_gets_the_shared_runs_results_under_its_own_name(tmp_path, pape
 def test_groups_are_cut_to_near_equal_sizes(paper):
     """20 runs at group_size 16 become two jobs of 10 (not 16 + 4: a fused job costs about as much device
     time as its largest sibling); sizes differ by at most one and never exceed group_size."""
-    assert [len(c) for c in R.near_equal_chunks(list(range(20)), 16)] == [10, 10]
-    assert [len(c) for c in R.near_equal_chunks(list(range(33)), 16)] == [11, 11, 11]
-    assert [len(c) for c in R.near_equal_chunks(list(range(17)), 8)] == [5, 6, 6]
-    assert R.near_equal_chunks(list(range(5)), 1) == [[0], [1], [2], [3], [4]]
-    assert R.near_equal_chunks([], 4) == []
-    assert sum(R.near_equal_chunks(list(range(37)), 16), []) == list(range(37))
+    assert [len(c) for c in G.near_equal_chunks(list(range(20)), 16)] == [10, 10]
+    assert [len(c) for c in G.near_equal_chunks(list(range(33)), 16)] == [11, 11, 11]
+    assert [len(c) for c in G.near_equal_chunks(list(range(17)), 8)] == [5, 6, 6]
+    assert G.near_equal_chunks(list(range(5)), 1) == [[0], [1], [2], [3], [4]]
+    assert G.near_equal_chunks([], 4) == []
+    assert sum(G.near_equal_chunks(list(range(37)), 16), []) == list(range(37))
     config = cfg.deep_merge(paper, {"protocols": {"chapter3": {"group_size": 16, "seeds": [0, 1, 2, 3, 4]}}})
     runs = [(scheme, "resnet34a", seed) for scheme in ("hard", "random", "cifar10h_sep", "cifar10s_sep")
             for seed in range(5)]
-    groups, specs, _ = R.plan_training(config, runs, lambda run, spec: False)
+    groups, specs, _ = G.plan_training(config, runs, lambda run, spec: False)
     sizes = sorted(len(g.members) for g in groups if g.model == "resnet34a")
     assert sizes == [10, 10], sizes
 
@@ -132,4 +133,4 @@ def test_groups_are_cut_to_near_equal_sizes(paper):
 def test_bf16_with_fused_groups_is_refused_before_any_job(paper):
     config = cfg.deep_merge(paper, {"protocols": {"chapter3": {"precision": "bf16", "group_size": 4}}})
     with pytest.raises(ValueError, match=r"protocols\.chapter3\.precision"):
-        R.plan_training(config, [("hard", "resnet34a", s) for s in range(5)], lambda run, spec: False)
+        G.plan_training(config, [("hard", "resnet34a", s) for s in range(5)], lambda run, spec: False)

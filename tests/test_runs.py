@@ -13,6 +13,7 @@ import pytest
 
 from softlabels import CLASSES
 from softlabels import config as cfg
+from softlabels.train import chapter3, run_data
 from softlabels.train import runs as R
 
 N_IMAGES = 10000
@@ -40,7 +41,7 @@ def data() -> R.RunData:
                          "top_class": CLASSES[top], "top_prob": 70.0, "second_class": CLASSES[(top + 1) % 10],
                          "second_prob": 20.0, "impossible": CLASSES[(top + 5) % 10], "rt_ms": 1000.0})  # fmt: skip
     images = (np.arange(N_IMAGES, dtype=np.int64) % 256).astype(np.uint8).reshape(-1, 1, 1, 1).repeat(3, axis=3)
-    return R.RunData(
+    return run_data.RunData(
         images=images,
         labels=labels,
         split_train=split_train,
@@ -104,9 +105,9 @@ def test_holdout_follows_released_sampling():
     import random
 
     expected = random.Random(7).sample(list(set(images.tolist())), 100)
-    np.testing.assert_array_equal(R.cifar10s_holdout(images, 100, 7), expected)
+    np.testing.assert_array_equal(chapter3.cifar10s_holdout(images, 100, 7), expected)
     with pytest.raises(ValueError, match="no CIFAR-10S image"):
-        R.cifar10s_holdout(images, 1000, 7)
+        chapter3.cifar10s_holdout(images, 1000, 7)
 
 
 def test_evaluation_sets(config, data):

@@ -26,6 +26,7 @@ from softlabels import config as cfg
 from softlabels.cli import main
 from softlabels.data.cifar10 import TRAIN_MEMBERS, read_train_batches
 from softlabels.train import sweeps as S
+from softlabels.train.run_data import validation_indices
 
 ARCHIVE = "cifar-10/cifar-10-python.tar.gz"
 
@@ -89,9 +90,9 @@ def test_validation_split_is_torch_random_split_after_seeding():
     labels = np.arange(1000) % 10
     torch.manual_seed(7)
     _, val = torch.utils.data.random_split(range(1000), [0.7, 0.3])
-    got = S.validation_indices(labels, 0.3, 7, None)
+    got = validation_indices(labels, 0.3, 7, None)
     assert got.tolist() == list(val.indices) and len(got) == 300
-    capped = S.validation_indices(labels, 0.3, 7, 50)
+    capped = validation_indices(labels, 0.3, 7, 50)
     assert len(capped) == 50 and np.bincount(labels[capped], minlength=10).tolist() == [5] * 10
 
 

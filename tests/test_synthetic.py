@@ -1,4 +1,4 @@
-"""Chapter-4/5 training sets (softlabels.train.synthetic) on a small hand-made data folder, plus one smoke
+"""Chapter-4/5 training sets (softlabels.train.chapter4, chapter5) on a small hand-made data folder, plus one smoke
 build of a chapter-5 table from the real inputs."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from softlabels import CLASSES, NUM_CLASSES
-from softlabels.train import mixing, runs, synthetic
+from softlabels.train import chapter4, chapter5, mixing, run_data, runs
 
 N_IMAGES = 60
 
@@ -113,7 +113,7 @@ def data(tmp_path):
         first_collection=np.array([s[6] for s in STIMULI]),
     )
     pd.DataFrame(JUDGMENTS, columns=["stimulus", "lambda_h", "confidence"]).to_csv(tmp_path / "hmix_judgments.csv", index=False)
-    return runs.RunData(
+    return run_data.RunData(
         images=images,
         labels=labels.astype(np.int64),
         split_train=split_train.astype(np.int64),
@@ -127,8 +127,8 @@ def data(tmp_path):
 
 
 def test_protocols_dispatch_to_their_builders():
-    assert runs.protocol_entry("chapter4")[0] is synthetic.build_chapter4_set
-    assert runs.protocol_entry("chapter5")[0] is synthetic.build_chapter5_set
+    assert runs.protocol_entry("chapter4")[0] is chapter4.build_chapter4_set
+    assert runs.protocol_entry("chapter5")[0] is chapter5.build_chapter5_set
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_protocols_dispatch_to_their_builders():
 def test_image_limit_keeps_every_class_of_a_class_sorted_split(data):
     spec = make_spec({"labels": "hard", "augment": None})
     spec["protocol"]["hard_image_limit"] = 20
-    picked = synthetic.training_images(spec, data)
+    picked = run_data.split_images(spec, data)
     assert len(picked) == 20 and len(np.unique(picked)) == 20
     counts = np.bincount(data.labels[picked], minlength=10)
     present = np.bincount(data.labels[data.split_train], minlength=10) > 0
@@ -145,7 +145,7 @@ def test_image_limit_keeps_every_class_of_a_class_sorted_split(data):
 
 
 def test_chapter4_without_augmenting_set_is_the_hard_split(data):
-    sets = synthetic.build_chapter4_set(make_spec({"labels": "hard", "augment": None}), data)
+    sets = chapter4.build_chapter4_set(make_spec({"labels": "hard", "augment": None}), data)
     picked = balanced_prefix(data.split_train, data.labels, 12)
     assert np.array_equal(sets.train_indices, picked)
     assert np.array_equal(sets.train_images, data.images[picked])
@@ -159,7 +159,7 @@ def test_chapter4_without_augmenting_set_is_the_hard_split(data):
 
 
 def test_chapter4_sep_appends_first_collection_stimuli_with_one_label_per_judgment(data):
-    sets = synthetic.build_chapter4_set(make_spec({"labels": "hard", "augment": "sep"}), data)
+    sets = chapter4.build_chapter4_set(make_spec({"labels": "hard", "augment": "sep"}), data)
     assert len(sets.train_images) == 12 + 2  # the third stimulus is not in the first collection
     assert sets.info["n_augment"] == 2
     assert np.all(sets.train_images[12] == 10) and np.all(sets.train_images[13] == 20)
@@ -173,7 +173,7 @@ def test_chapter4_sep_appends_first_collection_stimuli_with_one_label_per_judgme
 
 
 def test_chapter4_agg_conf_uses_mean_judgment_and_confidence(data):
-    sets = synthetic.build_chapter4_set(make_spec({"labels": "hard", "augment": "agg_conf"}), data)
+    sets = chapter4.build_chapter4_set(make_spec({"labels": "hard", "augment": "agg_conf"}), data)
     label = sets.train_pools.take(np.array([12])).labels[0, 0]
     s = 0.005**0.5  # mean confidence 0.5
     expected = np.full(NUM_CLASSES, s / NUM_CLASSES)
@@ -206,9 +206,9 @@ def _write_corruptions(data, severity=3):
 def test_chapter5_hard_endpoints(data, scheme, cls):
     _write_corruptions(data)
     spec = make_spec(dict(scheme, labels="hard", endpoints="hard"), protocol="chapter5")
-    sets = synthetic.build_chapter5_set(spec, data)
+    sets = chapter5.build_chapter5_set(spec, data)
     assert isinstance(sets.objective, cls)
-    assert np.array_equal(sets.train_indices, synthetic.training_images(spec, data))
+    assert np.array_equal(sets.train_indices, run_data.split_images(spec, data))
     assert (sets.train_pools.sizes == 1).all()
     assert set(sets.eval_sets) == {"cifar10h", "corruption"}
 
@@ -216,7 +216,7 @@ def test_chapter5_hard_endpoints(data, scheme, cls):
 def test_corruption_metrics_hand_value(data):
     arrays = _write_corruptions(data)
     spec = make_spec({"labels": "hard", "endpoints": "hard", "objective": "mixup", "alpha": 1.0}, protocol="chapter5")
-    sets = synthetic.build_chapter5_set(spec, data)
+    sets = chapter5.build_chapter5_set(spec, data)
 
     class Constant(torch.nn.Module):
         """Logits log(1, 2, ..., 10) whatever the input: p_k = (k+1)/55."""
@@ -239,7 +239,7 @@ def test_corruption_metrics_average_over_corruptions(data):
     """A model whose logits depend on the image mean: the per-corruption CEs differ and `mean` is their mean."""
     _write_corruptions(data)
     spec = make_spec({"labels": "hard", "endpoints": "hard", "objective": "mixup", "alpha": 1.0}, protocol="chapter5")
-    sets = synthetic.build_chapter5_set(spec, data)
+    sets = chapter5.build_chapter5_set(spec, data)
 
     class Brightness(torch.nn.Module):
         def forward(self, x):
@@ -265,8 +265,8 @@ def test_chapter5_soft_endpoints_mix_real_and_simulated_labels(data, tmp_path):
          "objective": "mixup", "alpha": 1.0},
         protocol="chapter5",
     )
-    sets = synthetic.build_chapter5_set(spec, data)
-    split = synthetic.training_images(spec, data)
+    sets = chapter5.build_chapter5_set(spec, data)
+    split = run_data.split_images(spec, data)
     real = np.isin(split, data.cifar10s_images())
     assert real.sum() == 3 and sets.info["n_cifar10s"] == 3 and sets.info["n_simulated"] == 9
     assert (sets.train_pools.sizes[real] == 2).all() and (sets.train_pools.sizes[~real] == 1).all()
@@ -274,14 +274,14 @@ def test_chapter5_soft_endpoints_mix_real_and_simulated_labels(data, tmp_path):
     assert np.allclose(sets.train_pools.take(np.flatnonzero(real)).labels, direct.labels)
     simulated = sets.train_pools.labels[~real, 0]
     assert np.allclose(simulated.sum(1), 1.0, atol=1e-5)
-    again = synthetic.build_chapter5_set(dict(spec, seed=1), data)  # simulator draws do not follow the run seed
+    again = chapter5.build_chapter5_set(dict(spec, seed=1), data)  # simulator draws do not follow the run seed
     assert np.allclose(again.train_pools.labels[~real, 0], simulated)
 
 
 def test_chapter5_soft_endpoints_require_cifar10s_labels(data):
     spec = make_spec({"labels": "hard", "endpoints": "soft", "objective": "mixup", "alpha": 1.0}, protocol="chapter5")
     with pytest.raises(ValueError, match="labels"):
-        synthetic.build_chapter5_set(spec, data)
+        chapter5.build_chapter5_set(spec, data)
 
 
 # --------------------------------------------------------------------------------------------------------

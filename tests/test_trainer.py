@@ -16,7 +16,8 @@ import torch
 import yaml
 
 from softlabels.train import Batch, fit, learning_rate
-from softlabels.train.trainer import SoftCrossEntropy, crop_flip, draw_annotators, normalise, soft_cross_entropy_loss
+from softlabels.evaluate.metrics import soft_cross_entropy
+from softlabels.train.trainer import SoftCrossEntropy, crop_flip, draw_annotators, normalise
 
 from training_data import make_data, quiet
 
@@ -176,7 +177,7 @@ def test_objective_chooses_the_model_inputs_and_the_loss():
         def prepare(self, inputs, targets, batch):
             half = inputs.shape[0] // 2
             calls.append(half)
-            return inputs[:half], lambda logits: soft_cross_entropy_loss(logits, targets[:half])
+            return inputs[:half], lambda logits: soft_cross_entropy(logits, targets[:half])
 
     fit(images, pools, PROTOCOL, "resnet8a", 0, "cpu", log=quiet, objective=HalfBatch())
     assert calls == [16, 4, 16, 4]
@@ -206,7 +207,7 @@ class RandomObjective:
 
     def prepare(self, inputs, targets, batch):
         scale = float(self.rng.uniform(0.5, 1.5)) * float(torch.rand(1, generator=self.generator) + 0.5)
-        return inputs, lambda logits: scale * soft_cross_entropy_loss(logits, targets)
+        return inputs, lambda logits: scale * soft_cross_entropy(logits, targets)
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):

@@ -252,7 +252,10 @@ class NormalizedModel(nn.Sequential):
 
 def with_normalization(model: nn.Module, mean=CIFAR_MEAN, std=CIFAR_STD) -> nn.Module:
     """Wrap `model` (normalised input) so that it takes [0, 1] pixels, as the released attack code does
-    (`Sequential(Normalize(mean, std), net)`). A model that is already wrapped is returned unchanged."""
+    (`Sequential(Normalize(mean, std), net)`), on the device of its parameters. A model that is already wrapped
+    is returned unchanged."""
     if isinstance(model, NormalizedModel):
         return model
-    return NormalizedModel(model, mean, std).to(next(model.parameters()).device)
+    first = next(model.parameters(), None)
+    wrapped = NormalizedModel(model, mean, std)
+    return wrapped if first is None else wrapped.to(first.device)

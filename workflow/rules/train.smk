@@ -6,12 +6,12 @@
 #                                                          checkpoint.pt kept for resuming an interrupted run)
 #   results/runs/.groups/{group}.json                      what one group job trained (members, aliases, time;
 #                                                          a record, not an output)
-# Groups are formed here, when the DAG is built, from the runs that are not finished (softlabels.train.runs.
+# Groups are formed here, when the DAG is built, from the runs that are not finished (softlabels.train.groups.
 # plan_training): a run is finished when its metrics.json records the run's current spec and is newer than its
 # inputs. Finished runs are plain files no rule makes, so adding a seed or a scheme trains only the new runs;
 # a config edit that changes a run's spec makes it unfinished, and it trains again (with the tables on it).
 # Runs whose specs differ only in the scheme's name train once; the group copies the results to the others.
-from softlabels.train.runs import plan_training
+from softlabels.train.groups import plan_training
 
 # Inputs a run of each protocol reads; `softlabels train-group` finds them under results/data/ (and the GloVe
 # rows under resources_dir).

@@ -11,27 +11,23 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
+from softlabels.cli import UserError, add_config_arguments, config_from_args
+from softlabels.data.io import DataError, write_csv
+from softlabels.elicit import validate as V
+from softlabels.elicit.access import Access
+from softlabels.elicit.export import export_table
+from softlabels.elicit.importer import check_own_responses
+from softlabels.elicit.store import StoreError, open_store
+from softlabels.elicit.study import StudyError, load_study
 from softlabels.elicit.validate import MIN_TOKEN
 
 
-def register(subparsers) -> None:
-    from softlabels.cli import add_config_arguments
-
-    p = subparsers.add_parser(
-        "elicit",
-        help="collect soft labels with a small web app and feed them to the pipeline",
-        description="Run an elicitation study (soft-label form or mixing-factor task) and export its responses "
-        "in the tables the pipeline reads.",
-    )
-    sub = p.add_subparsers(dest="elicit_command", metavar="SUBCOMMAND", required=True)
-
-    q = sub.add_parser("check", help="validate a study file", description="Validate a study file and list what it shows.")
-    q.add_argument("study", help="study YAML file")
-    q.set_defaults(func=run_check)
-
+def _add_serve(sub) -> None:
+    """`softlabels elicit serve` and its limits (`softlabels.elicit.server.ServerOptions`)."""
     q = sub.add_parser("serve", help="serve a study", description="Serve a study until interrupted (Ctrl-C).")
     q.add_argument("study", help="study YAML file")
     q.add_argument("--db", default=None, help="SQLite file of the study's responses (default: STUDY with .sqlite)")
@@ -54,7 +50,24 @@ def register(subparsers) -> None:
     q.add_argument("--max-connections", type=int, default=200,
                    help="connections and requests at once (default 200; 503 beyond)")
     q.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    add_config_arguments(q)  # labels.gamma: the T2-Clamp γ of the progress page's entropy histogram
     q.set_defaults(func=run_serve)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "elicit",
+        help="collect soft labels with a small web app and feed them to the pipeline",
+        description="Run an elicitation study (soft-label form or mixing-factor task) and export its responses "
+        "in the tables the pipeline reads.",
+    )
+    sub = p.add_subparsers(dest="elicit_command", metavar="SUBCOMMAND", required=True)
+
+    q = sub.add_parser("check", help="validate a study file", description="Validate a study file and list what it shows.")
+    q.add_argument("study", help="study YAML file")
+    q.set_defaults(func=run_check)
+
+    _add_serve(sub)
 
     q = sub.add_parser("links", help="signed participant links",
                        description="Print (or write as CSV) each participant's signed link, or the study-level link "
@@ -94,14 +107,10 @@ def register(subparsers) -> None:
 
 
 def _user_error(exc: Exception):
-    from softlabels.cli import UserError
-
     return UserError(str(exc))
 
 
 def _load(study_path: str):
-    from softlabels.elicit.study import StudyError, load_study
-
     try:
         return load_study(study_path)
     except StudyError as exc:
@@ -113,8 +122,6 @@ def default_db(study_path: str | Path) -> Path:
 
 
 def _open(study, db: str | None, create: bool):
-    from softlabels.elicit.store import StoreError, open_store
-
     path = Path(db) if db else default_db(study.path)
     if not create and not path.exists():
         raise _user_error(FileNotFoundError(f"{path}: no study database (run `softlabels elicit serve` first, or --db)"))
@@ -139,7 +146,7 @@ def _base_url(url: str) -> str:
 
 
 def run_serve(args) -> int:
-    from softlabels.elicit.server import ServerOptions, StudyServer
+    from softlabels.elicit.server import ServerOptions, StudyServer  # Starlette and uvicorn: only to serve
 
     given = args.admin_token or os.environ.get("SOFTLABELS_ELICIT_TOKEN") or None
     source = "--admin-token" if args.admin_token else "SOFTLABELS_ELICIT_TOKEN"
@@ -152,6 +159,7 @@ def run_serve(args) -> int:
         if value < low:
             raise _user_error(ValueError(f"{flag}: must be at least {low:g}, got {value:g}"))
     public = _base_url(args.public_url) if args.public_url else None
+    gamma = config_from_args(args)["labels"]["gamma"]
     study = _load(args.study)
     store = _open(study, args.db, create=True)
     token, made = store.admin_token(given)
@@ -160,7 +168,7 @@ def run_serve(args) -> int:
                             max_body=args.max_body, max_connections=args.max_connections, trusted_proxies=trusted,
                             quiet=args.quiet)  # fmt: skip
     try:
-        server = StudyServer(store, token, args.host, args.port, options)
+        server = StudyServer(store, token, args.host, args.port, options, gamma=gamma)
     except OSError as exc:
         store.close()
         raise _user_error(OSError(f"--host/--port: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})")) from None
@@ -193,9 +201,6 @@ def run_serve(args) -> int:
 
 
 def run_links(args) -> int:
-    from softlabels.elicit import validate as V
-    from softlabels.elicit.access import Access
-
     base = _base_url(args.base_url)
     study = _load(args.study)
     ids = list(args.ids)
@@ -223,8 +228,6 @@ def run_links(args) -> int:
     else:
         rows = [(i, access.link(base, i)) for i in ids]
     if args.out:
-        import csv
-
         with open(args.out, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["participant", "link"])
@@ -237,9 +240,6 @@ def run_links(args) -> int:
 
 
 def run_export(args) -> int:
-    from softlabels.data.io import write_csv
-    from softlabels.elicit.export import export_table
-
     study = _load(args.study)
     store = _open(study, args.db, create=False)
     try:
@@ -253,10 +253,6 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
-    from softlabels.cli import config_from_args
-    from softlabels.data.io import DataError, write_csv
-    from softlabels.elicit.importer import check_own_responses
-
     config = config_from_args(args)
     try:
         table = check_own_responses(args.responses, args.splits, config["evaluation"]["cifar10s_holdout"]["size"])

@@ -41,11 +41,23 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
 from softlabels.elicit import validate as V
 from softlabels.elicit.access import Access
+from softlabels.elicit.export import export_table
+from softlabels.elicit.progress import failed_participants_table, progress_html
 from softlabels.elicit.store import MIN_TOKEN, Store
 
 STATIC = ("index.html", "app.js", "style.css")
+STATIC_TYPES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 _ID = re.compile(r"^[0-9]{1,10}$")
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # fmt: skip
@@ -141,144 +153,150 @@ class Guard:
         return None
 
 
-def build_app(store: Store, token: str, access: Access, options: ServerOptions):
-    """The ASGI app of one study (Starlette routes wrapped in `Guard`)."""
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException
-    from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
+def build_app(store: Store, token: str, access: Access, options: ServerOptions, gamma: float | None = None):
+    """The ASGI app of one study (Starlette routes wrapped in `Guard`); `gamma`: the progress page's T2-Clamp γ
+    (`softlabels.elicit.progress.progress_html`)."""
     if len(token) < MIN_TOKEN:
         raise ValueError(f"the admin token must be at least {MIN_TOKEN} characters")
-    static = {name: resources.files("softlabels.elicit").joinpath("static", name).read_bytes() for name in STATIC}
-    kinds = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
-    study = store.study
+    study = StudyRoutes(store, token, access, gamma)
+    app = Starlette(routes=study.routes(), exception_handlers={V.Rejected: rejected, HTTPException: http_error,
+                                                               Exception: crash})  # fmt: skip
+    return Guard(app, options)
 
-    def error(status: int, message: str) -> Response:
-        headers = {"connection": "close"} if status in (408, 411, 413) else None
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    async def read_json(request: Request):
-        try:
-            raw = await request.body()
-        except ClientDisconnect:
-            raise V.Rejected("the request body did not arrive", 400) from None
-        try:
-            return json.loads(raw or b"null")
-        except RecursionError:
-            raise V.Rejected("the request body is nested too deeply") from None
-        except ValueError:  # JSONDecodeError, UnicodeDecodeError, numbers over Python's digit limit
-            raise V.Rejected("the request body is not valid JSON") from None
+def error(status: int, message: str) -> Response:
+    """{"error": message} with `status`; the connection is closed after a timeout or a refused body."""
+    headers = {"connection": "close"} if status in (408, 411, 413) else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    def client_address(request: Request) -> str:
-        return request.client.host if request.client else "-"
 
-    def check_link(participant, sig) -> None:
+async def rejected(request: Request, exc: V.Rejected) -> Response:
+    return error(exc.status, str(exc))
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    message = {404: f"no such page: {request.url.path[:200]}", 405: "method not allowed"}.get(exc.status_code)
+    return error(exc.status_code, message or str(exc.detail))
+
+
+async def crash(request: Request, exc: Exception) -> Response:
+    sys.stderr.write(f"internal error on {request.method} {request.url.path[:200]}: {exc!r}\n")
+    return error(500, "internal error; nothing was stored")
+
+
+async def read_json(request: Request):
+    """The request body as JSON; `V.Rejected` (400) when it is missing, too deep or not JSON."""
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise V.Rejected("the request body did not arrive", 400) from None
+    try:
+        return json.loads(raw or b"null")
+    except RecursionError:
+        raise V.Rejected("the request body is nested too deeply") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, numbers over Python's digit limit
+        raise V.Rejected("the request body is not valid JSON") from None
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+class StudyRoutes:
+    """The endpoints of one study (module docstring): participant routes checked by the link's signature,
+    researcher routes by the admin token."""
+
+    def __init__(self, store: Store, token: str, access: Access, gamma: float | None = None):
+        self.store, self.token, self.access, self.study = store, token, access, store.study
+        self.gamma = gamma
+        self.static = {name: resources.files("softlabels.elicit").joinpath("static", name).read_bytes()
+                       for name in STATIC}  # fmt: skip
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.page("index.html")),
+            Route("/index.html", self.page("index.html")),
+            *[Route(f"/static/{name}", self.page(name)) for name in STATIC],
+            Route("/api/study", self.study_info),
+            Route("/api/batch", self.batch, methods=["POST"]),
+            Route("/api/image/{batch}/{position}", self.image),
+            Route("/api/response", self.response, methods=["POST"]),
+            Route("/admin/progress", self.progress),
+            Route("/admin/export.csv", self.export_csv),
+            Route("/admin/attention.csv", self.attention_csv),
+        ]
+
+    def check_link(self, participant, sig) -> None:
         if not isinstance(participant, str) or not V.PARTICIPANT_ID.fullmatch(participant):
             raise V.Rejected("participant ID missing or malformed (letters, digits, '.', '_', '-'; at most 64)")
-        if not access.verify(participant, sig):
+        if not self.access.verify(participant, sig):
             raise V.Rejected("this link is not valid for this participant (signature missing or wrong); please use "
                              "the exact link you were given", 403)  # fmt: skip
 
-    def admin(request: Request) -> None:
+    def admin(self, request: Request) -> None:
         given = request.query_params.get("token", "")
         auth = request.headers.get("authorization", "")
         if auth.startswith("Bearer "):
             given = auth[len("Bearer "):]
-        if not (given and hmac.compare_digest(given.encode(), token.encode())):
+        if not (given and hmac.compare_digest(given.encode(), self.token.encode())):
             raise V.Rejected("admin token missing or wrong", 403)
 
-    def page(name: str):
+    # ------------------------------------------------------------------------------ participant routes
+    def page(self, name: str):
         async def endpoint(request: Request) -> Response:
-            return Response(static[name], media_type=kinds[name] + "; charset=utf-8",
+            return Response(self.static[name], media_type=STATIC_TYPES[name] + "; charset=utf-8",
                             headers={"cache-control": "no-cache"})  # fmt: skip
 
         return endpoint
 
-    async def study_info(request: Request) -> Response:
-        return JSONResponse(study.public())
+    async def study_info(self, request: Request) -> Response:
+        return JSONResponse(self.study.public())
 
-    async def batch(request: Request) -> Response:
+    async def batch(self, request: Request) -> Response:
         body = await read_json(request)
         if not isinstance(body, dict):
             raise V.Rejected("the request body must be a JSON object {participant, sig}")
-        check_link(body.get("participant"), body.get("sig"))
-        return JSONResponse(await run_in_threadpool(store.batch_for, body["participant"], client_address(request)))
+        self.check_link(body.get("participant"), body.get("sig"))
+        return JSONResponse(await run_in_threadpool(self.store.batch_for, body["participant"], client_address(request)))
 
-    async def image(request: Request) -> Response:
+    async def image(self, request: Request) -> Response:
         batch_id, position = request.path_params["batch"], request.path_params["position"]
         if not (_ID.match(batch_id) and _ID.match(position)):
             raise V.Rejected("no such trial for this participant", 404)
         participant = request.query_params.get("participant", "")
-        check_link(participant, request.query_params.get("sig"))
-        stimulus = await run_in_threadpool(store.trial_stimulus, int(batch_id), int(position), participant)
-        png = await run_in_threadpool(study.png, stimulus)
+        self.check_link(participant, request.query_params.get("sig"))
+        stimulus = await run_in_threadpool(self.store.trial_stimulus, int(batch_id), int(position), participant)
+        png = await run_in_threadpool(self.study.png, stimulus)
         return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
 
-    async def response(request: Request) -> Response:
+    async def response(self, request: Request) -> Response:
         body = await read_json(request)
         if not isinstance(body, dict):
             raise V.Rejected("the request body must be a JSON object")
-        check_link(body.get("participant"), body.get("sig"))
-        return JSONResponse(await run_in_threadpool(store.submit, body))
+        self.check_link(body.get("participant"), body.get("sig"))
+        return JSONResponse(await run_in_threadpool(self.store.submit, body))
 
-    async def progress(request: Request) -> Response:
-        admin(request)
-        from softlabels.elicit.progress import progress_html
-
-        html = await run_in_threadpool(progress_html, store, token)
+    # ------------------------------------------------------------------------------ researcher routes
+    async def progress(self, request: Request) -> Response:
+        self.admin(request)
+        html = await run_in_threadpool(progress_html, self.store, self.token, self.gamma)
         return Response(html, media_type="text/html; charset=utf-8", headers={"content-security-policy": ADMIN_CSP})
 
-    async def export_csv(request: Request) -> Response:
-        admin(request)
-        from softlabels.elicit.export import export_table
-
-        table = await run_in_threadpool(export_table, store)
+    async def export_csv(self, request: Request) -> Response:
+        self.admin(request)
+        table = await run_in_threadpool(export_table, self.store)
         return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8")
 
-    async def attention_csv(request: Request) -> Response:
-        admin(request)
-        from softlabels.elicit.progress import failed_participants_table
-
-        table = await run_in_threadpool(failed_participants_table, store)
+    async def attention_csv(self, request: Request) -> Response:
+        self.admin(request)
+        table = await run_in_threadpool(failed_participants_table, self.store)
         return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": 'attachment; filename="attention_failures.csv"'})  # fmt: skip
-
-    async def rejected(request: Request, exc: V.Rejected) -> Response:
-        return error(exc.status, str(exc))
-
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        message = {404: f"no such page: {request.url.path[:200]}", 405: "method not allowed"}.get(exc.status_code)
-        return error(exc.status_code, message or str(exc.detail))
-
-    async def crash(request: Request, exc: Exception) -> Response:
-        sys.stderr.write(f"internal error on {request.method} {request.url.path[:200]}: {exc!r}\n")
-        return error(500, "internal error; nothing was stored")
-
-    routes = [
-        Route("/", page("index.html")),
-        Route("/index.html", page("index.html")),
-        *[Route(f"/static/{name}", page(name)) for name in STATIC],
-        Route("/api/study", study_info),
-        Route("/api/batch", batch, methods=["POST"]),
-        Route("/api/image/{batch}/{position}", image),
-        Route("/api/response", response, methods=["POST"]),
-        Route("/admin/progress", progress),
-        Route("/admin/export.csv", export_csv),
-        Route("/admin/attention.csv", attention_csv),
-    ]
-    app = Starlette(routes=routes, exception_handlers={V.Rejected: rejected, HTTPException: http_error,
-                                                      Exception: crash})  # fmt: skip
-    return Guard(app, options)
 
 
 # ------------------------------------------------------------------------------------------------ the server
 def _timed_protocol(timeout: float):
     """uvicorn's h11 protocol with a deadline on receiving each request (uvicorn itself has none)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
     class TimedH11Protocol(H11Protocol):
         def connection_made(self, transport) -> None:
             self._read_timer = None
@@ -338,15 +356,13 @@ class StudyServer:
     """One study served by uvicorn on a bound socket; `.serve_forever()` (CLI) or `.start()` (a thread, tests)."""
 
     def __init__(self, store: Store, token: str, host: str = "127.0.0.1", port: int = 0,
-                 options: ServerOptions | None = None):  # fmt: skip
-        import uvicorn
-
+                 options: ServerOptions | None = None, gamma: float | None = None):  # fmt: skip
         self.store = store
         self.options = options or ServerOptions()
         spec = store.study
         self.access = Access(store.secret(), spec["access"]["mode"], spec["participant_param"],
                              spec["access"]["sig_param"])  # fmt: skip
-        app = build_app(store, token, self.access, self.options)
+        app = build_app(store, token, self.access, self.options, gamma)
         self.sock = bind(host, port)
         trusted = list(self.options.trusted_proxies)
         self.config = uvicorn.Config(

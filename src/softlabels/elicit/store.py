@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -107,16 +108,12 @@ class Store:
     def admin_token(self, given: str | None = None) -> tuple[str, bool]:
         """(the study's admin token, made now): `given` when set (and then stored), else the stored one, else a new
         random one of 24 characters. Tokens shorter than MIN_TOKEN are refused (ValueError naming the source)."""
-        import secrets
-
         if given is not None and len(given) < MIN_TOKEN:
             raise ValueError(f"the admin token must be at least {MIN_TOKEN} characters, got {len(given)}")
         return self._meta("admin_token", lambda: secrets.token_urlsafe(18), lambda v: len(v) >= MIN_TOKEN, given)
 
     def secret(self) -> str:
         """The study's link secret (64 hex digits), made on first use and kept with the responses."""
-        import secrets
-
         return self._meta("link_secret", lambda: secrets.token_hex(32), lambda v: len(v) >= 32)[0]
 
     # -------------------------------------------------------------------------------- assignment

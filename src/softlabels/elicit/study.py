@@ -22,10 +22,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import yaml
 
 from softlabels import CLASSES
+from softlabels.data.cifar10 import load_cifar10_test, read_test_batch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_CIFAR10_SOURCE = "results/data/cifar10_test.npz"
@@ -125,8 +127,6 @@ def _key_of(error) -> str:
 
 
 def validate_spec(spec: Any, path: Path) -> dict:
-    import jsonschema
-
     if not isinstance(spec, dict):
         raise StudyError(f"{path}: a study file is a YAML mapping (title, task, images, ...)")
     validator = jsonschema.Draft202012Validator(schema())
@@ -183,8 +183,6 @@ def load_study(path: str | Path) -> Study:
 
 
 def _cifar10_images(block: dict, path: Path):
-    from softlabels.data.cifar10 import load_cifar10_test, read_test_batch
-
     source = Path(block.get("source", DEFAULT_CIFAR10_SOURCE))
     if not source.exists():
         raise StudyError(

@@ -17,7 +17,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from softlabels.evaluate.metrics import model_logits, soft_cross_entropy
 
 
 def load_corrupted_holdout(path: str | Path, indices: np.ndarray, corruptions: Sequence[str]) -> dict[str, np.ndarray]:
@@ -42,31 +43,12 @@ def load_corrupted_holdout(path: str | Path, indices: np.ndarray, corruptions: S
         return {c: f[c][rows] for c in corruptions}
 
 
-@torch.no_grad()
-def predict_log_probs(model: torch.nn.Module, images_u8: np.ndarray, device: str | torch.device = "cpu",
-                      batch_size: int = 500) -> torch.Tensor:
-    """log softmax(f(x)) [n, K] (float32, CPU) for uint8 images [n, 32, 32, 3]; `model` takes normalised input,
-    as `softlabels.train.fit` returns it."""
-    from softlabels.train.trainer import normalise
-
-    model.eval()
-    out = []
-    for s in range(0, len(images_u8), batch_size):
-        x = torch.as_tensor(images_u8[s : s + batch_size]).to(device).permute(0, 3, 1, 2)
-        out.append(F.log_softmax(model(normalise(x)).float(), dim=1).cpu())
-    return torch.cat(out)
-
-
-def mean_cross_entropy(log_probs: torch.Tensor, targets: np.ndarray) -> float:
-    """−(1/n) Σ_i Σ_k y_ik log p_ik."""
-    y = torch.as_tensor(np.asarray(targets), dtype=torch.float64)
-    return float(-(y * log_probs.double()).sum(dim=1).mean())
-
-
 def corruption_metrics(model: torch.nn.Module, corrupted: Mapping[str, np.ndarray], targets: np.ndarray,
                        device: str | torch.device = "cpu") -> dict:
-    """{"mean": CE averaged over corruptions, "per_corruption": {c: CE_c}, "n": images per corruption}."""
-    per = {name: mean_cross_entropy(predict_log_probs(model, images, device), targets)
+    """{"mean": CE averaged over corruptions, "per_corruption": {c: CE_c}, "n": images per corruption}; CE_c is
+    `soft_cross_entropy` of the model's logits on corruption c against `targets`."""
+    targets = np.asarray(targets, dtype=np.float32)
+    per = {name: float(soft_cross_entropy(model_logits(model, images, device), targets))
            for name, images in corrupted.items()}
     mean = float(np.mean(list(per.values())))
     return {"mean": mean, "per_corruption": per, "n": int(len(targets))}

@@ -41,6 +41,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from softlabels.cli import UserError, add_config_arguments, config_from_args
+from softlabels.data.download import Source, fetch, read_manifest
 from softlabels.data.io import save_npz
 from softlabels.data.splits import balanced_prefix
 
@@ -686,8 +688,6 @@ def generate_holdout(
 
 def cifar10c_source(corruption_cfg: Mapping):
     """The CIFAR-10-C tar as a `softlabels.data.download.Source` (config `evaluation.corruption.cifar10c`)."""
-    from softlabels.data.download import Source
-
     spec = corruption_cfg["cifar10c"]
     return Source(key="cifar10c", file=spec["file"], url=spec["url"], checksum=spec["checksum"], derive="none")
 
@@ -698,8 +698,6 @@ def fetch_cifar10c(config: Mapping, log: Callable[[str], None] = print) -> Path:
     The offline mirror of this project does not hold the 2.9 GB tar; a mirror whose MANIFEST.tsv does not
     list it is skipped and the official URL is used.
     """
-    from softlabels.data.download import fetch, read_manifest
-
     source = cifar10c_source(config["evaluation"]["corruption"])
     mirror = config.get("data_mirror") or None
     if mirror and source.file not in read_manifest(mirror):
@@ -725,8 +723,6 @@ def _log(message: str) -> None:
 
 
 def _load_npz(path, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    from softlabels.cli import UserError
-
     try:
         with np.load(path) as data:
             missing = [k for k in keys if k not in data.files]
@@ -738,8 +734,6 @@ def _load_npz(path, keys: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def _holdout_indices(splits_path, n_images: int) -> np.ndarray:
-    from softlabels.cli import UserError
-
     indices = _load_npz(splits_path, ["test"])["test"].astype(np.int64)
     if indices.ndim != 1 or indices.size == 0 or indices.min() < 0 or indices.max() >= n_images:
         raise UserError(f"{splits_path}: 'test' must be indices into the {n_images} CIFAR-10 test images")
@@ -747,8 +741,6 @@ def _holdout_indices(splits_path, n_images: int) -> np.ndarray:
 
 
 def run_download(args) -> int:
-    from softlabels.cli import config_from_args
-
     fetch_cifar10c(config_from_args(args), log=_log)
     return 0
 
@@ -759,8 +751,6 @@ def run_build(args) -> int:
     The rows are the hold-out (`splits.npz` `test`, file order), cut to the class-balanced subset of
     `evaluation.cifar10h_holdout_limit` images when that is set, as the evaluation reads them.
     """
-    from softlabels.cli import UserError, config_from_args
-
     config = config_from_args(args)
     cfg = config["evaluation"]["corruption"]
     severity, names = int(cfg["severity"]), list(cfg["corruptions"])
@@ -799,8 +789,6 @@ def run_build(args) -> int:
 
 def register_cli(subparsers) -> None:
     """`softlabels corrupt download` and `softlabels corrupt build`."""
-    from softlabels.cli import add_config_arguments
-
     parser = subparsers.add_parser(
         "corrupt",
         help="CIFAR-10-C corruptions of the hold-out (chapter 5)",

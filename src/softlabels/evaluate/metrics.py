@@ -26,15 +26,16 @@ def _as_tensor(x, dtype=torch.float32) -> torch.Tensor:
 
 
 def soft_cross_entropy(logits, targets, reduction: str = "mean"):
-    """−Σ_k y_nk · log softmax(z_n)_k per example; `reduction` mean (default) | sum | none.
+    """CE_n = −Σ_k y_nk · log softmax(z_n)_k per example (`F.cross_entropy` with probability targets), then
+    the mean (default), the sum, or none. The package's one cross-entropy: the training loss, the mixing
+    objectives and every evaluation CE.
 
     Takes torch tensors or arrays; `targets` are probability vectors [N, K] (one-hot for hard labels) or
-    class indices [N]. Returns a tensor (0-d unless reduction="none")."""
+    class indices [N]. Computed in float32; returns a tensor (0-d unless reduction="none")."""
     logits = _as_tensor(logits).float()
     targets = _as_tensor(targets, dtype=None)
-    if targets.ndim == 1:
-        targets = F.one_hot(targets.long(), logits.shape[1])
-    per_example = -(targets.to(logits).float() * F.log_softmax(logits, dim=1)).sum(dim=1)
+    targets = targets.long() if targets.ndim == 1 else targets.float()
+    per_example = F.cross_entropy(logits, targets.to(logits.device), reduction="none")
     if reduction == "none":
         return per_example
     if reduction == "sum":
@@ -98,9 +99,28 @@ def pixels(images_u8, device) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(pixel_model: nn.Module, images01: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Logits [N, K] (float32, on the CPU) of a model taking [0, 1] pixels, in eval mode and in batches."""
+    """Logits [N, K] (float32, on the CPU) of a model taking [0, 1] pixels, in eval mode and in batches: the
+    package's one prediction loop."""
     pixel_model.eval()
     return torch.cat([pixel_model(images01[s]).float().cpu() for s in _batches(len(images01), batch_size)])
+
+
+def model_logits(model: nn.Module, images_u8, device="cpu", batch_size: int = 500) -> torch.Tensor:
+    """`predict_logits` of a model taking normalised input (as `softlabels.train.fit` returns it) on uint8
+    images [N, 32, 32, 3]."""
+    device = torch.device(device)
+    return predict_logits(with_normalization(model).to(device), pixels(images_u8, device), batch_size)
+
+
+def accuracy_and_ce(model: nn.Module, images_u8, labels, device="cpu") -> dict:
+    """Accuracy mean 1[argmax z = y] and CE −(1/n) Σ log softmax(z)_y (summed in float64) against hard labels."""
+    logits = model_logits(model, images_u8, device)
+    labels = np.asarray(labels)
+    return {
+        "accuracy": float((logits.argmax(dim=1).numpy() == labels).mean()),
+        "ce": float(soft_cross_entropy(logits, labels, reduction="none").double().mean()),
+        "n": int(len(labels)),
+    }
 
 
 def fgsm_images(pixel_model: nn.Module, images01: torch.Tensor, targets: torch.Tensor, epsilon: float,

@@ -18,15 +18,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from softlabels.cli import UserError, add_config_arguments, config_from_args
+from softlabels.data import cifar10h, cifar10s, hmix
+from softlabels.data.download import fetch_from_config
+from softlabels.data.io import DataError, write_csv, write_json
 from softlabels.labels.elicited import PATHS, VARIETIES
+from softlabels.labels.exports import cifar10s_export, hmix_soft_export
+from softlabels.labels.semantic import semantic_similarity
+from softlabels.labels.simulator import fit_simulator
+from softlabels.labels.tau import fit_class_pair_taus
 
 DATA_DIR = Path("results") / "data"
 
 
 def register(subparsers) -> None:
     """Add this stage's subcommands to the `softlabels` parser."""
-    from softlabels.cli import add_config_arguments
-
     p = subparsers.add_parser(
         "export-labels",
         help="CIFAR-10S per-response soft labels as JSON {test index: [10-vectors]}",
@@ -91,15 +97,11 @@ def register(subparsers) -> None:
 
 
 def _user_error(exc: Exception):
-    from softlabels.cli import UserError
-
     return UserError(str(exc))
 
 
 def _check_named(args) -> None:
     """Every input path named on the command line must exist, checked before anything is read or fetched."""
-    from softlabels.data.io import DataError
-
     for option in ("responses", "cifar10h", "judgments", "glove"):
         path = getattr(args, option, None)
         if path is not None and not Path(path).is_file():
@@ -109,9 +111,6 @@ def _check_named(args) -> None:
 def _input(path: str | None, config: dict, default_name: str, read, parse, *raw_keys: str):
     """`read(file)` of the path the user named (which must exist), else of results/data/<default_name> when it
     exists; else `parse(raw files)` of the configured downloads `raw_keys`. The log names the file used."""
-    from softlabels.data.download import fetch_from_config
-    from softlabels.data.io import DataError
-
     if path is not None:
         if not Path(path).is_file():
             raise DataError(f"{path}: file not found (named on the command line)")
@@ -126,29 +125,21 @@ def _input(path: str | None, config: dict, default_name: str, read, parse, *raw_
 
 
 def load_cifar10s_responses(path: str | None, config: dict) -> pd.DataFrame:
-    from softlabels.data import cifar10s
-
     return _input(path, config, "cifar10s_responses.csv", lambda f: cifar10s.read_responses(f, key="image"),
                   cifar10s.parse_cifar10s, "cifar10s_raw")
 
 
 def load_hmix_soft(path: str | None, config: dict) -> pd.DataFrame:
-    from softlabels.data import cifar10s, hmix
-
     return _input(path, config, "hmix_soft_responses.csv", lambda f: cifar10s.read_responses(f, key="stimulus"),
                   hmix.parse_soft_responses, "hmix_soft")
 
 
 def load_hmix_judgments(path: str | None, config: dict) -> pd.DataFrame:
-    from softlabels.data import hmix
-
     return _input(path, config, "hmix_judgments.csv", hmix.load_judgments, hmix.parse_judgments,
                   "hmix_mixing", "hmix_stimuli")
 
 
 def _read_probs(path: Path) -> np.ndarray:
-    from softlabels.data.io import DataError
-
     try:
         with np.load(path) as data:
             return data["probs"]
@@ -157,17 +148,11 @@ def _read_probs(path: Path) -> np.ndarray:
 
 
 def load_cifar10h_probs(path: str | None, config: dict) -> np.ndarray:
-    from softlabels.data import cifar10h
-
     return _input(path, config, "cifar10h.npz", _read_probs, lambda c, p: cifar10h.read_cifar10h(c, p)[1],
                   "cifar10h_counts", "cifar10h_probs")
 
 
 def load_similarity(path: str | None, config: dict) -> np.ndarray:
-    from softlabels.data.download import fetch_from_config
-    from softlabels.data.io import DataError
-    from softlabels.labels.semantic import semantic_similarity
-
     if path is not None and not Path(path).is_file():
         raise DataError(f"{path}: file not found (named on the command line)")
     glove = Path(path) if path else fetch_from_config("glove", config)
@@ -191,10 +176,6 @@ def _label_options(args, config: dict, path_key: str = "redistribution_path") ->
 
 
 def run_export_labels(args) -> int:
-    from softlabels.cli import config_from_args
-    from softlabels.data.io import write_json
-    from softlabels.labels.exports import cifar10s_export
-
     _check_named(args)
     config = config_from_args(args)
     try:
@@ -210,10 +191,6 @@ def run_export_labels(args) -> int:
 
 
 def run_export_hmix(args) -> int:
-    from softlabels.cli import config_from_args
-    from softlabels.data.io import write_json
-    from softlabels.labels.exports import hmix_soft_export
-
     _check_named(args)
     config = config_from_args(args)
     try:
@@ -229,10 +206,6 @@ def run_export_hmix(args) -> int:
 
 
 def run_fit_simulator(args) -> int:
-    from softlabels.cli import config_from_args
-    from softlabels.data.io import write_json
-    from softlabels.labels.simulator import fit_simulator
-
     _check_named(args)
     config = config_from_args(args)
     labels_cfg = config["labels"]
@@ -249,10 +222,6 @@ def run_fit_simulator(args) -> int:
 
 
 def run_fit_taus(args) -> int:
-    from softlabels.cli import config_from_args
-    from softlabels.data.io import write_csv
-    from softlabels.labels.tau import fit_class_pair_taus
-
     _check_named(args)
     config = config_from_args(args)
     try:

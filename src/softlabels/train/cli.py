@@ -180,7 +180,8 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
     others finish. Returns (metrics of the finished runs, messages of the diverged runs)."""
     import torch
 
-    from softlabels.train.runs import RunData, build_run_sets, responses_file
+    from softlabels.train.run_data import RunData
+    from softlabels.train.runs import build_run_sets, responses_file
     from softlabels.train.trainer import Diverged, Member, fit_group
 
     if threads > 0:

@@ -19,7 +19,8 @@ Formulas (docs/protocol.md#chapter-5-mixing-objectives; τ: docs/protocol.md#tau
   is valid when the batch holds another class; all are, except in a single-class batch).
 - Ent-WC (thesis §5.2.2): mixup inputs and targets (α = 0.2); w_i = min(1, max(κ, log 2 / H(softmax f(x̃_i))));
   loss = mean_i w_i·CE(f(x̃_i), ỹ_i), the gradient flowing through w_i unless `detach_weight`.
-All entropies are in nats, so log 2 is the entropy of a 50/50 two-class prediction.
+CE is the package's soft cross-entropy (`softlabels.evaluate.metrics.soft_cross_entropy`). All entropies are in
+nats, so log 2 is the entropy of a 50/50 two-class prediction.
 
 Randomness (docs/protocol.md#chapter-5-mixing-objectives). At the start of each epoch the trainer calls
 ``epoch_draws(batch_sizes, generator, device)`` with the member's seeded per-epoch CPU generator; it draws
@@ -41,6 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from softlabels.evaluate.metrics import soft_cross_entropy
+from softlabels.labels import class_pair_tau, pair_parameters
+
 #: Objectives a scheme may name (config key `schemes.<s>.objective`).
 MIXING_OBJECTIVES = ("mixup", "mixmaxent", "entwc")
 
@@ -48,11 +52,6 @@ MIXING_OBJECTIVES = ("mixup", "mixmaxent", "entwc")
 # ----------------------------------------------------------------------------------------------------------
 # Pure functions on tensors (unit-tested on small hand-computed examples).
 # ----------------------------------------------------------------------------------------------------------
-def soft_cross_entropy_per_example(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """CE_i = −Σ_k y_ik · log softmax(z_i)_k, one value per example."""
-    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
-
-
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
     """H_i = −Σ_k p_ik log p_ik with p = softmax(z_i), in nats (computed from log-softmax, so finite)."""
     log_p = F.log_softmax(logits, dim=1)
@@ -82,14 +81,14 @@ def entwc_loss(logits: torch.Tensor, targets: torch.Tensor, kappa: float, detach
     weights = entwc_weights(prediction_entropy(logits), kappa)
     if detach_weight:
         weights = weights.detach()
-    return (weights * soft_cross_entropy_per_example(logits, targets)).mean()
+    return (weights * soft_cross_entropy(logits, targets, reduction="none")).mean()
 
 
 def maxent_loss(clean_logits: torch.Tensor, targets: torch.Tensor, mixed_logits: torch.Tensor, weight: float,
                 valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mix-MaxEnt: mean_i CE(f(x_i), y_i) − w · Σ_i v_i H(softmax f(x̃_i)) / max(1, Σ_i v_i), v_i = valid[i]
     (all ones by default: the plain mean)."""
-    ce = soft_cross_entropy_per_example(clean_logits, targets).mean()
+    ce = soft_cross_entropy(clean_logits, targets)
     entropy = prediction_entropy(mixed_logits)
     if valid is None:
         return ce - weight * entropy.mean()
@@ -222,7 +221,7 @@ class Mixup(MixingObjective):
 
     def prepare(self, inputs, targets, batch=None):
         mixed_x, mixed_y = self.mixed_batch(inputs, targets, self.draw_of(batch, inputs.shape[0], inputs.device))
-        return mixed_x, lambda logits: soft_cross_entropy_per_example(logits.float(), mixed_y.float()).mean()
+        return mixed_x, lambda logits: soft_cross_entropy(logits, mixed_y)
 
 
 class EntWC(Mixup):
@@ -284,9 +283,6 @@ def tau_target_lambda(taus) -> Callable:
     """λ_g per example from the fitted class-pair table (appendix C): τ_{c_i, c_partner(i)}(λ), where for the
     ordered pair (a, b) with a > b τ_{a,b}(λ) = 1 − τ_{b,a}(1 − λ), and λ_g = λ for a same-class pair
     (`softlabels.labels.class_pair_tau`). `taus` is the `fit_class_pair_taus` table."""
-    from softlabels.labels import class_pair_tau
-    from softlabels.labels.tau import pair_parameters
-
     params = pair_parameters(taus)
     num_classes = params[0].shape[0]
 

@@ -32,6 +32,7 @@ def measure_images_per_s(model_name: str, batch_size: int, group_size: int, devi
     `steps` steps per epoch, two epochs, the second one timed (model build and first-step warm-up excluded)."""
     import torch
 
+    from softlabels.evaluate.metrics import soft_cross_entropy
     from softlabels.train.trainer import Member, fit_group, resolve_device
 
     device = resolve_device(device)
@@ -60,7 +61,7 @@ def measure_images_per_s(model_name: str, batch_size: int, group_size: int, devi
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 marks.append(time.perf_counter())
-            return x, lambda logits: __import__("softlabels.train.trainer", fromlist=["x"]).soft_cross_entropy_loss(logits, y)
+            return x, lambda logits: soft_cross_entropy(logits, y)
 
     members[0].objective = Timer()
     fit_group(members, protocol, model_name, device, log=log, precision=precision, cudnn_benchmark=cudnn_benchmark)
@@ -169,7 +170,7 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
                        cores: int | None = None, other_jobs: int = 0) -> str:
     """The plan of a workflow run (module docstring); `cores`: Snakemake's --cores (jobs side by side);
     `other_jobs`: the run's jobs besides training (each costs about one job start)."""
-    from softlabels.train.runs import approximate_train_size
+    from softlabels.train.groups import approximate_train_size
     from softlabels.train.trainer import resolve_device
 
     device = resolve_device(config["device"])

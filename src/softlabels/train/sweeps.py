@@ -3,15 +3,10 @@
 A sweep (`sweeps.grids.<name>` of the configuration) varies one dotted config key over a list of values; a sweep
 point is the run spec of the sweep's scheme (`softlabels.train.runs.run_spec`) computed from the configuration
 with that key set to the value, plus a `validation` block. The run trains as the scheme's runs do and is also
-evaluated on the validation split (`build_run_sets` adds the set when the spec has the block):
-
-- validation split: of the N CIFAR-10 training images (data_batch_1..5, `cifar10_train.npz`), the last
-  ⌊N·fraction⌋ of `torch.randperm(N)` under `torch.manual_seed(seed)`, i.e. the second part of
-  `torch.utils.data.random_split(train, [1 − fraction, fraction])` after seeding (15,000 images at 0.3);
-  a class-balanced `limit` of them when set (`softlabels.data.splits.balanced_prefix`); one-hot targets;
-- metrics: accuracy = mean 1[argmax p(x) = y], CE = −(1/n) Σ log p_y(x);
-- selection: the value with the highest mean validation accuracy (`criterion: accuracy`) or the lowest mean
-  validation CE (`criterion: ce`) over the seeds; ties go to the value listed first.
+evaluated on the validation split of the CIFAR-10 training set (`build_run_sets` adds the set when the spec
+has the block; `softlabels.train.run_data.validation_eval_set`: its accuracy and CE). Selection: the value with
+the highest mean validation accuracy (`criterion: accuracy`) or the lowest mean validation CE (`criterion: ce`)
+over the seeds; ties go to the value listed first.
 
 Runs live under `results/sweeps/{sweep}/{value}/{model}/seed{seed}/`.
 """
@@ -25,9 +20,16 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
+import pandas as pd
 
+from softlabels.cli import UserError, add_config_arguments, config_from_args
 from softlabels.config import ConfigError, setting
+from softlabels.data.io import write_csv, write_json, write_text
+from softlabels.numerics import mean_ci
+from softlabels.report.html import html_page, markdown_to_html
+from softlabels.report.tables import approximate_notes, row_provenance
+from softlabels.report.thesis import load_thesis_values
+from softlabels.train.runs import run_spec
 
 #: Metrics of the validation set, with the direction that is better.
 CRITERIA = {"accuracy": max, "ce": min}
@@ -84,8 +86,6 @@ def _with_value(config: Mapping, key: str, value, where: str) -> dict:
 def point_spec(config: Mapping, sweep: str, value: str, seed: int) -> dict:
     """The spec of one sweep run: `run_spec` of the sweep's scheme under the configuration with the swept key
     set to `value`, plus `sweep` {name, key, value} and `validation` (the `sweeps.validation` block)."""
-    from softlabels.train.runs import run_spec
-
     g = grid(config, sweep)
     matches = [v for v in g["values"] if value_name(v) == str(value)]
     if not matches:
@@ -110,57 +110,10 @@ def _other(value):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Validation split and its evaluation
-# ----------------------------------------------------------------------------------------------------------
-def validation_indices(labels: np.ndarray, fraction: float, seed: int, limit: int | None) -> np.ndarray:
-    """Indices of the validation part (see the module docstring), in permutation order."""
-    import torch
-
-    from softlabels.data.splits import balanced_prefix
-
-    n = len(labels)
-    n_val = int(math.floor(n * fraction))
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).numpy().astype(np.int64)
-    return balanced_prefix(perm[n - n_val :], labels, limit)
-
-
-def validation_eval_set(block: Mapping, data_dir: str | Path):
-    """The validation split as an `EvalSet` whose evaluation gives accuracy and CE (hard labels)."""
-    from softlabels.numerics import one_hot
-    from softlabels.train.runs import EvalSet
-
-    path = Path(data_dir) / "cifar10_train.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"missing input {path} (rule parse_cifar10_train: `softlabels parse-cifar10-train`)")
-    with np.load(path) as f:
-        images, labels = f["images"], f["labels"].astype(np.int64)
-    idx = validation_indices(labels, block["fraction"], block["seed"], block.get("limit"))
-    if len(idx) == 0:
-        raise ValueError(f"{path}: the validation split (fraction {block['fraction']}) holds no image")
-    x, y = images[idx], labels[idx]
-    targets = one_hot(y, dtype=np.float32)
-
-    def evaluate(model, device) -> dict:
-        from softlabels.evaluate.corruption_ce import predict_log_probs
-
-        log_p = predict_log_probs(model, x, device)
-        return {
-            "accuracy": float((log_p.argmax(dim=1).numpy() == y).mean()),
-            "ce": float(-log_p.double()[np.arange(len(y)), y].mean()),
-            "n": int(len(y)),
-        }
-
-    return EvalSet(images=x, targets=targets, hard_labels=y, fgsm_targets=targets, bin_size=len(y),
-                   indices=idx, evaluate=evaluate)
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Table
 # ----------------------------------------------------------------------------------------------------------
 def thesis_choice(sweep: str, values=None) -> float:
     """The value the thesis selected (thesis_values.csv: table sweep_<name>, metric selected_value); NaN if none."""
-    from softlabels.report.thesis import load_thesis_values
-
     values = load_thesis_values() if values is None else values
     rows = values[(values["table"] == f"sweep_{sweep}") & (values["metric"] == "selected_value")]
     return float(rows["value"].iloc[0]) if len(rows) else float("nan")
@@ -181,11 +134,6 @@ def select(means: Mapping[str, float], criterion: str) -> str:
 def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thesis=None):
     """One row per swept value: mean ± 95 % CI over seeds of validation accuracy and CE, the selected value
     (`sweeps.criterion`), the thesis' choice, and how the runs were made."""
-    import pandas as pd
-
-    from softlabels.numerics import mean_ci
-    from softlabels.report.tables import approximate_notes, row_provenance
-
     g = grid(config, sweep)
     level = config.get("summaries", {}).get("ci_level", 0.95)
     criterion = config["sweeps"]["criterion"]
@@ -267,18 +215,12 @@ def sweep_markdown(frame) -> str:
 # Commands
 # ----------------------------------------------------------------------------------------------------------
 def _cmd_make_sweep_spec(args: argparse.Namespace) -> int:
-    from softlabels.cli import config_from_args
-    from softlabels.data.io import write_json
-
     config = config_from_args(args)
     write_json(args.out, point_spec(config, args.sweep, args.value, args.seed))
     return 0
 
 
 def _cmd_sweep_table(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError, config_from_args
-    from softlabels.data.io import write_csv, write_text
-
     config = config_from_args(args)
     runs = []
     for path in args.metrics:
@@ -294,15 +236,11 @@ def _cmd_sweep_table(args: argparse.Namespace) -> int:
     write_csv(args.out_csv, frame)
     write_text(args.out_md, markdown)
     if args.out_html:
-        from softlabels.report.html import html_page, markdown_to_html
-
         write_text(args.out_html, html_page(f"Sweep {args.sweep}", markdown_to_html(markdown)))
     return 0
 
 
 def register(subparsers) -> None:
-    from softlabels.cli import add_config_arguments
-
     p = subparsers.add_parser("make-sweep-spec", help="write the spec.json of one hyperparameter-sweep run",
                               description="The scheme's run spec with the swept key set to VALUE, plus the "
                               "validation split (config 'sweeps').")

@@ -50,8 +50,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, vmap
 
 from softlabels.data.io import save_torch
+from softlabels.evaluate.metrics import soft_cross_entropy
 from softlabels.models import CIFAR_MEAN, CIFAR_STD, build_model
 
 #: Checkpoint layout version; a checkpoint of another version is refused.
@@ -127,11 +129,6 @@ def normalise(images_u8: torch.Tensor) -> torch.Tensor:
     return (images_u8.float() / 255.0 - mean) / std
 
 
-def soft_cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """−(1/B) Σ_i Σ_k y_ik log softmax(z_i)_k (batch mean, as cambridge-mlg/cifar-10s), in float32."""
-    return -(targets.float() * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
-
-
 @dataclass
 class Batch:
     """What an objective declaring a keyword `batch` receives.
@@ -155,7 +152,7 @@ class SoftCrossEntropy:
     """The chapter-3 objective: soft cross-entropy of the unmixed batch, mean over the batch."""
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor, batch: Batch | None = None):
-        return x, lambda logits: soft_cross_entropy_loss(logits, y)
+        return x, lambda logits: soft_cross_entropy(logits, y)
 
     def __call__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, batch: Batch | None = None):
         return objective_loss(self, model, inputs, targets, batch)
@@ -476,22 +473,9 @@ def fit_group(
         raise ValueError(f"protocol key 'augmentation' must be once, per_epoch or none, got {augmentation!r}")
     if not members:
         return []
-    states = []
-    for member in members:
-        images = images_to_tensor(member.images_u8, device)
-        labels, sizes = pools_to_tensors(member.pools, images.shape[0], device)
-        if images.shape[0] == 0:
-            raise ValueError(f"{_member_name(member)}: no training images")
-        fingerprint = run_fingerprint(images, labels, protocol, model_name, member.seed, precision)
-        path = Path(member.checkpoint_path) if member.checkpoint_path is not None else None
-        checkpoint = load_checkpoint(path, fingerprint) if path is not None else None
-        states.append(_State(member, images, labels, sizes, fingerprint, path, checkpoint,
-                             member.objective if member.objective is not None else SoftCrossEntropy()))
-    # Sub-groups of equal size and start epoch (normally one).
-    keys = [(s.images.shape[0], s.labels.shape[2], s.checkpoint["epoch"] if s.checkpoint else 0) for s in states]
+    states = [_member_state(member, protocol, model_name, device, precision) for member in members]
     results: list = [None] * len(states)
-    for key in sorted(set(keys)):
-        index = [i for i, k in enumerate(keys) if k == key]
+    for key, index in _sub_groups(states):
         if len(index) < len(states):
             log(f"sub-group of {len(index)} (images={key[0]}, start epoch={key[2]}): "
                 + ", ".join(_member_name(states[i].member) for i in index))
@@ -503,6 +487,26 @@ def fit_group(
                 result.training_summary["precision"] = resolved
             results[i] = result
     return results
+
+
+def _member_state(member: Member, protocol: Mapping, model_name: str, device: torch.device, precision: str) -> _State:
+    """A member's images and label pools on the device, its fingerprint and the checkpoint it resumes from."""
+    images = images_to_tensor(member.images_u8, device)
+    labels, sizes = pools_to_tensors(member.pools, images.shape[0], device)
+    if images.shape[0] == 0:
+        raise ValueError(f"{_member_name(member)}: no training images")
+    fingerprint = run_fingerprint(images, labels, protocol, model_name, member.seed, precision)
+    path = Path(member.checkpoint_path) if member.checkpoint_path is not None else None
+    checkpoint = load_checkpoint(path, fingerprint) if path is not None else None
+    return _State(member, images, labels, sizes, fingerprint, path, checkpoint,
+                  member.objective if member.objective is not None else SoftCrossEntropy())
+
+
+def _sub_groups(states: Sequence[_State]) -> list[tuple[tuple, list[int]]]:
+    """(key, member positions) of the sub-groups trained together: equal (images, classes, start epoch);
+    normally one."""
+    keys = [(s.images.shape[0], s.labels.shape[2], s.checkpoint["epoch"] if s.checkpoint else 0) for s in states]
+    return [(key, [i for i, k in enumerate(keys) if k == key]) for key in sorted(set(keys))]
 
 
 def _stack_models(states: Sequence[_State], model_name: str, num_classes: int, device: torch.device):
@@ -586,19 +590,231 @@ def _member_model(model_name: str, num_classes: int, params: Mapping, buffers: M
 
 def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device: torch.device, log: Callable,
                amp_dtype: torch.dtype | None, augmentation: str, channels_last: bool | None = None) -> list:
-    from torch.func import functional_call, vmap
-
-    G = len(states)
-    n, num_classes = states[0].images.shape[0], states[0].labels.shape[2]
-    epochs, batch_size = int(protocol["epochs"]), int(protocol["batch_size"])
+    """Train one sub-group (equal sizes, one start epoch) to the last epoch; per member its model or `Diverged`."""
     seed_globals(states[0].member.seed)
-    skeleton, flat, buffers = _stack_models(states, model_name, num_classes, device)
-    params = flat.params
-    channels_last = G == 1 if channels_last is None else channels_last
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    group = _FusedGroup(states, protocol, model_name, device, amp_dtype, augmentation, channels_last)
+    group.resume(log)
+    t_session = time.perf_counter()
+    for epoch in range(group.start_epoch, group.epochs):
+        t_epoch = time.perf_counter()
+        lr = group.set_learning_rate(epoch)
+        mean_losses = group.train_epoch(epoch)
+        group.end_epoch(epoch, lr, mean_losses, (t_session, t_epoch, time.perf_counter()), log)
+        if all(s.failed for s in states):
+            break
+    return group.results(time.perf_counter() - t_session)
+
+
+@dataclass
+class _Epoch:
+    """One epoch's draws per member (module docstring, Randomness): the order of the examples, the epoch's
+    normalised (and cropped) inputs and drawn targets in that order, the objective's generator and draws."""
+
+    orders: list
+    inputs: list
+    targets: list
+    generators: list
+    objective_draws: list
+    stacked: torch.Tensor | None
+
+
+class _FusedGroup:
+    """The members of one sub-group stacked on the device, with the optimizer over their flat parameters."""
+
+    def __init__(self, states: list[_State], protocol: Mapping, model_name: str, device: torch.device,
+                 amp_dtype: torch.dtype | None, augmentation: str, channels_last: bool | None):
+        self.states, self.protocol, self.model_name, self.device = states, protocol, model_name, device
+        self.amp_dtype, self.augmentation = amp_dtype, augmentation
+        self.G = len(states)
+        self.n, self.num_classes = states[0].images.shape[0], states[0].labels.shape[2]
+        self.epochs, self.batch_size = int(protocol["epochs"]), int(protocol["batch_size"])
+        self.skeleton, self.flat, self.buffers = _stack_models(states, model_name, self.num_classes, device)
+        self.params = self.flat.params
+        channels_last = self.G == 1 if channels_last is None else channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.optimizer = _sgd(self.flat, protocol, model_name, device)
+        self.start_epoch = states[0].checkpoint["epoch"] if states[0].checkpoint else 0
+        self.fused_forward = vmap(self.member_forward)
+
+    # ------------------------------------------------------------------------------------ start and resume
+    def resume(self, log: Callable) -> None:
+        """Momentum, inputs, objective states and log histories of the members, then the global RNG states, as
+        the checkpoints left them (a fresh start only prepares the inputs)."""
+        resume_rng = self.states[0].checkpoint["rng"] if self.states[0].checkpoint else None
+        if self.start_epoch > 0 and float(self.protocol["optimizer"]["momentum"]) != 0:
+            self.optimizer.state[self.flat.data]["momentum_buffer"] = self.flat.flatten(
+                [s.checkpoint["momentum"] for s in self.states]).to(self.device)
+        for s in self.states:
+            if self.augmentation == "once":
+                s.images = augment_once(s.images, s.member.seed)
+            # Normalised once (augmentation none/once); per-epoch crops are cut from the uint8 images each epoch.
+            s.stored = None if self.augmentation == "per_epoch" else epoch_images(s.images, None, self.memory_format)
+            if s.checkpoint is not None:
+                if s.checkpoint.get("objective") is not None:
+                    set_objective_state(s.objective, s.checkpoint["objective"])
+                s.seconds_before, s.history = s.checkpoint["seconds"], list(s.checkpoint["history"])
+                log(f"resumed from {s.checkpoint_path}: completed_epochs={self.start_epoch} of {self.epochs}")
+                s.checkpoint = None  # free the memory
+        if resume_rng is not None:
+            set_rng_state(resume_rng)
+
+    def set_learning_rate(self, epoch: int) -> float:
+        lr = learning_rate(self.protocol, self.model_name, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    # ------------------------------------------------------------------------------------ one epoch
+    def draw_epoch(self, epoch: int) -> _Epoch:
+        """Per member, from its (seed, stream, epoch) generators: the permutation, the annotator uniforms, the
+        per-epoch crops, and the objective's generator and whole-epoch draws."""
+        n, device = self.n, self.device
+        batch_sizes = [min(self.batch_size, n - start) for start in range(0, n, self.batch_size)]
+        drawn = _Epoch([], [], [], [], [], None)
+        for s in self.states:
+            seed = s.member.seed
+            order = torch.randperm(n, generator=stream_generator(seed, "order", epoch)).to(device)
+            uniforms = torch.rand(n, generator=stream_generator(seed, "annotator", epoch)).to(device)
+            if self.augmentation == "per_epoch":
+                crops = draw_crop_flip(n, stream_generator(seed, "augment_epoch", epoch))
+                drawn.inputs.append(epoch_images(s.images, order, self.memory_format, crops))
+            else:
+                drawn.inputs.append(s.stored[order])
+            drawn.targets.append(s.labels[order, draw_annotators(s.sizes[order], uniforms)])
+            drawn.orders.append(order)
+            generator = stream_generator(seed, "objective", epoch)
+            drawn.generators.append(generator)
+            drawn.objective_draws.append(s.objective.epoch_draws(batch_sizes, generator, device)
+                                         if hasattr(s.objective, "epoch_draws") else None)
+        drawn.stacked = torch.stack(drawn.inputs) if self.G > 1 else None
+        return drawn
+
+    def train_epoch(self, epoch: int) -> list[float]:
+        """One pass over the members' examples in batches; the mean training loss of each member."""
+        drawn = self.draw_epoch(epoch)
+        loss_sum = torch.zeros(self.G, device=self.device)
+        for start in range(0, self.n, self.batch_size):
+            stop = min(start + self.batch_size, self.n)
+            losses = self.train_step(drawn, epoch, start, stop)
+            loss_sum.add_(losses.detach().float(), alpha=stop - start)
+        return (loss_sum / self.n).tolist()
+
+    def train_step(self, drawn: _Epoch, epoch: int, start: int, stop: int) -> torch.Tensor:
+        """One SGD step of every member on rows start:stop of its epoch: Σ_g L_g backward, per-member clipping
+        (`clip_rows_`), one optimizer step over the stacked parameters. Returns the losses [G]."""
+        xs = [x[start:stop] for x in drawn.inputs]
+        inputs, loss_fns = [], []
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            for g, s in enumerate(self.states):
+                y = drawn.targets[g][start:stop]
+                draws = drawn.objective_draws[g]
+                draws = draws[start // self.batch_size] if draws is not None else None
+                batch = Batch(xs[g], y, y.argmax(dim=1), drawn.orders[g][start:stop], epoch, drawn.generators[g], draws)
+                model_input, loss_fn = s.objective.prepare(xs[g], y, batch)
+                inputs.append(model_input)
+                loss_fns.append(loss_fn)
+            unmixed = drawn.stacked is not None and all(t is x for t, x in zip(inputs, xs))
+            logits = self.forward(inputs, drawn.stacked[:, start:stop] if unmixed else None)
+            losses = torch.stack([loss_fn(z) for loss_fn, z in zip(loss_fns, logits)])
+        losses.sum().backward()
+        grad = self.flat.gather_grad()
+        grad_clip = self.protocol.get("grad_clip")
+        if grad_clip is not None:
+            clip_rows_(grad, float(grad_clip))
+        self.optimizer.step()
+        return losses
+
+    def member_forward(self, p: Mapping, b: Mapping, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.skeleton, (p, b), (x,))
+
+    def forward(self, inputs: list[torch.Tensor], stacked: torch.Tensor | None) -> list[torch.Tensor]:
+        """Logits per member: one vmapped forward when all inputs have one shape; member by member on
+        views of the stacked tensors otherwise (e.g. a single-class Mix-MaxEnt batch has no mixed half)."""
+        if self.G == 1 or any(t.shape != inputs[0].shape for t in inputs):
+            return [self.member_forward({k: v[g] for k, v in self.params.items()},
+                                        {k: v[g] for k, v in self.buffers.items()}, x)
+                    for g, x in enumerate(inputs)]
+        return list(self.fused_forward(self.params, self.buffers,
+                                       stacked if stacked is not None else torch.stack(inputs)))
+
+    # ------------------------------------------------------------------------------------ end of an epoch
+    def end_epoch(self, epoch: int, lr: float, mean_losses: list[float], times: tuple[float, float, float],
+                  log: Callable) -> None:
+        """Per member still training: a non-finite mean loss marks it diverged (its checkpoint keeps the epoch
+        before); otherwise its log record and its checkpoint. `times` = (session start, epoch start, now)."""
+        t_session, t_epoch, now = times
+        per_epoch = (now - t_session) / (epoch + 1 - self.start_epoch)
+        buffer = self.optimizer.state[self.flat.data].get("momentum_buffer")
+        momentum = self.flat.views(buffer) if buffer is not None else {}
+        rng = rng_state()
+        for g, s in enumerate(self.states):
+            if s.failed:
+                continue
+            if not math.isfinite(mean_losses[g]):
+                self.diverge(s, epoch, mean_losses[g], log)
+                continue
+            record = {"epoch": epoch + 1, "epochs": self.epochs, "loss": round(mean_losses[g], 6), "lr": lr,
+                      "images_per_s": round(self.G * self.n / (now - t_epoch), 1),
+                      "elapsed_s": round(s.seconds_before + now - t_session, 2),
+                      "eta_s": round(per_epoch * (self.epochs - epoch - 1), 1)}
+            s.history.append(record)
+            if s.checkpoint_path is not None:
+                save_torch(s.checkpoint_path, self.checkpoint(g, epoch, momentum, rng, s.seconds_before + now - t_session))
+            prefix = "" if self.G == 1 else f"member={g} "
+            log(prefix + " ".join(f"{k}={v:.6g}" if k == "lr" else f"{k}={v}" for k, v in record.items()))
+
+    def diverge(self, s: _State, epoch: int, loss: float, log: Callable) -> None:
+        """Member `s` leaves the group: its mean loss of `epoch` (0-indexed) is not finite; no record, no
+        checkpoint of this epoch (its checkpoint keeps the epoch before), `Diverged` at the end."""
+        s.failed = (f"{_member_name(s.member)}: training loss became {loss} in epoch {epoch + 1} "
+                    f"({self.model_name}); its checkpoint keeps epoch {epoch}, the other members go on")
+        s.failed_epoch = epoch + 1
+        log(s.failed)
+
+    def checkpoint(self, g: int, epoch: int, momentum: Mapping, rng: dict, seconds: float) -> dict:
+        """Member g's state after `epoch` (0-indexed): what `load_checkpoint` and `resume` read back."""
+        s = self.states[g]
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": s.fingerprint,
+            "epoch": epoch + 1,
+            "model": {**{k: _member_copy(v, g) for k, v in self.params.items()},
+                      **{k: _member_copy(v, g) for k, v in self.buffers.items()}},
+            "momentum": {k: _member_copy(v, g) for k, v in momentum.items() if v is not None},
+            "rng": rng,
+            "objective": objective_state(s.objective),
+            "seconds": seconds,
+            "history": s.history,
+        }
+
+    # ------------------------------------------------------------------------------------ the end
+    def results(self, session: float) -> list:
+        """Per member: its model (eval mode, `training_summary` attached) or its `Diverged`."""
+        trained = (self.epochs - self.start_epoch) * self.n
+        out = []
+        for g, s in enumerate(self.states):
+            if s.failed:
+                out.append(Diverged(s.failed, s.failed_epoch, s.history))
+                continue
+            model = _member_model(self.model_name, self.num_classes, self.params, self.buffers, g, self.device)
+            model = model.to(memory_format=self.memory_format)
+            model.eval()
+            model.training_summary = {
+                "epochs": self.epochs,
+                "seconds": round(s.seconds_before + session, 3),
+                "images_per_s": round(trained / session, 1) if trained and session > 0 else None,
+                "group_size": self.G,
+                "group_images_per_s": round(self.G * trained / session, 1) if trained and session > 0 else None,
+                "history": s.history,
+            }
+            out.append(model)
+        return out
+
+
+def _sgd(flat: FlatParameters, protocol: Mapping, model_name: str, device: torch.device) -> torch.optim.SGD:
+    """SGD with momentum, weight decay and Nesterov (`protocol.optimizer`) over the stacked parameters [G, P]."""
     opt_cfg = protocol["optimizer"]
-    names = list(params)
-    optimizer = torch.optim.SGD(
+    return torch.optim.SGD(
         [flat.data],
         lr=learning_rate(protocol, model_name, 0),
         momentum=float(opt_cfg["momentum"]),
@@ -606,139 +822,3 @@ def _fit_fused(states: list[_State], protocol: Mapping, model_name: str, device:
         nesterov=bool(opt_cfg["nesterov"]),
         fused=device.type == "cuda",
     )
-    start_epoch = states[0].checkpoint["epoch"] if states[0].checkpoint else 0
-    resume_rng = states[0].checkpoint["rng"] if states[0].checkpoint else None
-    if start_epoch > 0 and float(opt_cfg["momentum"]) != 0:
-        optimizer.state[flat.data]["momentum_buffer"] = flat.flatten(
-            [s.checkpoint["momentum"] for s in states]).to(device)
-    for s in states:
-        if augmentation == "once":
-            s.images = augment_once(s.images, s.member.seed)
-        # Normalised once (augmentation none/once); per-epoch crops are cut from the uint8 images each epoch.
-        s.stored = None if augmentation == "per_epoch" else epoch_images(s.images, None, memory_format)
-        if s.checkpoint is not None:
-            if s.checkpoint.get("objective") is not None:
-                set_objective_state(s.objective, s.checkpoint["objective"])
-            s.seconds_before, s.history = s.checkpoint["seconds"], list(s.checkpoint["history"])
-            log(f"resumed from {s.checkpoint_path}: completed_epochs={start_epoch} of {epochs}")
-            s.checkpoint = None  # free the memory
-    if resume_rng is not None:
-        set_rng_state(resume_rng)
-
-    def member_forward(p, b, x):
-        return functional_call(skeleton, (p, b), (x,))
-
-    fused_forward = vmap(member_forward)
-
-    def forward(inputs: list[torch.Tensor], stacked: torch.Tensor | None) -> list[torch.Tensor]:
-        """Logits per member: one vmapped forward when all inputs have one shape; member by member on
-        views of the stacked tensors otherwise (e.g. a single-class Mix-MaxEnt batch has no mixed half)."""
-        if G == 1 or any(t.shape != inputs[0].shape for t in inputs):
-            return [member_forward({k: v[g] for k, v in params.items()}, {k: v[g] for k, v in buffers.items()}, x)
-                    for g, x in enumerate(inputs)]
-        return list(fused_forward(params, buffers, stacked if stacked is not None else torch.stack(inputs)))
-
-    grad_clip = protocol.get("grad_clip")
-    t_session = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        t_epoch = time.perf_counter()
-        lr = learning_rate(protocol, model_name, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        orders, x_epochs, y_epochs, generators, epoch_draws = [], [], [], [], []
-        batch_sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
-        for s in states:
-            seed = s.member.seed
-            order = torch.randperm(n, generator=stream_generator(seed, "order", epoch)).to(device)
-            uniforms = torch.rand(n, generator=stream_generator(seed, "annotator", epoch)).to(device)
-            if augmentation == "per_epoch":
-                crops = draw_crop_flip(n, stream_generator(seed, "augment_epoch", epoch))
-                x_epochs.append(epoch_images(s.images, order, memory_format, crops))
-            else:
-                x_epochs.append(s.stored[order])
-            y_epochs.append(s.labels[order, draw_annotators(s.sizes[order], uniforms)])
-            orders.append(order)
-            generator = stream_generator(seed, "objective", epoch)
-            generators.append(generator)
-            epoch_draws.append(s.objective.epoch_draws(batch_sizes, generator, device)
-                               if hasattr(s.objective, "epoch_draws") else None)
-        x_stacked = torch.stack(x_epochs) if G > 1 else None
-        loss_sum = torch.zeros(G, device=device)
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            xs = [x[start:stop] for x in x_epochs]
-            inputs, loss_fns = [], []
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                for g, s in enumerate(states):
-                    y = y_epochs[g][start:stop]
-                    draws = epoch_draws[g][start // batch_size] if epoch_draws[g] is not None else None
-                    batch = Batch(xs[g], y, y.argmax(dim=1), orders[g][start:stop], epoch, generators[g], draws)
-                    model_input, loss_fn = s.objective.prepare(xs[g], y, batch)
-                    inputs.append(model_input)
-                    loss_fns.append(loss_fn)
-                unmixed = x_stacked is not None and all(t is x for t, x in zip(inputs, xs))
-                logits = forward(inputs, x_stacked[:, start:stop] if unmixed else None)
-                losses = torch.stack([loss_fn(z) for loss_fn, z in zip(loss_fns, logits)])
-            losses.sum().backward()
-            grad = flat.gather_grad()
-            if grad_clip is not None:
-                clip_rows_(grad, float(grad_clip))
-            optimizer.step()
-            loss_sum.add_(losses.detach().float(), alpha=stop - start)
-        mean_losses = (loss_sum / n).tolist()
-        now = time.perf_counter()
-        epoch_s = now - t_epoch
-        per_epoch = (now - t_session) / (epoch + 1 - start_epoch)
-        buffer = optimizer.state[flat.data].get("momentum_buffer")
-        momentum = flat.views(buffer) if buffer is not None else {}
-        rng = rng_state()
-        for g, s in enumerate(states):
-            if s.failed:
-                continue
-            if not math.isfinite(mean_losses[g]):
-                s.failed = (f"{_member_name(s.member)}: training loss became {mean_losses[g]} in epoch {epoch + 1} "
-                            f"({model_name}); its checkpoint keeps epoch {epoch}, the other members go on")
-                s.failed_epoch = epoch + 1
-                log(s.failed)
-                continue
-            record = {"epoch": epoch + 1, "epochs": epochs, "loss": round(mean_losses[g], 6), "lr": lr,
-                      "images_per_s": round(G * n / epoch_s, 1), "elapsed_s": round(s.seconds_before + now - t_session, 2),
-                      "eta_s": round(per_epoch * (epochs - epoch - 1), 1)}
-            s.history.append(record)
-            if s.checkpoint_path is not None:
-                save_torch(s.checkpoint_path, {
-                    "format": CHECKPOINT_FORMAT,
-                    "fingerprint": s.fingerprint,
-                    "epoch": epoch + 1,
-                    "model": {**{k: _member_copy(v, g) for k, v in params.items()},
-                              **{k: _member_copy(v, g) for k, v in buffers.items()}},
-                    "momentum": {k: _member_copy(v, g) for k, v in momentum.items() if v is not None},
-                    "rng": rng,
-                    "objective": objective_state(s.objective),
-                    "seconds": s.seconds_before + now - t_session,
-                    "history": s.history,
-                })
-            prefix = "" if G == 1 else f"member={g} "
-            log(prefix + " ".join(f"{k}={v:.6g}" if k == "lr" else f"{k}={v}" for k, v in record.items()))
-        if all(s.failed for s in states):
-            break
-
-    session = time.perf_counter() - t_session
-    trained = (epochs - start_epoch) * n
-    results = []
-    for g, s in enumerate(states):
-        if s.failed:
-            results.append(Diverged(s.failed, s.failed_epoch, s.history))
-            continue
-        model = _member_model(model_name, num_classes, params, buffers, g, device).to(memory_format=memory_format)
-        model.eval()
-        model.training_summary = {
-            "epochs": epochs,
-            "seconds": round(s.seconds_before + session, 3),
-            "images_per_s": round(trained / session, 1) if trained and session > 0 else None,
-            "group_size": G,
-            "group_images_per_s": round(G * trained / session, 1) if trained and session > 0 else None,
-            "history": s.history,
-        }
-        results.append(model)
-    return results
