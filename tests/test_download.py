@@ -1,5 +1,5 @@
-"""Downloads against a real HTTP server on 127.0.0.1 (no mocks of urllib): checksums, HTTP errors, transfers cut
-short, retries, derived files and mirror mode."""
+"""Downloads (through pooch) against a real HTTP server on 127.0.0.1, no mocks: checksums, HTTP errors,
+transfers cut short, retries, derived files and mirror mode."""
 
 from __future__ import annotations
 
@@ -89,7 +89,6 @@ def server():
 def fetch_quietly(source, resources, **kwargs):
     lines = []
     kwargs.setdefault("retries", 2)
-    kwargs.setdefault("backoff_s", 0)
     kwargs.setdefault("timeout_s", 10)
     path = fetch(source, resources, log=lines.append, **kwargs)
     return path, lines
