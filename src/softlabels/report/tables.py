@@ -29,7 +29,7 @@ import pandas as pd
 
 from softlabels.data.io import save_figure, write_text
 from softlabels.numerics import mean_ci
-from softlabels.report.html import csv_to_html_page, html_page, markdown_to_html
+from softlabels.report.html import csv_to_html_page, html_page, markdown_table, markdown_to_html
 
 #: Metrics in display order (others found in metrics.json follow alphabetically).
 METRIC_ORDER = ("ce", "calibration", "fgsm", "accuracy", "mean")
@@ -328,6 +328,28 @@ def provenance_markdown(frame: pd.DataFrame, notes: Mapping[str, str] | None = N
     return lines
 
 
+def _eval_set_block(block: pd.DataFrame, metrics: list[str], show_time: bool) -> pd.DataFrame:
+    """One eval set of a long table as rows × ('ours', 'thesis') metric columns; a "(thesis)" column only for a
+    metric the thesis reports in this block (it gives no accuracies)."""
+    with_thesis = {m: bool(block.loc[block["metric"] == m, "thesis_value"].notna().any()) for m in metrics}
+    records = []
+    for row, cells in block.groupby("row", sort=False):
+        by_metric, first = cells.set_index("metric"), cells.iloc[0]
+        record = {"Labels": f"{first['label']} (`{row}`)"}
+        if show_time:
+            record["Time/label (s)"] = _fmt(first["time_per_label_s"], digits=1)
+            record["Thesis time (s)"] = _fmt(first["thesis_time_s"], digits=1)
+        diverged = first.get("diverged") or ""
+        for m in metrics:
+            c, title = by_metric.loc[m], METRIC_TITLES.get(m, m)
+            record[title] = "diverged" if diverged and int(c["n_runs"]) == 0 else _fmt(c["mean"], c["ci"])
+            if with_thesis[m]:
+                record[f"{title} (thesis)"] = _fmt(c["thesis_value"], c["thesis_ci"])
+        record["runs"] = f"{int(first['n_runs'])}" + (f" (diverged: {diverged})" if diverged else "")
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
 def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str] | None = None) -> str:
     """Readable form of a long table: per eval set, rows × metrics as 'ours' and 'thesis' columns, after the
     settings and provenance of its runs (`notes`: {input key: note} of the approximate inputs)."""
@@ -352,31 +374,7 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
     for eval_set, block in frame.groupby("eval_set", sort=False):
         metrics = list(dict.fromkeys(block["metric"]))  # eval sets may differ (CIFAR-10-C: corruption CE only)
         lines += [f"**{EVAL_SET_TITLES.get(eval_set, eval_set)}** (table {first['table']})", ""]
-        header = ["Labels"] + (["Time/label (s)", "Thesis time (s)"] if show_time else [])
-        # a "(thesis)" column only for a metric the thesis reports in this block (it gives no accuracies)
-        with_thesis = {m: bool(block.loc[block["metric"] == m, "thesis_value"].notna().any()) for m in metrics}
-        for m in metrics:
-            header += [METRIC_TITLES.get(m, m)] + ([f"{METRIC_TITLES.get(m, m)} (thesis)"] if with_thesis[m] else [])
-        header.append("runs")
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] * len(header)) + "|")
-        for row, cells in block.groupby("row", sort=False):
-            by_metric = cells.set_index("metric")
-            first_cell = cells.iloc[0]
-            line = [f"{first_cell['label']} (`{row}`)"]
-            if show_time:
-                line += [_fmt(first_cell["time_per_label_s"], digits=1), _fmt(first_cell["thesis_time_s"], digits=1)]
-            diverged = first_cell.get("diverged") or ""
-            for m in metrics:
-                c = by_metric.loc[m]
-                ours = "diverged" if diverged and int(c["n_runs"]) == 0 else _fmt(c["mean"], c["ci"])
-                line += [ours] + ([_fmt(c["thesis_value"], c["thesis_ci"])] if with_thesis[m] else [])
-            runs_text = str(int(first_cell["n_runs"]))
-            if diverged:
-                runs_text += f" (diverged: {diverged})"
-            line.append(runs_text)
-            lines.append("| " + " | ".join(line) + " |")
-        lines.append("")
+        lines += [markdown_table(_eval_set_block(block, metrics, show_time)), ""]
     return "\n".join(lines)
 
 
