@@ -19,7 +19,6 @@ module adds what pooch does not know about:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -50,6 +49,8 @@ NO_NETWORK_HINT = ("No network? Work offline from a copy of the inputs: --config
                    "(README section \"Offline use: data_mirror\").")
 
 Log = Callable[[str], None]
+# pooch's own INFO lines ("Downloading data from ...") would repeat this module's log, which goes to `log`.
+pooch.get_logger().setLevel("WARNING")
 
 
 class DownloadError(DataError):
@@ -282,18 +283,6 @@ def expected_digest(source: Source, mirror: str | None) -> tuple[str, str]:
     return parse_checksum(source.checksum)
 
 
-@contextlib.contextmanager
-def _pooch_quiet():
-    """pooch's own INFO lines ("Downloading data from ...") would repeat this module's log: hold them back."""
-    logger = pooch.get_logger()
-    level = logger.level
-    logger.setLevel("WARNING")
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _transfer(source: Source, dest: Path, known_hash: str, mirror: str | None, timeout_s: float, retries: int,
               log: Log) -> None:
     """pooch fetches `source` onto `dest` (temporary file, digest check, rename, retries); its errors become
@@ -312,8 +301,7 @@ def _transfer(source: Source, dest: Path, known_hash: str, mirror: str | None, t
     store = pooch.create(path=dest.parent, base_url="", registry={dest.name: known_hash},
                          urls={dest.name: source.url}, retry_if_failed=attempts - 1)
     try:
-        with _pooch_quiet():
-            store.fetch(dest.name, downloader=downloader)
+        store.fetch(dest.name, downloader=downloader)
     except _Final as exc:
         raise exc.error from None
     except requests.RequestException as exc:
