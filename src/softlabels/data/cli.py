@@ -249,7 +249,8 @@ def register(subparsers) -> None:
         return parser
 
     p = command("fetch", cmd_fetch, "download one public source (config 'sources') and verify its checksum")
-    p.add_argument("source", help="key under 'sources' in config.yaml, e.g. cifar10s_raw")
+    p.add_argument("source", help="key under 'sources' in config.yaml, e.g. cifar10s_raw, or cifar10c (the tar of "
+                                  "evaluation.corruption.cifar10c)")
     p.add_argument("--force", action="store_true", help="fetch again even if a verified file is present")
 
     p = command("parse-cifar10", cmd_parse_cifar10, "CIFAR-10 test batch -> cifar10_test.npz")
