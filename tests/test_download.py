@@ -1,5 +1,5 @@
-"""Downloads against a real HTTP server on 127.0.0.1 (no mocks of urllib): checksums, HTTP errors, transfers cut
-short, retries, derived files and mirror mode."""
+"""Downloads (through pooch) against a real HTTP server on 127.0.0.1, no mocks: checksums, HTTP errors,
+transfers cut short, retries, derived files and mirror mode."""
 
 from __future__ import annotations
 
@@ -89,7 +89,6 @@ def server():
 def fetch_quietly(source, resources, **kwargs):
     lines = []
     kwargs.setdefault("retries", 2)
-    kwargs.setdefault("backoff_s", 0)
     kwargs.setdefault("timeout_s", 10)
     path = fetch(source, resources, log=lines.append, **kwargs)
     return path, lines
@@ -330,3 +329,28 @@ def test_real_mirror_marks_cifar10_as_approximate(data_mirror, tmp_path):
     assert provenance["cifar10"]["approximate"] is True
     assert provenance["cifar10"]["note"].startswith("APPROXIMATION")
     assert provenance["cifar10h_probs"]["approximate"] is False
+
+
+def test_cifar10c_goes_through_fetch_from_config(server, tmp_path):
+    """The CIFAR-10-C tar (evaluation.corruption.cifar10c) is fetched like any source, except that a mirror whose
+    MANIFEST does not list it is passed over for the URL; a mirror that lists it is used."""
+    from softlabels.evaluate.corruptions import fetch_cifar10c
+
+    server.files["/CIFAR-10-C.tar"] = PAYLOAD
+    spec = {"file": "cifar-10-c/CIFAR-10-C.tar", "url": server.url("/CIFAR-10-C.tar"),
+            "checksum": f"sha256:{sha256(PAYLOAD)}"}  # fmt: skip
+    mirror = make_mirror(tmp_path / "mirror", {"other.csv": b"x"})
+    config = {"sources": {}, "evaluation": {"corruption": {"cifar10c": spec}}, "resources_dir": str(tmp_path / "res"),
+              "data_mirror": str(mirror), "download": {"timeout_s": 10, "retries": 1}}  # fmt: skip
+    lines = []
+    path = fetch_cifar10c(config, log=lines.append)
+    assert path.read_bytes() == PAYLOAD and server.requests["/CIFAR-10-C.tar"] == 1
+    assert any("does not list cifar-10-c/CIFAR-10-C.tar" in line for line in lines)
+    assert read_origin(path)["origin"] == spec["url"]
+    listed = make_mirror(tmp_path / "mirror2", {"cifar-10-c/CIFAR-10-C.tar": PAYLOAD})
+    path.unlink()
+    path = fetch_cifar10c({**config, "data_mirror": str(listed)}, log=lines.append)
+    assert read_origin(path)["origin"] == f"mirror:{(listed / 'cifar-10-c/CIFAR-10-C.tar').resolve()}"
+    assert server.requests["/CIFAR-10-C.tar"] == 1
+    with pytest.raises(DownloadError, match="unknown source 'cifar10d'"):
+        fetch_quietly(Source.from_config(config, "cifar10d"), tmp_path)

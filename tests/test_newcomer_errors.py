@@ -97,12 +97,13 @@ def test_no_network_names_data_mirror_before_any_job(tmp_path, monkeypatch):
 
 
 def test_failed_download_names_data_mirror(tmp_path):
-    from softlabels.data.download import DownloadError, download_url
+    from softlabels.data.download import DownloadError, Source, fetch
 
+    source = Source("x", "x.bin", "https://no-network.invalid/x", "sha256:" + "0" * 64)
     with pytest.raises(DownloadError) as err:
-        download_url("https://no-network.invalid/x", tmp_path / "x", timeout_s=2, retries=1, backoff_s=0,
-                     log=lambda _: None)  # fmt: skip
+        fetch(source, tmp_path / "res", timeout_s=2, retries=1, log=lambda _: None)
     assert "could not download https://no-network.invalid/x" in str(err.value)
+    assert not any((tmp_path / "res").iterdir())  # nothing half-written left behind
     assert "data_mirror" in str(err.value) and "Offline use: data_mirror" in str(err.value)
 
 

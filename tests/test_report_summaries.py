@@ -187,7 +187,7 @@ def variety_fixture():
 
 
 def test_pick_variety_example_follows_the_rule():
-    from softlabels.report.figures import VARIETY_TITLES, pick_variety_example, variety_labels
+    from softlabels.report.data_figures import VARIETY_TITLES, pick_variety_example, variety_labels
 
     responses = variety_fixture()
     labels = {v: variety_labels(responses, v, CFG) for v in VARIETY_TITLES}
@@ -201,17 +201,17 @@ def test_pick_variety_example_follows_the_rule():
 
 
 def test_chapter4_figures_write_png_pdf_csv(tmp_path):
-    from softlabels.report.figures import fig4_2, fig4_5, save_figure
+    from softlabels.report.data_figures import fig4_2, fig4_5, write_figure_and_data
 
     judgments, probs, _, _ = hmix_fixture()
     fig, data = fig4_2(judgments, CFG)
-    written = save_figure(fig, data, tmp_path / "fig4_2.png")
+    written = write_figure_and_data(fig, data, tmp_path / "fig4_2.png")
     assert [p.name for p in written] == ["fig4_2.png", "fig4_2.pdf", "fig4_2.csv"]
     assert all(p.stat().st_size > 0 for p in written)
     assert len(pd.read_csv(tmp_path / "fig4_2.csv")) == 4  # first-collection judgments only
     fig, data = fig4_5(judgments, probs, CFG)
     assert data["endpoint_entropy"].tolist() == ["both low", "both low", "both high", "both high"]
-    save_figure(fig, data, tmp_path / "fig4_5.png")
+    write_figure_and_data(fig, data, tmp_path / "fig4_5.png")
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
@@ -250,7 +250,7 @@ def test_smoke_build_of_summary_and_figure(data_mirror, smoke_workdir, snakemake
 
 
 def test_fig4_3_picks_the_largest_deviation_per_thesis_example(tmp_path):
-    from softlabels.report.figures import fig4_3, save_figure
+    from softlabels.report.data_figures import fig4_3, write_figure_and_data
 
     rows = [
         # stimulus, lambda_f (of class1), class1, image1, class2, image2, first, subject, lambda_h (of class1)
@@ -269,7 +269,7 @@ def test_fig4_3_picks_the_largest_deviation_per_thesis_example(tmp_path):
     assert data["stimulus"].tolist() == ["p2", "q1", "r1"]
     assert data["lambda_h_mean"].tolist() == pytest.approx([0.6, 0.9, 0.7])
     assert data["thesis_lambda_h"].tolist() == pytest.approx([0.42, 0.99, 0.87])  # thesis_values.csv
-    written = save_figure(fig, data, tmp_path / "fig4_3.png")
+    written = write_figure_and_data(fig, data, tmp_path / "fig4_3.png")
     assert [p.name for p in written] == ["fig4_3.png", "fig4_3.pdf", "fig4_3.csv"]
     with pytest.raises(ValueError, match="bird and cat"):
         fig4_3(judgments[judgments["stimulus"] != "q1"], stimuli, CFG)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,12 +22,25 @@ class ConfigError(ValueError):
 
 
 def repo_root() -> Path:
-    """The checkout that holds `config.yaml` and `workflow/` (the package is installed editable)."""
+    """The checkout that holds `config.yaml`, `workflow/` and `src/`, for tools run from a checkout. An installed
+    package has no checkout: read the defaults through `default_config_path` and `schema_path`."""
     return Path(__file__).resolve().parents[2]
 
 
+def _package_default(name: str) -> Path:
+    """`softlabels/defaults/<name>`: in a checkout a symbolic link to the card's file, in a built wheel (and a
+    non-editable install) a copy of it, carried as package data."""
+    return Path(str(resources.files("softlabels").joinpath("defaults", name)))
+
+
+def default_config_path() -> Path:
+    """The default configuration: the card's top-level `config.yaml`."""
+    return _package_default("config.yaml")
+
+
 def schema_path() -> Path:
-    return repo_root() / "workflow" / "schemas" / "config.schema.yaml"
+    """The configuration's JSON schema: the card's `workflow/schemas/config.schema.yaml`."""
+    return _package_default("config.schema.yaml")
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
@@ -292,11 +306,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def load(paths=None, overrides: Mapping[str, Any] | None = None, schema: bool = True) -> dict:
-    """Read one or more config files (default: the checkout's config.yaml; later files merge over earlier
+    """Read one or more config files (default: `default_config_path`; later files merge over earlier
     ones, as Snakemake's --configfile does), apply top-level overrides, resolve the scale (`resolve`;
     `schema=False` skips the JSON-schema validation)."""
     if paths is None or paths == [] or paths == ():
-        paths = [repo_root() / "config.yaml"]
+        paths = [default_config_path()]
     elif isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     config: dict = {}

@@ -238,74 +238,90 @@ def cmd_provenance(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    """Add this stage's subcommands to the `softlabels` parser."""
+def _command(sub, name: str, func, help_text: str):
+    """A subcommand `name` running `func`, with the config options every command of this stage takes."""
     from softlabels.cli import add_config_arguments
 
-    def command(name, func, help_text):
-        parser = subparsers.add_parser(name, help=help_text, description=help_text)
-        add_config_arguments(parser)
-        parser.set_defaults(func=func)
-        return parser
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    add_config_arguments(parser)
+    parser.set_defaults(func=func)
+    return parser
 
-    p = command("fetch", cmd_fetch, "download one public source (config 'sources') and verify its checksum")
-    p.add_argument("source", help="key under 'sources' in config.yaml, e.g. cifar10s_raw")
+
+def _register_downloads(sub) -> None:
+    """`fetch` and `provenance`."""
+    p = _command(sub, "fetch", cmd_fetch, "download one public source (config 'sources') and verify its checksum")
+    p.add_argument("source", help="key under 'sources' in config.yaml, e.g. cifar10s_raw, or cifar10c (the tar of "
+                                  "evaluation.corruption.cifar10c)")
     p.add_argument("--force", action="store_true", help="fetch again even if a verified file is present")
 
-    p = command("parse-cifar10", cmd_parse_cifar10, "CIFAR-10 test batch -> cifar10_test.npz")
+    p = _command(sub, "provenance", cmd_provenance,
+                 "where every configured download came from (official URL or mirror, sha256, approximation)")
+    p.add_argument("--out", default=str(RESULTS / "provenance.json"))
+
+
+def _register_parsers(sub) -> None:
+    """`parse-*`: raw downloads -> results/data/."""
+    p = _command(sub, "parse-cifar10", cmd_parse_cifar10, "CIFAR-10 test batch -> cifar10_test.npz")
     p.add_argument("--archive", help="cifar-10-python.tar.gz (default: the configured download)")
     p.add_argument("--out", default=str(RESULTS / "cifar10_test.npz"))
 
-    p = command("parse-cifar10-train", cmd_parse_cifar10_train,
-                "CIFAR-10 training batches data_batch_1..5 -> cifar10_train.npz (hyperparameter sweeps)")
+    p = _command(sub, "parse-cifar10-train", cmd_parse_cifar10_train,
+                 "CIFAR-10 training batches data_batch_1..5 -> cifar10_train.npz (hyperparameter sweeps)")
     p.add_argument("--archive", help="cifar-10-python.tar.gz (default: the configured download)")
     p.add_argument("--out", default=str(RESULTS / "cifar10_train.npz"))
 
-    p = command("parse-splits", cmd_parse_splits, "Uma et al. train/test index files -> splits.npz")
+    p = _command(sub, "parse-splits", cmd_parse_splits, "Uma et al. train/test index files -> splits.npz")
     p.add_argument("--train", help="train_indices.npy (default: the configured download)")
     p.add_argument("--test", help="test_indices.npy (default: the configured download)")
     p.add_argument("--out", default=str(RESULTS / "splits.npz"))
 
-    p = command("parse-cifar10h", cmd_parse_cifar10h,
-                "CIFAR-10H counts/probs -> cifar10h.npz and the per-annotator table")
+    p = _command(sub, "parse-cifar10h", cmd_parse_cifar10h,
+                 "CIFAR-10H counts/probs -> cifar10h.npz and the per-annotator table")
     p.add_argument("--counts", help="cifar10h-counts.npy (default: the configured download)")
     p.add_argument("--probs", help="cifar10h-probs.npy (default: the configured download)")
     p.add_argument("--out", default=str(RESULTS / "cifar10h.npz"))
     p.add_argument("--annotators", default=str(RESULTS / "cifar10h_annotators.csv"))
 
-    p = command("parse-cifar10s", cmd_parse_cifar10s, "CIFAR-10S raw_human_data.csv -> cifar10s_responses.csv")
+    p = _command(sub, "parse-cifar10s", cmd_parse_cifar10s, "CIFAR-10S raw_human_data.csv -> cifar10s_responses.csv")
     p.add_argument("--raw", help="raw_human_data.csv (default: the configured download)")
     p.add_argument("--out", default=str(RESULTS / "cifar10s_responses.csv"))
 
-    p = command("parse-hmix-judgments", cmd_parse_hmix_judgments,
-                "H-Mix mixing-factor inferences -> hmix_judgments.csv")
+    p = _command(sub, "parse-hmix-judgments", cmd_parse_hmix_judgments,
+                 "H-Mix mixing-factor inferences -> hmix_judgments.csv")
     p.add_argument("--raw", help="hmix_infer_mixing_factor.csv (default: the configured download)")
     p.add_argument("--stimulus-list", help="first-collection stimulus list (default: the configured download)")
     p.add_argument("--out", default=str(RESULTS / "hmix_judgments.csv"))
 
-    p = command("parse-hmix-soft", cmd_parse_hmix_soft,
-                "H-Mix categorical soft labels -> hmix_soft_responses.csv")
+    p = _command(sub, "parse-hmix-soft", cmd_parse_hmix_soft,
+                 "H-Mix categorical soft labels -> hmix_soft_responses.csv")
     p.add_argument("--raw", help="hmix_categorical_soft_labels.csv (default: the configured download)")
     p.add_argument("--out", default=str(RESULTS / "hmix_soft_responses.csv"))
 
-    p = command("parse-hmix-stimuli", cmd_parse_hmix_stimuli,
-                "rebuild every H-Mix stimulus image from the CIFAR-10 test set -> hmix_stimuli.npz")
+    p = _command(sub, "parse-hmix-stimuli", cmd_parse_hmix_stimuli,
+                 "rebuild every H-Mix stimulus image from the CIFAR-10 test set -> hmix_stimuli.npz")
     p.add_argument("--judgments", default=str(RESULTS / "hmix_judgments.csv"))
     p.add_argument("--soft", default=str(RESULTS / "hmix_soft_responses.csv"))
     p.add_argument("--cifar10", default=str(RESULTS / "cifar10_test.npz"))
     p.add_argument("--out", default=str(RESULTS / "hmix_stimuli.npz"))
 
-    p = command("export-responses", cmd_export_responses,
-                "CIFAR-10S responses in the layout of human_soft_labels_data.json")
+
+def _register_exports(sub) -> None:
+    """`export-*`: parsed tables in the upstream JSON layouts."""
+    p = _command(sub, "export-responses", cmd_export_responses,
+                 "CIFAR-10S responses in the layout of human_soft_labels_data.json")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--responses", help="responses table (default: results/data/cifar10s_responses.csv, else "
                                        "built from the raw download in resources_dir/parsed/)")
 
-    p = command("provenance", cmd_provenance,
-                "where every configured download came from (official URL or mirror, sha256, approximation)")
-    p.add_argument("--out", default=str(RESULTS / "provenance.json"))
-
-    p = command("export-hmix", cmd_export_hmix, "H-Mix judgments in the layout of processed_hmix_inferences.json")
+    p = _command(sub, "export-hmix", cmd_export_hmix, "H-Mix judgments in the layout of processed_hmix_inferences.json")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--judgments", help="judgments table (default: results/data/hmix_judgments.csv, else "
                                        "built from the raw downloads in resources_dir/parsed/)")
+
+
+def register(subparsers) -> None:
+    """Add this stage's subcommands to the `softlabels` parser."""
+    _register_downloads(subparsers)
+    _register_parsers(subparsers)
+    _register_exports(subparsers)

@@ -1,36 +1,40 @@
-"""Downloads of the public inputs (`config["sources"]`), each checked against a pinned digest.
+"""Downloads of the public inputs (`config["sources"]`), each checked against a pinned digest, through pooch.
 
-A source is fetched from its official URL, or, when `data_mirror` is set, copied from `<mirror>/<file>` and
-checked against the mirror's `MANIFEST.tsv` (sha256) instead. Bytes go to a temporary file in the target folder
-and are renamed onto `resources_dir/<file>` only after the digest matches, so an interrupted or corrupted
-transfer never leaves a file that a later run would trust. Some stored files are derived from what the URL
-serves (`derive`): the ten CIFAR-10 class-name rows of GloVe, or the stimulus list of the H-Mix batch file;
-their digest applies to the derived file.
+pooch does the transfer: it streams each file to a temporary file in the target folder, checks its
+`alg:hex` digest, renames it onto `resources_dir/<file>` only when the digest matches (deleting it otherwise)
+and retries a failed attempt (`download.retries` attempts in all, waiting 1, 2, ... s between them). This
+module adds what pooch does not know about:
 
-Every verified file gets a sidecar `<file>.origin.json` beside it, written atomically: where it came from
-(`origin`: the official URL, or "mirror:<absolute path of the mirror's file>"), `official_url`, its `sha256`,
-and, from the mirror's MANIFEST, its `note` and `approximate` (true when the note starts with APPROXIMATION).
-`softlabels provenance` collects them into results/data/provenance.json.
+- the offline mirror: when `data_mirror` is set, the pooch downloader copies `<mirror>/<file>` instead of
+  fetching the URL, and the digest checked is the mirror's `MANIFEST.tsv` sha256;
+- derived files (`derive`): the ten CIFAR-10 class-name rows of GloVe, or the stimulus list of the H-Mix batch
+  file, are computed from what the URL serves inside the downloader, so the digest applies to the derived file;
+- errors that name the source and file, do not retry an HTTP answer that will not change (a 404), and name
+  `data_mirror` when the host cannot be reached;
+- a sidecar `<file>.origin.json` beside every verified file, written atomically: where it came from
+  (`origin`: the official URL, or "mirror:<absolute path of the mirror's file>"), `official_url`, its `sha256`,
+  and, from the mirror's MANIFEST, its `note` and `approximate` (true when the note starts with APPROXIMATION).
+  `softlabels provenance` collects them into results/data/provenance.json.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import re
+import shutil
 import socket
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+import pooch
+import requests
+
 from softlabels import CLASSES, __version__
-from softlabels.data.io import DataError, temp_path_beside, write_json
+from softlabels.data.io import DataError, give_usual_permissions, temp_path_beside, write_json
 
 CHUNK_BYTES = 1 << 20
 #: HTTP statuses worth another attempt; any other 4xx/5xx stops at once.
@@ -38,8 +42,15 @@ RETRYABLE_HTTP = {408, 425, 429, 500, 502, 503, 504}
 #: Member of glove.6B.zip whose class-name rows the `glove_rows` derivation keeps.
 GLOVE_MEMBER = "glove.6B.50d.txt"
 STIMULUS_PATTERN = re.compile(r"mixed_[^\"'\s,:\[\]{}]*?\.png")
+#: The key under which `fetch_from_config` finds the CIFAR-10-C tar (`evaluation.corruption.cifar10c`).
+CIFAR10C_KEY = "cifar10c"
+#: What a download that failed for lack of network adds to its error.
+NO_NETWORK_HINT = ("No network? Work offline from a copy of the inputs: --config data_mirror=/path/to/mirror "
+                   "(README section \"Offline use: data_mirror\").")
 
 Log = Callable[[str], None]
+# pooch's own INFO lines ("Downloading data from ...") would repeat this module's log, which goes to `log`.
+pooch.get_logger().setLevel("WARNING")
 
 
 class DownloadError(DataError):
@@ -50,6 +61,18 @@ class ChecksumError(DownloadError):
     """A fetched file's digest differs from the pinned one; the file has been deleted."""
 
 
+class TransferCutShort(requests.RequestException):
+    """The server closed the connection before sending the announced Content-Length (pooch retries it)."""
+
+
+class _Final(Exception):
+    """Carries a DownloadError through pooch without a retry (pooch retries ValueError and RequestException)."""
+
+    def __init__(self, error: DownloadError):
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True)
 class Source:
     key: str
@@ -57,13 +80,21 @@ class Source:
     url: str
     checksum: str
     derive: str = "none"
+    #: A data mirror whose MANIFEST does not list the file is skipped (the URL is used) instead of refused.
+    mirror_optional: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping, key: str) -> "Source":
+        """`sources.<key>`, or for `cifar10c` the tar of `evaluation.corruption.cifar10c` (which the project's
+        mirror may lack)."""
         sources = config["sources"]
-        if key not in sources:
-            raise DownloadError(f"unknown source '{key}'; config 'sources' has: {', '.join(sorted(sources))}")
-        return cls(key=key, **sources[key])
+        if key in sources:
+            return cls(key=key, **sources[key])
+        if key == CIFAR10C_KEY:
+            spec = config["evaluation"]["corruption"]["cifar10c"]
+            return cls(key=key, file=spec["file"], url=spec["url"], checksum=spec["checksum"], mirror_optional=True)
+        raise DownloadError(f"unknown source '{key}'; config 'sources' has: {', '.join(sorted(sources))} "
+                            f"(and '{CIFAR10C_KEY}' is evaluation.corruption.cifar10c)")
 
 
 def _print(message: str) -> None:
@@ -79,21 +110,8 @@ def parse_checksum(text: str) -> tuple[str, str]:
 
 
 def file_digest(path: str | os.PathLike, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_or_delete(path: Path, algo: str, expected: str, name: str) -> None:
-    """Raise ChecksumError (naming `name`, the expected and the actual digest) and delete `path` on a mismatch."""
-    actual = file_digest(path, algo)
-    if actual != expected:
-        path.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"checksum mismatch for {name}: expected {algo}:{expected}, got {algo}:{actual}; the file was deleted"
-        )
+    """Hex digest of the file at `path` (pooch.file_hash)."""
+    return pooch.file_hash(str(path), alg=algo)
 
 
 def _megabytes(n: int) -> str:
@@ -101,73 +119,26 @@ def _megabytes(n: int) -> str:
 
 
 class _Progress:
-    """Progress lines every 10 % of a known size (every 16 MB otherwise), then a summary with the rate."""
+    """pooch's progress-bar protocol (total, update, reset, close) as a log line at every further 10 %."""
 
-    def __init__(self, total: int | None, log: Log):
-        self.total, self.log, self.done, self.next_mark = total, log, 0, 0.1
-        self.start = time.monotonic()
+    def __init__(self, log: Log):
+        self.log, self.total, self.done, self.tenths = log, 0, 0, 0
 
-    def add(self, n: int) -> None:
+    def update(self, n: int) -> None:
         self.done += n
-        if self.total:
-            if self.done / self.total >= self.next_mark:
-                self.log(f"  {_megabytes(self.done)} / {_megabytes(self.total)} ({100 * self.done / self.total:.0f}%)")
-                while self.next_mark <= self.done / self.total:
-                    self.next_mark += 0.1
-        elif self.done // (16 << 20) != (self.done - n) // (16 << 20):
-            self.log(f"  {_megabytes(self.done)}")
+        tenths = min(10 * self.done // self.total, 10) if self.total else 0
+        if tenths > self.tenths:  # pooch's final reset() + update(total) then logs nothing new
+            self.tenths = tenths
+            self.log(f"  {_megabytes(min(self.done, self.total))} / {_megabytes(self.total)} ({10 * tenths}%)")
 
-    def finish(self) -> None:
-        seconds = max(time.monotonic() - self.start, 1e-6)
-        self.log(f"  done: {_megabytes(self.done)} in {seconds:.1f} s ({self.done / seconds / 1e6:.1f} MB/s)")
+    def reset(self) -> None:
+        self.done = 0
 
-
-def download_url(url: str, dest: Path, timeout_s: float, retries: int, backoff_s: float, log: Log = _print) -> None:
-    """Stream `url` into `dest` (overwritten), retrying transient failures `retries` times in all with a linear
-    back-off. A transfer shorter than the announced Content-Length counts as a failure."""
-    last_error: Exception | None = None
-    for attempt in range(1, retries + 1):
-        try:
-            request = urllib.request.Request(url, headers={"User-Agent": f"softlabels/{__version__}"})
-            with urllib.request.urlopen(request, timeout=timeout_s) as response, open(dest, "wb") as out:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                log(f"GET {url} (attempt {attempt}/{retries}, {_megabytes(total) if total else 'size unknown'})")
-                progress = _Progress(total, log)
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    progress.add(len(chunk))
-                if total is not None and progress.done != total:
-                    raise http.client.IncompleteRead(b"", total - progress.done)
-                progress.finish()
-            return
-        except urllib.error.HTTPError as exc:
-            if exc.code not in RETRYABLE_HTTP:
-                raise DownloadError(f"HTTP {exc.code} {exc.reason} for {url}") from None
-            last_error = exc
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
-            last_error = exc
-        detail = _describe(last_error)
-        log(f"  attempt {attempt}/{retries} failed: {detail}")
-        if attempt < retries:
-            time.sleep(backoff_s * attempt)
-    message = f"could not download {url} after {retries} attempt(s): {_describe(last_error)}"
-    if _is_network_error(last_error):
-        message += f". {NO_NETWORK_HINT}"
-    raise DownloadError(message)
+    def close(self) -> None:
+        pass
 
 
-#: What a download that failed for lack of network adds to its error.
-NO_NETWORK_HINT = ("No network? Work offline from a copy of the inputs: --config data_mirror=/path/to/mirror "
-                   "(README section \"Offline use: data_mirror\").")
-
-
-def _is_network_error(exc: Exception | None) -> bool:
-    """A failure to reach the host at all (name resolution, refused or unreachable connection, timeout)."""
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError) else exc
-    return isinstance(reason, (socket.gaierror, ConnectionError, TimeoutError, socket.timeout)) or (
-        isinstance(reason, OSError) and not isinstance(reason, urllib.error.HTTPError)
-        and getattr(reason, "errno", None) in (101, 110, 111, 113))  # unreachable, timed out, refused, no route
+# --- pooch downloaders: HTTP (with derivation) and mirror copy ----------------------------------------------
 
 
 def network_unreachable(urls, timeout_s: float = 3.0) -> str | None:
@@ -190,14 +161,46 @@ def network_unreachable(urls, timeout_s: float = 3.0) -> str | None:
     return None
 
 
-def _describe(exc: Exception | None) -> str:
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"connection closed early ({exc.partial and len(exc.partial) or 0} bytes read, {exc.expected} missing)"
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return f"{exc.reason}"
-    return f"{type(exc).__name__}: {exc}"
+class HTTPFetch:
+    """pooch downloader: GET `url` with pooch's HTTPDownloader into `output_file`, or, for a derived source,
+    into a scratch file from which `derive` writes `output_file`. Logs each attempt; an HTTP status outside
+    RETRYABLE_HTTP, and a derivation error, end the download at once; a body shorter than its announced
+    Content-Length is a (retried) TransferCutShort."""
+
+    def __init__(self, source: Source, timeout_s: float, attempts: int, log: Log):
+        self.source, self.attempts, self.log, self.attempt = source, attempts, log, 0
+        self.headers = {"User-Agent": f"softlabels/{__version__}", "Accept-Encoding": "identity"}
+        self.timeout_s = timeout_s
+
+    def __call__(self, url: str, output_file: str, pooch_instance) -> None:
+        self.attempt += 1
+        self.log(f"GET {url} (attempt {self.attempt}/{self.attempts})")
+        if self.source.derive == "none":
+            return self._get(url, Path(output_file))
+        raw = temp_path_beside(output_file, suffix=".raw.part")
+        try:
+            self._get(url, raw)
+            DERIVATIONS[self.source.derive](raw, Path(output_file))
+        except DownloadError as exc:
+            raise _Final(exc) from None
+        finally:
+            raw.unlink(missing_ok=True)
+
+    def _get(self, url: str, path: Path) -> None:
+        progress, start = _Progress(self.log), time.monotonic()
+        get = pooch.HTTPDownloader(progressbar=progress, chunk_size=CHUNK_BYTES, timeout=self.timeout_s,
+                                   headers=self.headers)
+        try:
+            get(url, str(path), None)
+            if progress.total and path.stat().st_size < progress.total:
+                raise TransferCutShort(f"connection closed early ({path.stat().st_size} of {progress.total} bytes)")
+        except requests.RequestException as exc:
+            self.log(f"  attempt {self.attempt}/{self.attempts} failed: {exc}")
+            if isinstance(exc, requests.HTTPError) and exc.response.status_code not in RETRYABLE_HTTP:
+                raise _Final(DownloadError(str(exc))) from None
+            raise
+        size, seconds = path.stat().st_size, max(time.monotonic() - start, 1e-6)
+        self.log(f"  done: {_megabytes(size)} in {seconds:.1f} s ({size / seconds / 1e6:.1f} MB/s)")
 
 
 # --- derivations: what is stored from what the URL serves ---------------------------------------------------
@@ -258,13 +261,13 @@ def read_manifest(mirror: str | os.PathLike) -> dict[str, dict[str, str]]:
     return entries
 
 
-def copy_with_progress(src: Path, dest: Path, log: Log = _print) -> None:
-    progress = _Progress(src.stat().st_size, log)
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
-        while chunk := fin.read(CHUNK_BYTES):
-            fout.write(chunk)
-            progress.add(len(chunk))
-    progress.finish()
+def mirror_for(source: Source, mirror: str | None, log: Log = _print) -> str | None:
+    """The mirror to copy `source` from: `mirror`, or None (the URL) for a `mirror_optional` source whose file
+    the mirror's MANIFEST does not list."""
+    if mirror and source.mirror_optional and source.file not in read_manifest(mirror):
+        log(f"data_mirror {mirror} does not list {source.file}; downloading from {source.url}")
+        return None
+    return mirror
 
 
 # --- one source ---------------------------------------------------------------------------------------------
@@ -280,54 +283,62 @@ def expected_digest(source: Source, mirror: str | None) -> tuple[str, str]:
     return parse_checksum(source.checksum)
 
 
+def _transfer(source: Source, dest: Path, known_hash: str, mirror: str | None, timeout_s: float, retries: int,
+              log: Log) -> None:
+    """pooch fetches `source` onto `dest` (temporary file, digest check, rename, retries); its errors become
+    DownloadError / ChecksumError naming the source."""
+    if mirror:
+        mirror_file = Path(mirror) / source.file
+        if not mirror_file.is_file():
+            raise DownloadError(f"source '{source.key}': {mirror_file} not found in the data mirror")
+        note = read_manifest(mirror)[source.file].get("note", "")
+        log(f"{source.key}: copying {mirror_file} (mirror of {source.url}){'; note: ' + note if note else ''}")
+        downloader, attempts = lambda url, output_file, _: shutil.copyfile(mirror_file, output_file), 1
+    else:
+        derived = f" (then deriving: {source.derive})" if source.derive != "none" else ""
+        log(f"{source.key}: downloading {source.url}{derived}")
+        downloader, attempts = HTTPFetch(source, timeout_s, retries, log), retries
+    store = pooch.create(path=dest.parent, base_url="", registry={dest.name: known_hash},
+                         urls={dest.name: source.url}, retry_if_failed=attempts - 1)
+    try:
+        store.fetch(dest.name, downloader=downloader)
+    except _Final as exc:
+        raise exc.error from None
+    except requests.RequestException as exc:
+        message = f"could not download {source.url} after {attempts} attempt(s): {exc}"
+        no_network = isinstance(exc, (requests.ConnectionError, requests.Timeout))  # host not reached at all
+        raise DownloadError(message + (f". {NO_NETWORK_HINT}" if no_network else "")) from None
+    except ValueError as exc:  # pooch: the digest differs (the temporary file is already deleted)
+        raise ChecksumError(f"checksum mismatch for {source.key} ({dest}): {exc}") from None
+
+
 def fetch(
     source: Source,
     resources_dir: str | os.PathLike,
     mirror: str | None = None,
     timeout_s: float = 60,
     retries: int = 3,
-    backoff_s: float = 2.0,
     force: bool = False,
     log: Log = _print,
 ) -> Path:
     """Make `resources_dir/<file>` hold the verified file of `source`; return its path.
 
-    An existing file that already has the expected digest is kept unless `force`. Either way its origin
-    sidecar (`origin_path`) is (re)written for the file now in place."""
+    An existing file that already has the expected digest is kept unless `force` (which deletes it first).
+    Either way its origin sidecar (`origin_path`) is (re)written for the file now in place."""
     dest = Path(resources_dir) / source.file
+    mirror = mirror_for(source, mirror, log)
     algo, digest = expected_digest(source, mirror)
-    if dest.exists() and not force:
-        if file_digest(dest, algo) == digest:
-            log(f"{source.key}: {dest} present, {algo} verified")
-            write_origin(dest, origin_record(source, mirror, dest, algo, digest))
-            return dest
-        log(f"{source.key}: {dest} present but its {algo} differs; fetching again")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_beside(dest, suffix=".part")
-    try:
-        if mirror:
-            src = Path(mirror) / source.file
-            if not src.is_file():
-                raise DownloadError(f"source '{source.key}': {src} not found in the data mirror")
-            note = read_manifest(mirror)[source.file].get("note", "")
-            log(f"{source.key}: copying {src} (mirror of {source.url}){'; note: ' + note if note else ''}")
-            copy_with_progress(src, tmp, log)
-        elif source.derive == "none":
-            log(f"{source.key}: downloading {source.url}")
-            download_url(source.url, tmp, timeout_s, retries, backoff_s, log)
-        else:
-            raw = temp_path_beside(dest, suffix=".raw.part")
-            try:
-                log(f"{source.key}: downloading {source.url} (then deriving: {source.derive})")
-                download_url(source.url, raw, timeout_s, retries, backoff_s, log)
-                DERIVATIONS[source.derive](raw, tmp)
-            finally:
-                raw.unlink(missing_ok=True)
-        verify_or_delete(tmp, algo, digest, f"{source.key} ({dest})")
-        origin_path(dest).unlink(missing_ok=True)  # never a sidecar describing the previous file
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if dest.exists() and not force and file_digest(dest, algo) == digest:
+        log(f"{source.key}: {dest} present, {algo} verified")
+        write_origin(dest, origin_record(source, mirror, dest, algo, digest))
+        return dest
+    if dest.exists():
+        log(f"{source.key}: {dest} present but {'--force' if force else f'its {algo} differs'}; fetching again")
+    origin_path(dest).unlink(missing_ok=True)  # never a sidecar describing the previous file
+    if force:
+        dest.unlink(missing_ok=True)
+    _transfer(source, dest, f"{algo}:{digest}", mirror, timeout_s, retries, log)
+    give_usual_permissions(dest)
     write_origin(dest, origin_record(source, mirror, dest, algo, digest))
     log(f"{source.key}: {dest} ({algo} verified)")
     return dest
@@ -395,7 +406,7 @@ def collect_provenance(config: Mapping, log: Log = _print) -> dict:
 
 
 def fetch_from_config(key: str, config: Mapping, force: bool = False, log: Log = _print) -> Path:
-    """`fetch` with every setting taken from the effective configuration."""
+    """`fetch` of source `key` (see `Source.from_config`) with every setting taken from the configuration."""
     options = config.get("download", {})
     return fetch(
         Source.from_config(config, key),
@@ -403,7 +414,6 @@ def fetch_from_config(key: str, config: Mapping, force: bool = False, log: Log =
         mirror=config.get("data_mirror") or None,
         timeout_s=options.get("timeout_s", 60),
         retries=options.get("retries", 3),
-        backoff_s=options.get("backoff_s", 2.0),
         force=force,
         log=log,
     )

@@ -26,8 +26,13 @@ def temp_path_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the final file the usual permissions
+    give_usual_permissions(tmp)
     return Path(tmp)
+
+
+def give_usual_permissions(path: str | os.PathLike) -> None:
+    """Read/write for everyone the umask allows (a file renamed from a `mkstemp` file has 0600)."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from PIL import Image
 from scipy import ndimage
 
 from softlabels.cli import UserError, add_config_arguments, config_from_args
-from softlabels.data.download import Source, fetch, read_manifest
+from softlabels.data.download import CIFAR10C_KEY, fetch_from_config
 from softlabels.data.io import save_npz
 from softlabels.data.splits import balanced_prefix
 
@@ -686,33 +686,13 @@ def generate_holdout(
     return out
 
 
-def cifar10c_source(corruption_cfg: Mapping):
-    """The CIFAR-10-C tar as a `softlabels.data.download.Source` (config `evaluation.corruption.cifar10c`)."""
-    spec = corruption_cfg["cifar10c"]
-    return Source(key="cifar10c", file=spec["file"], url=spec["url"], checksum=spec["checksum"], derive="none")
-
-
 def fetch_cifar10c(config: Mapping, log: Callable[[str], None] = print) -> Path:
     """Download (or copy from a data mirror that lists it) and verify the CIFAR-10-C tar under resources_dir.
 
     The offline mirror of this project does not hold the 2.9 GB tar; a mirror whose MANIFEST.tsv does not
-    list it is skipped and the official URL is used.
+    list it is skipped and the official URL is used (`softlabels.data.download.Source.from_config`).
     """
-    source = cifar10c_source(config["evaluation"]["corruption"])
-    mirror = config.get("data_mirror") or None
-    if mirror and source.file not in read_manifest(mirror):
-        log(f"data_mirror {mirror} does not list {source.file}; downloading from {source.url}")
-        mirror = None
-    options = config.get("download", {})
-    return fetch(
-        source,
-        config["resources_dir"],
-        mirror=mirror,
-        timeout_s=options.get("timeout_s", 60),
-        retries=options.get("retries", 3),
-        backoff_s=options.get("backoff_s", 2.0),
-        log=log,
-    )
+    return fetch_from_config(CIFAR10C_KEY, config, log=log)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from softlabels.data.io import save_figure, write_csv, write_text
-from softlabels.report.html import html_page, markdown_to_html
+from softlabels.report.html import html_page, markdown_table, markdown_to_html
 from softlabels.report.tables import (
     EVAL_SET_TITLES,
     UNRECORDED,
@@ -262,6 +262,21 @@ def _num(value, digits: int = 3) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _claim_cells(r: Mapping) -> dict[str, str]:
+    """One claim as a row of the claims table."""
+    cells = (f"{r['table']}: `{r['row_a']}` → `{r['row_b']}`, {EVAL_SET_TITLES.get(r['eval_set'], r['eval_set'])}, "
+             f"{METRIC_TITLES.get(r['metric'], r['metric'])}, B {r['expect']}")  # fmt: skip
+    interval = f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if _num(r["ci_low"]) else ""
+    return {
+        "Claim": f"`{r['claim']}`", "Section": str(r["section"]), "Finding": str(r["text"]), "Cells (A → B)": cells,
+        "Thesis A / B": f"{_num(r['thesis_a'])} / {_num(r['thesis_b'])}" if _num(r["thesis_a"]) else "",
+        "Thesis diff": _num(r["thesis_diff"]), "Thesis CIs overlap": str(r["thesis_overlap"]),
+        "Diff (95% CI)": _num(r["diff"]) + interval,
+        "Pairs": f"{int(r['n_pairs'])}{'' if r['paired'] else ' (unpaired)'}" if r["n_pairs"] else "",
+        "Verdict": str(r["verdict"]),
+    }  # fmt: skip
+
+
 def claims_markdown(frame: pd.DataFrame, target: str, notes: Mapping[str, str] | None = None) -> str:
     """Header (scale, target, verdict counts, orientation rule, approximate-inputs banner), then one table per
     chapter: claim, cells, thesis difference, reproduced difference with its 95% interval, verdict."""
@@ -279,20 +294,7 @@ def claims_markdown(frame: pd.DataFrame, target: str, notes: Mapping[str, str] |
             ran["eval_set"] != "corruption", "")), notes)
     for chapter, block in frame.groupby("chapter", sort=False):
         lines += [f"### {CHAPTER_TITLES.get(chapter, chapter)}", ""]
-        header = ["Claim", "Section", "Finding", "Cells (A → B)", "Thesis A / B", "Thesis diff", "Thesis CIs overlap",
-                  "Diff (95% CI)", "Pairs", "Verdict"]  # fmt: skip
-        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-        for _, r in block.iterrows():
-            cells = (f"{r['table']}: `{r['row_a']}` → `{r['row_b']}`, {EVAL_SET_TITLES.get(r['eval_set'], r['eval_set'])}, "
-                     f"{METRIC_TITLES.get(r['metric'], r['metric'])}, B {r['expect']}")  # fmt: skip
-            interval = f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if _num(r["ci_low"]) else ""
-            pairs = f"{int(r['n_pairs'])}{'' if r['paired'] else ' (unpaired)'}" if r["n_pairs"] else ""
-            lines.append("| " + " | ".join([
-                f"`{r['claim']}`", str(r["section"]), str(r["text"]).replace("|", "/"), cells,
-                f"{_num(r['thesis_a'])} / {_num(r['thesis_b'])}" if _num(r["thesis_a"]) else "",
-                _num(r["thesis_diff"]), str(r["thesis_overlap"]), _num(r["diff"]) + interval, pairs, str(r["verdict"]),
-            ]) + " |")  # fmt: skip
-        lines.append("")
+        lines += [markdown_table(pd.DataFrame([_claim_cells(r) for _, r in block.iterrows()])), ""]
     return "\n".join(lines)
 
 

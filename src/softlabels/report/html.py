@@ -1,10 +1,10 @@
-"""Self-contained HTML renderings of the result tables, for the Snakemake report (which shows HTML items
-inline, but offers CSV and Markdown only as downloads)."""
+"""Markdown and self-contained HTML renderings of the result tables, for the Snakemake report (which shows HTML
+items inline, but offers CSV and Markdown only as downloads). Tables are pandas frames written by
+`to_markdown`; a document's HTML is its Markdown rendered by markdown-it-py, so both always agree."""
 
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -19,43 +19,19 @@ code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
-def _inline(text: str) -> str:
-    """Escape, then render **bold** and `code` spans."""
-    out = html.escape(text)
-    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
-
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A pipe table of `frame` (no index) through pandas' `to_markdown` (tabulate); cells are written as given
+    (no number parsing), with `|` escaped so a cell never splits."""
+    cells = frame.astype(str).apply(lambda column: column.str.replace("|", r"\|", regex=False))
+    return cells.to_markdown(index=False, disable_numparse=True)
 
 
 def markdown_to_html(text: str) -> str:
-    """HTML body of the restricted Markdown that `table_markdown` and `collect-tables` write: `#`/`##`
-    headings, paragraphs with bold and code spans, and pipe tables (header row, separator row, rows)."""
-    body, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].startswith("|"):
-                block.append(lines[i])
-                i += 1
-            rows = [r for r in block if not re.fullmatch(r"\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*", r)]
-            head, *rest = rows
-            body.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in _cells(head)) + "</tr></thead>")
-            body.append("<tbody>" + "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(r)) + "</tr>" for r in rest
-            ) + "</tbody></table>")  # fmt: skip
-            continue
-        heading = re.match(r"(#{1,3}) (.*)", line)
-        if heading:
-            level = len(heading.group(1))
-            body.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-        elif line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-        i += 1
-    return "\n".join(body)
+    """HTML body of a Markdown document (headings, paragraphs with bold and code spans, pipe tables), by
+    markdown-it-py (CommonMark with the GFM table rule); raw HTML in the text is escaped, not passed on."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
 
 
 def html_page(title: str, body: str) -> str:

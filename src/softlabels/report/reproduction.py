@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from softlabels.data.io import save_figure, write_csv, write_text
-from softlabels.report.html import html_page, markdown_to_html
+from softlabels.report.html import html_page, markdown_table, markdown_to_html
 
 #: Metrics with one reproduced-vs-thesis figure each: (eval set or None for any, metric in the table CSV) -> name.
 REPRODUCTION_METRICS = {"ce": "CE", "calibration": "Calibration", "fgsm": "FGSM loss",
@@ -142,16 +142,14 @@ def reproduction_markdown(summary: pd.DataFrame) -> str:
               f"({_fmt(100 * inside / compared, 0) if compared else '–'} %). Distance d = |ours − thesis| / thesis "
               "95% half-width; inside when d ≤ 1. At scale smoke or quick the runs are far shorter than the "
               "thesis', so few cells are expected inside.", ""]
-    header = ["Table", "Cells", "Inside", "Share inside", "Outside", "Median d outside", "Max d outside",
-              "No interval", "Approximate inputs"]  # fmt: skip
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    for row in summary.itertuples():
-        lines.append("| " + " | ".join([
-            str(row.table), str(row.cells), str(row.inside), _fmt(row.inside_share), str(row.outside),
-            _fmt(row.median_distance_outside), _fmt(row.max_distance_outside), str(row.no_interval),
-            str(row.approximate_inputs),
-        ]) + " |")  # fmt: skip
-    lines.append("")
+    columns = {"table": "Table", "cells": "Cells", "inside": "Inside", "inside_share": "Share inside",
+               "outside": "Outside", "median_distance_outside": "Median d outside",
+               "max_distance_outside": "Max d outside", "no_interval": "No interval",
+               "approximate_inputs": "Approximate inputs"}  # fmt: skip
+    shown = summary[list(columns)].astype(object)
+    for column in ("inside_share", "median_distance_outside", "max_distance_outside"):
+        shown[column] = summary[column].map(_fmt)
+    lines += [markdown_table(shown.rename(columns=columns)), ""]
     return "\n".join(lines)
 
 

@@ -120,15 +120,20 @@ def cifar10s_summary(
     m_cifar10s       responses per image the thesis uses (M = 6; the evaluation labels' max_responses)
     """
     level = thresholds["ci_level"]
-    low, high = thresholds["low_entropy_max"], thresholds["high_entropy_min"]
     out = _Summary(thesis)
     images = np.sort(responses["image"].unique())
     if len(cifar10s_labels) != len(images):
         raise ValueError(f"{len(cifar10s_labels)} CIFAR-10S labels for {len(images)} images")
     counts = np.asarray(cifar10h_counts, dtype=float)
-    probs_all = counts / counts.sum(axis=1, keepdims=True)
-    probs = probs_all[images]
+    _add_cifar10s_design(out, responses, images)
+    _add_entropy_groups(out, counts, images, thresholds["low_entropy_max"], thresholds["high_entropy_min"])
+    _add_annotation_effort(out, responses, counts, images, m_cifar10s)
+    _add_label_comparison(out, cifar10s_labels, counts[images] / counts[images].sum(axis=1, keepdims=True), level)
+    return out.frame()
 
+
+def _add_cifar10s_design(out: _Summary, responses: pd.DataFrame, images: np.ndarray) -> None:
+    """Participants, images, responses per image and per batch, repeat trials (thesis §3.2.1)."""
     per_image = responses.groupby("image").size()
     per_subject = responses.groupby("subject").size()
     repeats = responses["task"].eq("rerun_spec_conf")
@@ -144,29 +149,39 @@ def cifar10s_summary(
     out.add("repeats_per_batch", responses[repeats].groupby("subject").size().reindex(per_subject.index,
             fill_value=0).median(), "median repeat trials per participant")
 
-    h = entropy(probs)
+
+def _add_entropy_groups(out: _Summary, counts: np.ndarray, images: np.ndarray, low: float, high: float) -> None:
+    """Low/high CIFAR-10H entropy images among the CIFAR-10S images, and the disagreement of all CIFAR-10H labels."""
+    probs_all = counts / counts.sum(axis=1, keepdims=True)
+    h = entropy(probs_all[images])
     out.add("low_entropy_images", (h <= low).sum(), f"CIFAR-10H entropy <= {low} nats among these images")
     out.add("high_entropy_images", (h > high).sum(), f"CIFAR-10H entropy > {high} nats among these images")
     out.add("between_entropy_images", ((h > low) & (h <= high)).sum(),
             f"CIFAR-10H entropy in ({low}, {high}] (the thesis implies none)")
-    h_all = entropy(probs_all)
     out.add("cifar10h_share_mass_at_most_two_classes", (classes_with_mass(probs_all) <= 2).mean(),
             f"share of all {len(probs_all)} CIFAR-10H labels with mass on at most two classes")
-    out.add("cifar10h_share_low_disagreement", (h_all <= low).mean(),
+    out.add("cifar10h_share_low_disagreement", (entropy(probs_all) <= low).mean(),
             f"share of all CIFAR-10H labels with entropy <= {low} nats (the cited 70% states no threshold)")
+
+
+def _add_annotation_effort(out: _Summary, responses: pd.DataFrame, counts: np.ndarray, images: np.ndarray,
+                           m_cifar10s: int) -> None:
+    """Annotators per image of both datasets, their ratio, and seconds per label (thesis §3.2.3)."""
     out.add("cifar10h_annotators_per_image", counts.sum(axis=1).mean(),
             "mean CIFAR-10H annotators per image, all images")
-    m_ours = m_cifar10s
-    out.add("cifar10s_annotators_per_image", per_image.min(),
+    out.add("cifar10s_annotators_per_image", responses.groupby("image").size().min(),
             "fewest responses of an image: every image has at least the thesis' M")
-    out.add("annotator_ratio", counts[images].sum(axis=1).mean() / m_ours,
-            f"mean CIFAR-10H annotators of these images / M = {m_ours} CIFAR-10S responses")
+    out.add("annotator_ratio", counts[images].sum(axis=1).mean() / m_cifar10s,
+            f"mean CIFAR-10H annotators of these images / M = {m_cifar10s} CIFAR-10S responses")
     out.add("cifar10s_seconds_per_label", responses["rt_ms"].median() / 1000.0,
             "median response time in seconds")
     out.add("cifar10h_seconds_per_label", float("nan"),
             "not reproduced: needs the CIFAR-10H per-trial reaction times, which are not an input")
 
-    h_s = entropy(cifar10s_labels)
+
+def _add_label_comparison(out: _Summary, cifar10s_labels: np.ndarray, probs: np.ndarray, level: float) -> None:
+    """CIFAR-10S mean labels against the CIFAR-10H labels of the same images: entropy, support, distances."""
+    h, h_s = entropy(probs), entropy(cifar10s_labels)
     out.add_mean("cifar10h_mean_entropy", h, "CIFAR-10H label entropy over these images (nats)", level)
     out.add_mean("cifar10s_mean_entropy", h_s, "CIFAR-10S T2-Clamp mean-label entropy (nats)", level)
     out.add_mean("cifar10h_mean_classes_with_mass", classes_with_mass(probs), "CIFAR-10H classes with mass > 0",
@@ -180,7 +195,6 @@ def cifar10s_summary(
                  "total-variation distance between CIFAR-10S and CIFAR-10H labels", level)
     out.add("share_same_argmax", (cifar10s_labels.argmax(1) == probs.argmax(1)).mean(),
             "share of images whose two labels agree on the most probable class")
-    return out.frame()
 
 
 def judgment_table(judgments: pd.DataFrame) -> pd.DataFrame:
@@ -252,14 +266,21 @@ def hmix_summary(
     cifar10h_probs  [10000, K] CIFAR-10H labels (endpoint entropy)
     thresholds      `summaries` block of the config
     """
-    from scipy import stats
-
     level = thresholds["ci_level"]
     out = _Summary(thesis)
     ch4 = judgment_table(judgments[judgments["first_collection"].astype(bool)])
-    lam_f = ch4["lambda_f"].to_numpy(float)
-    lam_h = ch4["lambda_h"].to_numpy(float)
-    conf = ch4["confidence"].to_numpy(float)
+    _add_ch4_design(out, ch4)
+    _add_ch4_relabeling(out, ch4, level)
+    _add_ch4_endpoint_entropy(out, ch4, cifar10h_probs, thresholds)
+    soft = judgment_table(soft_responses)
+    if len(soft_labels) != len(soft):
+        raise ValueError(f"{len(soft_labels)} soft labels for {len(soft)} soft responses")
+    _add_ch5_soft_labels(out, soft, soft_labels, level)
+    return out.frame()
+
+
+def _add_ch4_design(out: _Summary, ch4: pd.DataFrame) -> None:
+    """Participants, stimuli, class pairs, judgments per stimulus and per participant (thesis §4.2.1)."""
     per_stimulus = ch4.groupby("stimulus").size()
     per_subject = ch4.groupby("subject").size()
     stimuli = ch4.drop_duplicates("stimulus")
@@ -275,6 +296,12 @@ def hmix_summary(
     for value, n in stimuli["lambda_f"].value_counts().sort_index().items():
         out.add(f"ch4_stimuli_lambda_f_{value:g}", n, f"stimuli generated with lambda_f = {value:g}")
 
+
+def _add_ch4_relabeling(out: _Summary, ch4: pd.DataFrame, level: float) -> None:
+    """How far the inferred λ_h is from the generating λ_f, and the confidence at each λ_f (Fig. 4.2)."""
+    from scipy import stats
+
+    lam_f, lam_h = ch4["lambda_f"].to_numpy(float), ch4["lambda_h"].to_numpy(float)
     out.add_mean("ch4_mean_abs_relabel", np.abs(lam_h - lam_f), "|lambda_h - lambda_f| per judgment", level)
     out.add("ch4_pearson_r_lambda_h_lambda_f", stats.pearsonr(lam_h, lam_f)[0], "Pearson r, per judgment")
     by_lambda = ch4.groupby("lambda_f")
@@ -287,24 +314,31 @@ def hmix_summary(
     out.add("ch4_confidence_argmin_lambda_f", by_lambda["confidence"].mean().idxmin(),
             "lambda_f with the lowest mean confidence")
 
+
+def _add_ch4_endpoint_entropy(out: _Summary, ch4: pd.DataFrame, cifar10h_probs: np.ndarray, thresholds: dict) -> None:
+    """Confidence and relabeling when both endpoint images have high vs low CIFAR-10H entropy (Fig. 4.5)."""
+    level = thresholds["ci_level"]
     groups = endpoint_entropy_groups(ch4, cifar10h_probs, thresholds["low_entropy_max"],
                                      thresholds["endpoint_high_entropy_min"])
     high, low = groups.eq("both high").to_numpy(), groups.eq("both low").to_numpy()
     rule = f"both endpoints H >= {thresholds['endpoint_high_entropy_min']}"
     rule_low = f"both endpoints H <= {thresholds['low_entropy_max']}"
+    conf = ch4["confidence"].to_numpy(float)
     out.add_mean("ch4_confidence_both_high_entropy", conf[high], f"confidence, {rule}", level)
     out.add_mean("ch4_confidence_both_low_entropy", conf[low], f"confidence, {rule_low}", level)
     out.add("ch4_confidence_entropy_welch_p", _welch_p(conf[high], conf[low]),
             "Welch t-test p, confidence both-high vs both-low (thesis: markedly lower when both high)")
-    relabel = np.abs(lam_h - lam_f)
+    relabel = np.abs(ch4["lambda_h"].to_numpy(float) - ch4["lambda_f"].to_numpy(float))
     out.add_mean("ch4_abs_relabel_both_high_entropy", relabel[high], f"|lambda_h - lambda_f|, {rule}", level)
     out.add_mean("ch4_abs_relabel_both_low_entropy", relabel[low], f"|lambda_h - lambda_f|, {rule_low}", level)
     out.add("ch4_abs_relabel_entropy_welch_p", _welch_p(relabel[high], relabel[low]),
             "Welch t-test p, relabeling both-high vs both-low (thesis: no significant effect)")
 
-    soft = judgment_table(soft_responses)
-    if len(soft_labels) != len(soft):
-        raise ValueError(f"{len(soft_labels)} soft labels for {len(soft)} soft responses")
+
+def _add_ch5_soft_labels(out: _Summary, soft: pd.DataFrame, soft_labels: np.ndarray, level: float) -> None:
+    """Soft labels over mixed images (thesis §5.1.2): endpoint mass against λ_f, mass off the endpoints."""
+    from scipy import stats
+
     c1, c2 = soft["c1"].to_numpy(), soft["c2"].to_numpy()
     lam = soft["lambda_f"].to_numpy(float)
     out.add("ch5_participants", soft["subject"].nunique(), "distinct subjects of the soft-label study")
@@ -328,7 +362,6 @@ def hmix_summary(
     per_stimulus_other = pd.Series(other).groupby(soft["stimulus"].to_numpy()).mean().to_numpy()
     out.add_mean("ch5_non_endpoint_mass_per_stimulus", per_stimulus_other,
                  "the same, averaged per stimulus first", level)
-    return out.frame()
 
 
 def _welch_p(a: np.ndarray, b: np.ndarray) -> float:

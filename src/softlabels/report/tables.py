@@ -1,4 +1,5 @@
-"""Result tables and figures built from training runs (chapter 3 and appendix B; generic over `tables:`).
+"""Result tables built from training runs (generic over `tables:`; the figures from runs are in
+`softlabels.report.run_figures`).
 
 A table (config `tables.<name>`) lists rows (schemes) and evaluation sets. Each cell is the mean over runs and
 the half-width of its 95% confidence interval from the t-distribution,
@@ -24,12 +25,11 @@ import math
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
-from softlabels.data.io import save_figure, write_text
+from softlabels.data.io import write_text
 from softlabels.numerics import mean_ci
-from softlabels.report.html import csv_to_html_page, html_page, markdown_to_html
+from softlabels.report.html import csv_to_html_page, html_page, markdown_table, markdown_to_html
 
 #: Metrics in display order (others found in metrics.json follow alphabetically).
 METRIC_ORDER = ("ce", "calibration", "fgsm", "accuracy", "mean")
@@ -44,13 +44,6 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 #: What a table writes for a provenance field that its runs' metrics.json do not record (never a guess).
 UNRECORDED = "unrecorded"
-#: The x axis of each figure: its column in the figure data and its title.
-FIGURE_X = {
-    "fig3_5": ("cost_s", "estimated annotation cost M · t_per (s)"),
-    "figB_3": ("M", "annotators per image M"),
-    "fig3_6": ("n_soft", "soft-labelled training images N'"),
-}
-FIGURE_METRICS = ("ce", "calibration", "fgsm")
 
 
 def table_setting_keys(config: Mapping, name: str) -> list[str]:
@@ -328,6 +321,28 @@ def provenance_markdown(frame: pd.DataFrame, notes: Mapping[str, str] | None = N
     return lines
 
 
+def _eval_set_block(block: pd.DataFrame, metrics: list[str], show_time: bool) -> pd.DataFrame:
+    """One eval set of a long table as rows × ('ours', 'thesis') metric columns; a "(thesis)" column only for a
+    metric the thesis reports in this block (it gives no accuracies)."""
+    with_thesis = {m: bool(block.loc[block["metric"] == m, "thesis_value"].notna().any()) for m in metrics}
+    records = []
+    for row, cells in block.groupby("row", sort=False):
+        by_metric, first = cells.set_index("metric"), cells.iloc[0]
+        record = {"Labels": f"{first['label']} (`{row}`)"}
+        if show_time:
+            record["Time/label (s)"] = _fmt(first["time_per_label_s"], digits=1)
+            record["Thesis time (s)"] = _fmt(first["thesis_time_s"], digits=1)
+        diverged = first.get("diverged") or ""
+        for m in metrics:
+            c, title = by_metric.loc[m], METRIC_TITLES.get(m, m)
+            record[title] = "diverged" if diverged and int(c["n_runs"]) == 0 else _fmt(c["mean"], c["ci"])
+            if with_thesis[m]:
+                record[f"{title} (thesis)"] = _fmt(c["thesis_value"], c["thesis_ci"])
+        record["runs"] = f"{int(first['n_runs'])}" + (f" (diverged: {diverged})" if diverged else "")
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
 def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str] | None = None) -> str:
     """Readable form of a long table: per eval set, rows × metrics as 'ours' and 'thesis' columns, after the
     settings and provenance of its runs (`notes`: {input key: note} of the approximate inputs)."""
@@ -352,100 +367,8 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
     for eval_set, block in frame.groupby("eval_set", sort=False):
         metrics = list(dict.fromkeys(block["metric"]))  # eval sets may differ (CIFAR-10-C: corruption CE only)
         lines += [f"**{EVAL_SET_TITLES.get(eval_set, eval_set)}** (table {first['table']})", ""]
-        header = ["Labels"] + (["Time/label (s)", "Thesis time (s)"] if show_time else [])
-        # a "(thesis)" column only for a metric the thesis reports in this block (it gives no accuracies)
-        with_thesis = {m: bool(block.loc[block["metric"] == m, "thesis_value"].notna().any()) for m in metrics}
-        for m in metrics:
-            header += [METRIC_TITLES.get(m, m)] + ([f"{METRIC_TITLES.get(m, m)} (thesis)"] if with_thesis[m] else [])
-        header.append("runs")
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] * len(header)) + "|")
-        for row, cells in block.groupby("row", sort=False):
-            by_metric = cells.set_index("metric")
-            first_cell = cells.iloc[0]
-            line = [f"{first_cell['label']} (`{row}`)"]
-            if show_time:
-                line += [_fmt(first_cell["time_per_label_s"], digits=1), _fmt(first_cell["thesis_time_s"], digits=1)]
-            diverged = first_cell.get("diverged") or ""
-            for m in metrics:
-                c = by_metric.loc[m]
-                ours = "diverged" if diverged and int(c["n_runs"]) == 0 else _fmt(c["mean"], c["ci"])
-                line += [ours] + ([_fmt(c["thesis_value"], c["thesis_ci"])] if with_thesis[m] else [])
-            runs_text = str(int(first_cell["n_runs"]))
-            if diverged:
-                runs_text += f" (diverged: {diverged})"
-            line.append(runs_text)
-            lines.append("| " + " | ".join(line) + " |")
-        lines.append("")
+        lines += [markdown_table(_eval_set_block(block, metrics, show_time)), ""]
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Figures
-# ----------------------------------------------------------------------------------------------------------
-def figure_data(name: str, config: Mapping, runs: Sequence[Mapping]) -> pd.DataFrame:
-    """Per (eval set, scheme, metric): mean, ci, n_runs, source (cifar10h | cifar10s), M, cost_s, n_soft."""
-    fig = config["figures"][name]
-    annotation_time = config["annotation_time"]
-    data = long_metrics([r for r in runs if r["scheme"] in fig["rows"]], fig["eval_sets"])
-    out = []
-    for row in fig["rows"]:
-        scheme = config["schemes"][row]
-        row_runs = [r for r in runs if r["scheme"] == row]
-        M = scheme.get("M", "all")
-        if M == "all":
-            recorded = [r.get("train", {}).get("annotators_per_image") for r in row_runs]
-            recorded = [v for v in recorded if v is not None]
-            M = float(np.mean(recorded)) if recorded else float("nan")
-        t_per = annotation_time["cifar10h_s"] if scheme["labels"] == "cifar10h" else annotation_time["cifar10s_s"]
-        for eval_set in fig["eval_sets"]:
-            for metric in FIGURE_METRICS:
-                cell = data[(data["eval_set"] == eval_set) & (data["scheme"] == row) & (data["metric"] == metric)]
-                mean, ci = mean_ci(cell["value"].tolist())
-                out.append(
-                    {"figure": name, "eval_set": eval_set, "row": row, "source": scheme["labels"], "metric": metric,
-                     "mean": mean, "ci": ci, "n_runs": int(len(cell)), "M": float(M), "cost_s": float(M) * t_per,
-                     "n_soft": float(scheme.get("n_soft", np.nan))}
-                )  # fmt: skip
-    return pd.DataFrame.from_records(out)
-
-
-def plot_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
-    """Rows = evaluation sets, columns = CE / calibration / FGSM; x = the figure's axis; bars = 95% CI."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    x, x_title = FIGURE_X[name]
-    sns.set_theme(style="whitegrid", context="paper")
-    palette = {"cifar10h": "tab:red", "cifar10s": "tab:blue"}
-    titles = {"cifar10h": "CIFAR-10H labels", "cifar10s": "CIFAR-10S labels (T2 Clamp)"}
-    eval_sets = list(dict.fromkeys(frame["eval_set"]))
-    fig, axes = plt.subplots(len(eval_sets), len(FIGURE_METRICS), figsize=(4 * len(FIGURE_METRICS), 3.2 * len(eval_sets)), squeeze=False)
-    for i, eval_set in enumerate(eval_sets):
-        for j, metric in enumerate(FIGURE_METRICS):
-            ax = axes[i][j]
-            cells = frame[(frame["eval_set"] == eval_set) & (frame["metric"] == metric)]
-            for source, points in cells.groupby("source", sort=False):
-                points = points.sort_values(x)
-                ax.errorbar(
-                    points[x], points["mean"], yerr=points["ci"].fillna(0.0), fmt="o-", capsize=3,
-                    color=palette.get(source), label=titles.get(source, source),
-                )  # fmt: skip
-            if x in ("cost_s", "M"):
-                ax.set_xscale("log")
-            ax.set_xlabel(x_title)
-            ax.set_ylabel(METRIC_TITLES[metric])
-            ax.set_title(f"{METRIC_TITLES[metric]} on {EVAL_SET_TITLES.get(eval_set, eval_set)}")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    for path in (png, pdf):
-        save_figure(fig, path)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -482,23 +405,6 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_figure(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError, config_from_args
-
-    config = config_from_args(args)
-    if args.name not in FIGURE_X or args.name not in config.get("figures", {}):
-        raise UserError(f"figure '{args.name}' is not one of {', '.join(sorted(FIGURE_X))} defined under 'figures'")
-    try:
-        runs = read_metrics(_metrics_paths(args))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    frame = figure_data(args.name, config, runs)
-    out_png = Path(args.out or f"results/figures/{args.name}.png")
-    plot_figure(args.name, frame, out_png, out_png.with_suffix(".pdf"))
-    write_text(out_png.with_suffix(".csv"), frame.to_csv(index=False))
-    return 0
-
-
 def _cmd_collect(args: argparse.Namespace) -> int:
     parts = [f"# {args.title}", ""] if args.title else []
     for path in args.tables:
@@ -516,7 +422,7 @@ def _cmd_csv_html(args: argparse.Namespace) -> int:
 
 
 def register_tables(sub) -> None:
-    """The `table`, `run-figure` and `collect-tables` subcommands (called by softlabels.report.cli.register)."""
+    """The `table`, `collect-tables` and `csv-html` subcommands (called by softlabels.report.cli.register)."""
     from softlabels.cli import add_config_arguments
 
     p = sub.add_parser("table", help="build a result table (CSV + Markdown) from run metrics",
@@ -529,15 +435,6 @@ def register_tables(sub) -> None:
     p.add_argument("--title", default=None)
     add_config_arguments(p)
     p.set_defaults(func=_cmd_table)
-
-    p = sub.add_parser("run-figure", help="plot a figure from training runs (thesis figs 3.5, 3.6, B.3)",
-                       description="Plot figure 3.5, 3.6 or B.3 from run metrics: PNG, and PDF + CSV of the "
-                       "plotted values beside it.")  # fmt: skip
-    p.add_argument("name", choices=sorted(FIGURE_X))
-    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files of the runs")
-    p.add_argument("--out", default=None, help="output .png (default results/figures/<name>.png)")
-    add_config_arguments(p)
-    p.set_defaults(func=_cmd_figure)
 
     p = sub.add_parser("collect-tables", help="concatenate table Markdown files into one document")
     p.add_argument("tables", nargs="+", help="Markdown files, in order")

@@ -1,4 +1,5 @@
-"""Figures that need no training: CIFAR-10S vs CIFAR-10H labels (thesis chapter 3, appendix B) and the H-Mix
+"""Data figures, drawn from the parsed human data without training (figures from training runs:
+`softlabels.report.run_figures`): CIFAR-10S vs CIFAR-10H labels (thesis chapter 3, appendix B) and the H-Mix
 human judgments over mixed images (chapters 4 and 5).
 
 Each `fig*` function takes the loaded inputs and returns `(figure, data)`, where `data` is the tidy table of what
@@ -273,7 +274,7 @@ def figB_2(ls: LabelSet, cfg: dict):
 # --------------------------------------------------------------------------------------------------------------
 # Chapters 4 and 5
 # --------------------------------------------------------------------------------------------------------------
-def first_collection(judgments: pd.DataFrame) -> pd.DataFrame:
+def first_collection_judgments(judgments: pd.DataFrame) -> pd.DataFrame:
     """The chapter-4 judgments: those of the 810 first-collection stimuli."""
     return judgment_table(judgments[judgments["first_collection"].astype(bool)]).reset_index(drop=True)
 
@@ -282,7 +283,7 @@ def fig4_2(judgments: pd.DataFrame, cfg: dict, seed: int = 0):
     """Thesis Fig. 4.2: every human-inferred mixing coefficient λ_h against the generating λ_f of the 810
     chapter-4 stimuli, with the identity line (red) and the median per λ_f. No selection; the horizontal jitter
     (±0.02, seeded) only separates the points."""
-    ch4 = first_collection(judgments)
+    ch4 = first_collection_judgments(judgments)
     plt, sns = _pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     jitter = np.random.default_rng(seed).uniform(-0.02, 0.02, len(ch4))
@@ -314,7 +315,7 @@ def fig4_3(judgments: pd.DataFrame, stimuli: dict, cfg: dict, examples=FIG4_3_EX
     of marked deviation. A pair without such a stimulus is an error (no substitute is drawn)."""
     from softlabels.report.thesis import thesis_statistics
 
-    ch4 = first_collection(judgments)
+    ch4 = first_collection_judgments(judgments)
     thesis = thesis_statistics("fig4_3")
     names = [str(n) for n in stimuli["names"]]
     plt, sns = _pyplot()
@@ -361,7 +362,7 @@ def fig4_4(judgments: pd.DataFrame, cfg: dict, pair: tuple[str, str] = ("deer", 
     (a stimulus shown as (airplane, deer) gives (1 − λ_f, 1 − λ_h))."""
     from softlabels.labels import fit_class_pair_taus, tau
 
-    ch4 = first_collection(judgments)
+    ch4 = first_collection_judgments(judgments)
     a, b = CLASSES.index(pair[0]), CLASSES.index(pair[1])
     rows = ch4[((ch4["c1"] == a) & (ch4["c2"] == b)) | ((ch4["c1"] == b) & (ch4["c2"] == a))].copy()
     if rows.empty:
@@ -394,7 +395,7 @@ def fig4_5(judgments: pd.DataFrame, cifar10h_probs: np.ndarray, cfg: dict):
     """Thesis Fig. 4.5: confidence in the inferred λ by the CIFAR-10H entropy of the two mixed endpoints:
     both H <= low_entropy_max ("both low"), both H >= endpoint_high_entropy_min ("both high"), else "mixed"
     (thresholds from `summaries` in the config). Bars: mean with 95% CI; no selection."""
-    ch4 = first_collection(judgments)
+    ch4 = first_collection_judgments(judgments)
     s = cfg["summaries"]
     ch4["endpoint_entropy"] = endpoint_entropy_groups(ch4, cifar10h_probs, s["low_entropy_max"],
                                                       s["endpoint_high_entropy_min"])
@@ -509,7 +510,7 @@ def build_figure(name: str, data_dir: Path, cfg: dict):
     raise ValueError(f"unknown figure {name!r}; expected one of {sorted(FIGURE_INPUTS)}")
 
 
-def save_figure(fig, data: pd.DataFrame, out_png: str | Path) -> list[Path]:
+def write_figure_and_data(fig, data: pd.DataFrame, out_png: str | Path) -> list[Path]:
     """Write `<stem>.png`, `<stem>.pdf` and `<stem>.csv` (the plotted data), each through a temp file + rename."""
     plt, _ = _pyplot()
     out_png = Path(out_png)
@@ -525,7 +526,7 @@ def save_figure(fig, data: pd.DataFrame, out_png: str | Path) -> list[Path]:
     return written
 
 
-def run_figure(args: argparse.Namespace) -> int:
+def _cmd_figure(args: argparse.Namespace) -> int:
     from softlabels.cli import UserError, config_from_args
 
     cfg = select(config_from_args(args), FIGURE_SETTINGS[args.name])
@@ -534,7 +535,7 @@ def run_figure(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"figure {args.name}: missing input(s) {', '.join(str(data_dir / f) for f in missing)}")
     fig, data = build_figure(args.name, data_dir, cfg)
-    for path in save_figure(fig, data, args.out):
+    for path in write_figure_and_data(fig, data, args.out):
         print(f"wrote {path}")
     return 0
 
@@ -548,4 +549,4 @@ def register_figures(sub) -> None:
     p.add_argument("--data-dir", default="results/data", help="folder of the data-stage files (default results/data)")
     p.add_argument("--out", required=True, help="output .png; .pdf and .csv (plotted data) are written beside it")
     add_config_arguments(p)
-    p.set_defaults(func=run_figure)
+    p.set_defaults(func=_cmd_figure)
