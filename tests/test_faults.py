@@ -129,7 +129,7 @@ def test_corrupted_download_is_detected_and_fetched_again(workdir, data_mirror):
     targets = smoke_args(data_mirror, f"resources/{rel}", "results/data/cifar10s_responses.csv")
     out = ok(run_snakemake(workdir, *targets))
     assert f"resources/{rel} no longer has its sha256" in out and "fetched again" in out, out[-4000:]
-    assert re.search(r"rule fetch_cifar10s_raw:", out), out[-4000:]
+    assert re.search(r"rule fetch:\n(?:.*\n)*?\s+wildcards: source_file=cifar-10s/raw_human_data.csv", out), out[-4000:]
     assert sha256(stored) == good_digest
     assert parsed.read_bytes() == parsed_before
     # The next start finds everything verified and has nothing to do.

@@ -35,7 +35,8 @@ def test_snakefmt_check_passes():
 
 
 def test_every_non_training_rule_declares_the_settings_it_reads():
-    """Each rule outside train.smk has `settings=settings(...)` in its params (Snakemake's params rerun trigger
+    """Each rule outside train.smk has `settings=settings(...)` (or, for a wildcard rule, a function of the
+    wildcards returning `settings(...)`) in its params (Snakemake's params rerun trigger
     then reruns it when one of those config keys is edited; tests/test_rerun_triggers.py checks the effect)."""
     import re
 
@@ -46,6 +47,6 @@ def test_every_non_training_rule_declares_the_settings_it_reads():
         blocks = re.split(r"^\s*rule\b", path.read_text(), flags=re.MULTILINE)[1:]
         for block in blocks:
             name = re.search(r"^\s*(\w+):|name:\s*\n\s*(f?\"[^\"]+\")", block, flags=re.MULTILINE)
-            if "settings=settings(" not in block:
+            if not re.search(r"settings=(lambda wildcards: )?settings\(", block):
                 missing.append(f"{path.name}: {name.group(0).strip() if name else block[:40]}")
     assert not missing, "rules without a `settings` param: " + ", ".join(missing)

@@ -31,12 +31,15 @@ GROUP_RULE = re.compile(r"^train_\w+_[0-9a-f]{10}$")
 CIFAR10S_LABEL_READERS = {
     "export_cifar10s_labels",
     "cifar10s_summary",
-    *(f"data_figure_{name}" for name in ("fig3_2", "fig3_3", "fig3_4", "figB_1", "figB_2")),
+    *(f"data_figure[{name}]" for name in ("fig3_2", "fig3_3", "fig3_4", "figB_1", "figB_2")),
 }
-HMIX_LABEL_READERS = {"export_hmix_soft_labels", "hmix_summary", "data_figure_fig5_1"}
+HMIX_LABEL_READERS = {"export_hmix_soft_labels", "hmix_summary", "data_figure[fig5_1]"}
 LABEL_READERS = CIFAR10S_LABEL_READERS | HMIX_LABEL_READERS
 # Jobs that only render another job's output.
-DOWNSTREAM = {"cifar10s_summary": {"cifar10s_summary_html"}, "hmix_summary": {"hmix_summary_html"}}
+DOWNSTREAM = {
+    "cifar10s_summary": {"summary_html[cifar10s_summary]"},
+    "hmix_summary": {"summary_html[hmix_summary]"},
+}
 
 
 def with_downstream(jobs: set[str]) -> set[str]:
@@ -63,13 +66,17 @@ def non_training(built) -> list[str]:
 
 
 def planned_jobs(done: subprocess.CompletedProcess) -> set[str]:
-    """Rule names of the dry run's job-stats table (empty when nothing is to be done)."""
+    """The dry run's jobs, each as its rule name, followed by its wildcard values in brackets for a wildcard
+    rule (`data_figure[fig3_2]`; empty when nothing is to be done)."""
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-3000:]
-    if "Nothing to be done" in text:
-        return set()
-    stats = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", stats, re.MULTILINE)} - {"job"}
+    jobs = set()
+    for block in re.split(r"^(?=(?:local)?rule \w+:$)", text, flags=re.MULTILINE)[1:]:
+        name = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        wildcards = re.search(r"^\s+wildcards: (.*)$", block, flags=re.MULTILINE)
+        values = [item.split("=", 1)[1] for item in wildcards.group(1).split(", ")] if wildcards else []
+        jobs.add(f"{name}[{','.join(values)}]" if values else name)
+    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +152,7 @@ def test_calibration_bin_size_reruns_no_data_or_label_job(built):
 
 def test_low_entropy_max_reruns_summaries_and_fig4_5(built):
     jobs = dry_run_after_edit(built, "summaries.low_entropy_max", 0.05)
-    assert jobs == with_downstream({"cifar10s_summary", "hmix_summary", "data_figure_fig4_5"})
+    assert jobs == with_downstream({"cifar10s_summary", "hmix_summary", "data_figure[fig4_5]"})
 
 
 # --------------------------------------------------------------------------------------------------------------

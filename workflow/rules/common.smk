@@ -2,6 +2,7 @@
 # stage files share (paths, input functions, wildcard constraints).
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -63,6 +64,7 @@ wildcard_constraints:
     scheme="|".join(sorted(config["schemes"])),
     seed=r"\d+",
     source="|".join(sorted(config["sources"])),
+    source_file="|".join(re.escape(s["file"]) for s in config["sources"].values()),
 
 
 def requested_targets():
@@ -187,6 +189,14 @@ def resource(name):
     return os.path.join(RESOURCES, config["sources"][name]["file"])
 
 
+def source_key(wildcards):
+    """The `sources` key whose file is the fetch job's output."""
+    return SOURCE_KEYS[wildcards.source_file]
+
+
+SOURCE_KEYS = {source["file"]: key for key, source in config["sources"].items()}
+
+
 def _config_options():
     """CLI options that hand a `softlabels` subcommand the same configuration this run uses: the config
     files Snakemake read, then the top-level --config overrides and the effective scale and paths."""
@@ -251,6 +261,16 @@ def result_set_runs(result_set):
     return [
         run for row in result_set["rows"] for run in runs_of(config, row, result_set["all_models"], seeds)
     ]
+
+
+def result_set_metrics(kind, wildcard):
+    """Input function: the metrics.json paths of the runs behind config `<kind>.<name>`, the name being the
+    job's `wildcard`."""
+
+    def get(wildcards):
+        return run_metrics(result_set_runs(config[kind][wildcards[wildcard]]))
+
+    return get
 
 
 def claim_target_metrics(wildcards):

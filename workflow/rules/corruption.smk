@@ -10,11 +10,11 @@ CORRUPTION = config["evaluation"]["corruption"]
 CORRUPTED_HOLDOUT = f"results/data/cifar10c_holdout_s{CORRUPTION['severity']}.npz"
 CIFAR10C_TAR = os.path.join(RESOURCES, CORRUPTION["cifar10c"]["file"])
 
-for _key in CORRUPTION["frost_overlays"]:
-    if _key not in config["sources"]:
-        raise ValueError(
-            f"key 'evaluation.corruption.frost_overlays': '{_key}' is not defined under 'sources'"
-        )
+_unknown_overlays = [key for key in CORRUPTION["frost_overlays"] if key not in config["sources"]]
+if _unknown_overlays:
+    raise ValueError(
+        f"key 'evaluation.corruption.frost_overlays': '{_unknown_overlays[0]}' is not defined under 'sources'"
+    )
 
 # The chapter-5 tables depend on these (they are not final targets by themselves).
 CORRUPTION_OUTPUTS = [CORRUPTED_HOLDOUT]

@@ -17,26 +17,24 @@ DATA = "results/data"
 # entry only: the mirror it copies from and the `download` retry options do not change the verified bytes.
 
 
-for _key in config["sources"]:
-
-    rule:
-        name:
-            f"fetch_{_key}"
-        output:
-            resource(_key),
-        log:
-            f"logs/data/fetch_{_key}.log",
-        conda:
-            "../../envs/softlabels.yaml"
-        resources:
-            mem_mb=500,
-            runtime=60,
-        params:
-            source=_key,
-            settings=settings(f"sources.{_key}"),
-            config_args=config_args(),
-        shell:
-            "softlabels fetch {params.source} {params.config_args} > {log} 2>&1"
+# One rule fetches every source: its wildcard is the file's path under resources_dir, constrained to the
+# `file` of each `sources` entry (the frost overlays of the corruption stage included).
+rule fetch:
+    output:
+        os.path.join(RESOURCES, "{source_file}"),
+    log:
+        "logs/data/fetch/{source_file}.log",
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=500,
+        runtime=60,
+    params:
+        source=source_key,
+        settings=lambda wildcards: settings(f"sources.{source_key(wildcards)}"),
+        config_args=config_args(),
+    shell:
+        "softlabels fetch {params.source} {params.config_args} > {log} 2>&1"
 
 
 rule parse_cifar10:
