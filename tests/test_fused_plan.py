@@ -1,4 +1,6 @@
-"""Grouping of training runs into jobs (softlabels.train.runs.plan_training) and the start-of-run plan."""
+"""Grouping of training runs into jobs (softlabels.train.runs.plan_training; the workflow's
+softlabels.train.plan.config_groups), the one rerun decision of a run (run_is_current) and the start-of-run
+plan."""
 
 from __future__ import annotations
 
@@ -133,3 +135,79 @@ def test_bf16_with_fused_groups_is_refused_before_any_job(paper):
     config = cfg.deep_merge(paper, {"protocols": {"chapter3": {"precision": "bf16", "group_size": 4}}})
     with pytest.raises(ValueError, match=r"protocols\.chapter3\.precision"):
         R.plan_training(config, [("hard", "resnet34a", s) for s in range(5)], lambda run, spec: False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The workflow's groups come from the config alone; a group job trains only its members that are not current.
+# --------------------------------------------------------------------------------------------------------------
+def test_config_groups_are_the_plan_of_nothing_finished_named_by_their_first_member(paper):
+    from softlabels.train.plan import config_groups
+
+    runs = table_runs(paper)
+    groups, specs, canonical = config_groups(paper, runs)
+    planned, _, planned_canonical = R.plan_training(paper, runs, lambda r, s: False)
+    as_sets = lambda gs: sorted((g.protocol, tuple(g.members), tuple(g.aliases)) for g in gs)
+    assert as_sets(groups) == as_sets(planned) and canonical == planned_canonical
+    names = [(g.protocol, g.name) for g in groups]
+    assert len(set(names)) == len(names)
+    first = groups[0].members[0]
+    assert groups[0].name == f"{first[1]}.{first[0]}.seed{first[2]}"
+
+
+def _train_group(tmp_path, monkeypatch, inputs, runs=("hard/resnet8a/0", "uniform/resnet8a/0")):
+    """Run `softlabels train-group` at smoke scale with the training itself replaced by a stub that writes
+    each run's metrics.json with its run_key; returns (the runs trained, the group record)."""
+    import json
+
+    from softlabels.cli import main
+    from softlabels.train import cli as train_cli
+
+    trained = []
+
+    def fake_train_runs(runs, data_dir, glove, threads, provenance, cudnn_benchmark=False, keys=None):
+        for (spec, out_dir), key in zip(runs, keys):
+            trained.append(f"{spec['scheme']}/{spec['model']}/{spec['seed']}")
+            (out_dir / "metrics.json").write_text(json.dumps({"spec": spec, "run_key": key}))
+        return [], []
+
+    monkeypatch.setattr(train_cli, "train_runs", fake_train_runs)
+    record = tmp_path / "record.json"
+    argv = ["train-group", *[a for run in runs for a in ("--run", run)], "--runs-dir", str(tmp_path),
+            "--record", str(record), "--provenance", "none", "--inputs", *map(str, inputs), "--config", "scale=smoke"]
+    assert main(argv) == 0
+    return trained, json.loads(record.read_text())
+
+
+def test_a_group_job_trains_only_its_members_that_are_not_current(tmp_path, monkeypatch):
+    from softlabels.train.plan import file_digest, recorded_run_key, run_is_current, run_key
+
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"inputs v1")
+    smoke = cfg.load(None, {"scale": "smoke"})
+    # nothing on disk: both train; their metrics.json record their run_key
+    trained, record = _train_group(tmp_path, monkeypatch, [data])
+    assert trained == ["hard/resnet8a/0", "uniform/resnet8a/0"] and record["trained"] == trained
+    key = run_key(R.run_spec(smoke, "hard", "resnet8a", 0), [file_digest(data)])
+    assert recorded_run_key(tmp_path / R.run_dir("hard", "resnet8a", 0)) == key == record["run_keys"]["hard/resnet8a/0"]
+    # the same group again: both are current, nothing trains
+    assert _train_group(tmp_path, monkeypatch, [data])[0] == []
+    # one run's files deleted: only that run trains
+    (tmp_path / R.run_dir("uniform", "resnet8a", 0) / "metrics.json").unlink()
+    assert _train_group(tmp_path, monkeypatch, [data])[0] == ["uniform/resnet8a/0"]
+    # a new member joins (a new seed regrouped with finished runs): only it trains
+    runs = ("hard/resnet8a/0", "hard/resnet8a/1", "uniform/resnet8a/0")
+    assert _train_group(tmp_path, monkeypatch, [data], runs)[0] == ["hard/resnet8a/1"]
+    # other input bytes: every run's key changes, all train again
+    data.write_bytes(b"inputs v2")
+    assert not run_is_current(tmp_path / R.run_dir("hard", "resnet8a", 0), run_key(R.run_spec(smoke, "hard", "resnet8a", 0), [file_digest(data)]))
+    assert _train_group(tmp_path, monkeypatch, [data], runs)[0] == list(runs)
+
+
+def test_the_run_key_leaves_out_the_device_only():
+    from softlabels.train.plan import run_key
+
+    smoke = cfg.load(None, {"scale": "smoke"})
+    spec = R.run_spec(smoke, "hard", "resnet8a", 0)
+    assert run_key({**spec, "device": "cuda"}, ["a"]) == run_key({**spec, "device": "cpu"}, ["a"])
+    assert run_key(spec, ["a", "b"]) == run_key(spec, ["b", "a"]) != run_key(spec, ["a"])
+    assert run_key({**spec, "seed": 1}, ["a"]) != run_key(spec, ["a"])

@@ -15,7 +15,7 @@ wildcard_constraints:
 
 rule claims_target:
     input:
-        claim_target_metrics,
+        lambda wildcards: group_records(claim_target_runs(wildcards)),
     output:
         csv="results/tables/{claims_target}.csv",
         md="results/tables/{claims_target}.md",
@@ -38,10 +38,11 @@ rule claims_target:
         mem_mb=2000,
         runtime=10,
     params:
+        metrics=lambda wildcards: " ".join(run_metrics(claim_target_runs(wildcards))),
         settings=settings(*claims_setting_keys(config)),
         config_args=config_args(),
     shell:
-        "softlabels claims {wildcards.claims_target} --metrics {input} --out-csv {output.csv} --out-md {output.md} "
+        "softlabels claims {wildcards.claims_target} --metrics {params.metrics} --out-csv {output.csv} --out-md {output.md} "
         "--out-html {output.html} --out-png {output.png} {params.config_args} > {log} 2>&1"
 
 

@@ -36,7 +36,7 @@ wildcard_constraints:
 
 rule table:
     input:
-        result_set_metrics("tables", "table"),
+        result_set_inputs("tables", "table"),
     output:
         csv="results/tables/{table}.csv",
         md="results/tables/{table}.md",
@@ -54,17 +54,18 @@ rule table:
         mem_mb=2000,
         runtime=10,
     params:
+        metrics=result_set_metrics("tables", "table"),
         settings=lambda wildcards: settings(*table_setting_keys(config, wildcards.table)),
         config_args=config_args(),
     shell:
-        "softlabels table {wildcards.table} --metrics {input} --out-csv {output.csv} --out-md {output.md} "
+        "softlabels table {wildcards.table} --metrics {params.metrics} --out-csv {output.csv} --out-md {output.md} "
         "--out-html {output.html} "
         "{params.config_args} > {log} 2>&1"
 
 
 rule run_figure:
     input:
-        result_set_metrics("figures", "run_figure"),
+        result_set_inputs("figures", "run_figure"),
     output:
         png=report(
             "results/figures/{run_figure}.png",
@@ -82,10 +83,11 @@ rule run_figure:
         mem_mb=2000,
         runtime=10,
     params:
+        metrics=result_set_metrics("figures", "run_figure"),
         settings=lambda wildcards: settings(*table_setting_keys(config, wildcards.run_figure)),
         config_args=config_args(),
     shell:
-        "softlabels run-figure {wildcards.run_figure} --metrics {input} --out {output.png} {params.config_args} "
+        "softlabels run-figure {wildcards.run_figure} --metrics {params.metrics} --out {output.png} {params.config_args} "
         "> {log} 2>&1"
 
 

@@ -13,8 +13,11 @@ their FLOPs per image (`training_flops`); on CUDA a group of the real size (at m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Mapping, Sequence
 
@@ -236,3 +239,75 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
         estimate = f"its training takes about {_duration(total)} here" if measure else "its training takes days here"
         lines.append("  WARNING: " + PAPER_ON_CPU.format(estimate=estimate))
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The workflow's training jobs: groups formed from the config alone, and when a run counts as finished
+# ----------------------------------------------------------------------------------------------------------
+#: Spec keys that say how a run executes, not what it computes: recorded in metrics.json, left out of its key
+#: (`--config device=cpu` after a CUDA build retrains nothing).
+HOW_TO_RUN_SPEC_KEYS = ("device",)
+
+
+def config_groups(config: Mapping, runs) -> tuple[list, dict, dict]:
+    """The training groups of `runs`, from the config alone (nothing on disk is read): runs of one
+    `spec_identity` train once, the smallest (scheme, model, seed) being the trained one and the others its
+    aliases, copied by the same job; the trained runs are sorted by (`group_key`, scheme, seed) and cut per
+    `group_key` into near-equal chunks of at most `protocols.<p>.group_size` (as
+    `softlabels.train.runs.plan_training` cuts them). A group is named after its first member,
+    `<model>.<scheme>.seed<seed>`. A new seed or scheme can move finished runs into other groups: such a job
+    trains only its members that are not `run_is_current`.
+    Returns (groups, spec by run, canonical run by run)."""
+    from softlabels.train.runs import (TrainingGroup, check_group_precision, group_key, near_equal_chunks, run_spec,
+                                       spec_identity)
+
+    specs = {run: run_spec(config, *run) for run in sorted(set(runs))}
+    first_of: dict[str, tuple] = {}
+    for run, spec in specs.items():  # sorted: the first run of an identity is its canonical run
+        first_of.setdefault(spec_identity(spec), run)
+    canonical_of = {run: first_of[spec_identity(spec)] for run, spec in specs.items()}
+    blocks: dict[tuple, list] = {}
+    for run in specs:
+        if canonical_of[run] == run:
+            blocks.setdefault(group_key(specs[run]), []).append(run)
+    groups = []
+    for key, members in sorted(blocks.items()):
+        protocol, model = key[0], key[1]
+        size = max(1, int(config["protocols"][protocol].get("group_size", 1)))
+        check_group_precision(config, protocol, size)
+        for part in near_equal_chunks(members, size):
+            aliases = [(run, canonical_of[run]) for run in specs if canonical_of[run] in part and canonical_of[run] != run]
+            name = f"{model}.{part[0][0]}.seed{part[0][2]}"
+            groups.append(TrainingGroup(name, protocol, model, part, aliases))
+    return groups, specs, canonical_of
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_key(spec: Mapping, input_digests: Sequence[str]) -> str:
+    """What a run's result depends on, as one digest: sha256 of its spec without the `HOW_TO_RUN_SPEC_KEYS`
+    and of the sorted sha256 of its input files. Recorded in metrics.json as `run_key`."""
+    what = {k: v for k, v in spec.items() if k not in HOW_TO_RUN_SPEC_KEYS}
+    text = json.dumps({"spec": what, "inputs": sorted(input_digests)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recorded_run_key(folder: str | Path) -> str | None:
+    """The `run_key` a run's metrics.json records (None: no metrics.json, unreadable, or none recorded)."""
+    try:
+        return json.loads((Path(folder) / "metrics.json").read_text()).get("run_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run_is_current(folder: str | Path, key: str) -> bool:
+    """The one rerun decision for a training run: it is finished iff its metrics.json records `key`, the
+    `run_key` of its current spec and inputs (a diverged run's record counts: it is that spec's result)."""
+    return recorded_run_key(folder) == key
