@@ -201,6 +201,20 @@ def test_training_triggers(built):
     assert jobs == {"train_group", "table[table3_1]"} and n_groups == TABLE3_1_RUNS
     # a key only other chapters read: nothing
     assert after("protocols.chapter4.grad_clip", 2.0)[0] == set()
+    # another grouping (a dry run with a second seed, in pairs) leaves the records of this one alone
+    original = config.read_text()
+    data = yaml.safe_load(original)
+    data["scales"]["smoke"]["protocols"]["chapter3"].update(seeds=[0, 1], group_size=2)
+    try:
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert training_jobs(planned_jobs(snakemake(built, "-n", TABLE)))[1] == TABLE3_1_RUNS
+    finally:
+        config.write_text(original)
+    assert planned_jobs(snakemake(built, "-n", TABLE)) == set()
+    # a run folder deleted: its group record is discarded at start-up, and the record's job is planned again
+    record = "results/runs/.groups/chapter3/resnet8a.hard.seed0.json"
+    shutil.rmtree(built[0] / "results/runs/hard/resnet8a/seed0")
+    assert planned_jobs(snakemake(built, "-n", record)) == {"train_chapter3[chapter3,resnet8a.hard.seed0]"}
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -39,11 +39,11 @@ rule claims_target:
         runtime=10,
     params:
         metrics=lambda wildcards: " ".join(run_metrics(claim_target_runs(wildcards))),
-        settings=settings(*claims_setting_keys(config)),
-        config_args=config_args(),
+        settings=settings("scale", *claims_setting_keys(config), *claims_scheme_keys(CLAIM_TARGETS)),
+        run_options=run_options(),
     shell:
         "softlabels claims {wildcards.claims_target} --metrics {params.metrics} --out-csv {output.csv} --out-md {output.md} "
-        "--out-html {output.html} --out-png {output.png} {params.config_args} > {log} 2>&1"
+        "--out-html {output.html} --out-png {output.png} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 for _target in CLAIM_TARGETS:

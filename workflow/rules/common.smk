@@ -296,6 +296,18 @@ def claim_target_runs(wildcards):
     return list(dict.fromkeys(runs))
 
 
+def claims_scheme_keys(targets):
+    """`schemes.<row>` of every row of the tables and figures the claims `targets` read: the claims command
+    builds their runs and cells from them."""
+    from softlabels.report.claims import target_tables
+
+    sets = {**config["tables"], **config.get("figures", {})}
+    rows = {
+        row for target in targets for table in target_tables(config, target) for row in sets[table]["rows"]
+    }
+    return [f"schemes.{row}" for row in sorted(rows)]
+
+
 def all_training_runs():
     """Every run a table or figure of the config reads."""
     runs = set()
@@ -342,12 +354,17 @@ def protocol_resource(name):
     return lambda wildcards: config["protocols"][wildcards.protocol]["resources"][name]
 
 
-def group_spec_digests(wildcards):
-    """sha256 of the spec of each member and alias (without the how-to-run keys, as in its run_key)."""
+def group_specs(wildcards):
+    """The specs of the group's members and aliases as JSON {"scheme/model/seed": spec}, without the how-to-run
+    keys (the device comes with the run options): the group job's settings, what `softlabels train-group
+    --specs` trains, and its params rerun trigger (an edit that changes a member's spec reruns the job)."""
     from softlabels.train.plan import HOW_TO_RUN_SPEC_KEYS
 
-    specs = [RUN_SPECS[run] for run in group_runs(group_of(wildcards))]
-    return [spec_digest({k: v for k, v in spec.items() if k not in HOW_TO_RUN_SPEC_KEYS}) for spec in specs]
+    specs = {
+        "/".join(map(str, run)): {k: v for k, v in RUN_SPECS[run].items() if k not in HOW_TO_RUN_SPEC_KEYS}
+        for run in group_runs(group_of(wildcards))
+    }
+    return json.dumps(specs, sort_keys=True)
 
 
 def group_arguments(wildcards):
@@ -379,21 +396,21 @@ def input_digests():
 
 def discard_stale_group_records():
     """At start-up (dry runs too): delete the record of a group job whose runs no longer hold what the job
-    made, i.e. a run is not run_is_current under the run_key the record lists for it (its folder was deleted,
-    or another build overwrote it), so that the job runs again. A config edit is not judged here: it changes
-    the job's params, and Snakemake's params trigger reruns it."""
+    made, i.e. a run the record lists is not run_is_current under the run_key it lists (its folder was
+    deleted, or another build overwrote it), so that the job runs again. Only the record's own runs are
+    judged: a config edit (other members, other specs) changes the job's params, and Snakemake's params
+    trigger reruns it."""
     for group in TRAINING_GROUPS:
         record = group_record(group)
         try:
             with open(record) as f:
-                made = json.load(f)["run_keys"]
+                made = dict(json.load(f)["run_keys"])
         except FileNotFoundError:
             continue
         except (OSError, ValueError, KeyError, TypeError):
-            made = {}
-        runs = ["/".join(map(str, run)) for run in group_runs(group)]
+            made = {"record": None}  # unreadable or from before run keys: made again
         stale = [
-            run for run in runs if run not in made or not run_is_current(run_dir(*run.split("/")), made[run])
+            run for run, key in made.items() if not key or not run_is_current(run_dir(*run.split("/")), key)
         ]
         if stale:
             os.remove(record)
@@ -452,10 +469,23 @@ def print_training_plan():
 
 # Helpers of the data, labels, corruption, tables and report stages.
 def settings(*keys):
-    """The config settings a rule's command reads, {dotted key: value}, declared as `params: settings=...` so
-    that Snakemake's params rerun trigger reruns the job (and what depends on it) when one of them is edited.
-    """
-    return softlabels_config.settings_of(config, keys)
+    """The config settings a rule's command reads, as JSON {dotted key: value}: declared as `params:
+    settings=settings(...)`, it is both Snakemake's params rerun trigger (an edit of one of them reruns the
+    job and what depends on it) and the one channel the command receives (`--settings {params.settings:q}`,
+    softlabels.config.declared_config): a command reading a key not declared here fails."""
+    return json.dumps(softlabels_config.settings_of(config, keys), sort_keys=True)
+
+
+def _run_options_param(wildcards, resources):
+    return json.dumps({k: config.get(k) for k in softlabels_config.RUN_OPTION_KEYS})
+
+
+def run_options():
+    """The `params: run_options=run_options()` of each rule whose command reads the config. How the job runs
+    (data_mirror, resources_dir, device, torch_threads, download), handed over as `--run-options`. Not a
+    rerun trigger (a param function that takes `resources` is derived, left out of what Snakemake compares),
+    so moving the mirror or changing the device reruns nothing."""
+    return _run_options_param
 
 
 def report_category(name):

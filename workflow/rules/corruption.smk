@@ -42,9 +42,9 @@ rule fetch_cifar10c:
         runtime=240,
     params:
         settings=settings("evaluation.corruption.cifar10c"),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels corrupt download {params.config_args} > {log} 2>&1"
+        "softlabels corrupt download --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule corrupt_holdout:
@@ -70,7 +70,7 @@ rule corrupt_holdout:
             "evaluation.corruption.seed",
             "evaluation.cifar10h_holdout_limit",
         ),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels corrupt build --test-images {input.test_images} --splits {input.splits} "
-        "{params.source_args} --output {output} {params.config_args} > {log} 2>&1"
+        "{params.source_args} --output {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"

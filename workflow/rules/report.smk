@@ -22,10 +22,10 @@ rule cifar10s_summary:
         runtime=10,
     params:
         settings=settings(*SUMMARY_SETTINGS["cifar10s_summary"]),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels cifar10s-summary --responses {input.responses} --cifar10h {input.cifar10h} --out {output} "
-        "{params.config_args} > {log} 2>&1"
+        "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule hmix_summary:
@@ -44,10 +44,10 @@ rule hmix_summary:
         runtime=10,
     params:
         settings=settings(*SUMMARY_SETTINGS["hmix_summary"]),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels hmix-summary --judgments {input.judgments} --soft-responses {input.soft} "
-        "--cifar10h {input.cifar10h} --out {output} {params.config_args} > {log} 2>&1"
+        "--cifar10h {input.cifar10h} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 wildcard_constraints:
@@ -76,10 +76,10 @@ rule data_figure:
     params:
         data=DATA,
         settings=lambda wildcards: settings(*FIGURE_SETTINGS[wildcards.data_figure]),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels figure {wildcards.data_figure} --data-dir {params.data} --out {output.png} "
-        "{params.config_args} > {log} 2>&1"
+        "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 # The HTML page of each dataset summary (cifar10s_summary: chapter 3, hmix_summary: chapter 4).

@@ -56,11 +56,11 @@ rule table:
     params:
         metrics=result_set_metrics("tables", "table"),
         settings=lambda wildcards: settings(*table_setting_keys(config, wildcards.table)),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels table {wildcards.table} --metrics {params.metrics} --out-csv {output.csv} --out-md {output.md} "
         "--out-html {output.html} "
-        "{params.config_args} > {log} 2>&1"
+        "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule run_figure:
@@ -85,9 +85,9 @@ rule run_figure:
     params:
         metrics=result_set_metrics("figures", "run_figure"),
         settings=lambda wildcards: settings(*table_setting_keys(config, wildcards.run_figure)),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels run-figure {wildcards.run_figure} --metrics {params.metrics} --out {output.png} {params.config_args} "
+        "softlabels run-figure {wildcards.run_figure} --metrics {params.metrics} --out {output.png} --settings {params.settings:q} --run-options {params.run_options:q} "
         "> {log} 2>&1"
 
 

@@ -93,13 +93,15 @@ rule train_chapter3:
         runtime=protocol_resource("runtime_min"),
     params:
         runs=group_arguments,
-        # The members' spec digests: an edit that changes a run's spec reruns the group (params trigger).
-        specs=group_spec_digests,
+        # The members' specs: what the job trains, and its rerun trigger (an edit that changes a run's spec).
+        specs=group_specs,
+        settings=lambda wildcards: settings(f"protocols.{wildcards.protocol}.cudnn_benchmark"),
         glove=resource("glove"),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels train-group {params.runs} --record {output} --inputs {input.data} --data-dir results/data "
-        "--glove {params.glove} --threads {threads} {params.config_args} > {log} 2>&1"
+        "softlabels train-group {params.runs} --specs {params.specs:q} --record {output} --inputs {input.data} "
+        "--data-dir results/data --glove {params.glove} --threads {threads} --settings {params.settings:q} "
+        "--run-options {params.run_options:q} > {log} 2>&1"
 
 
 use rule train_chapter3 as train_chapter4 with:

@@ -334,8 +334,14 @@ def _cmd_train_group(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     runs_root = Path(args.runs_dir)
     digests = [file_digest(path) for path in args.inputs]
+    given = json.loads(args.specs) if args.specs else None
 
     def spec_of(run):
+        if given is not None:  # the workflow's specs, with this run's device
+            text = "/".join(map(str, run))
+            if text not in given:
+                raise UserError(f"--specs has no spec of run {text}")
+            return {**given[text], "device": config["device"]}
         try:
             return run_spec(config, *run)
         except ValueError as exc:
@@ -360,7 +366,7 @@ def _cmd_train_group(args: argparse.Namespace) -> int:
         provenance = load_provenance(_provenance_path(args))
         protocol = config["protocols"][runs[0][0]["protocol_name"]]
         _, failures = train_runs(runs, args.data_dir, args.glove, args.threads, provenance,
-                                 cudnn_benchmark=bool(protocol.get("cudnn_benchmark", False)),
+                                 cudnn_benchmark=bool(protocol.get("cudnn_benchmark", False) or False),
                                  keys=[keys[run] for run in todo])
     for alias, canonical in aliases:  # a diverged canonical run's record is copied too
         if canonical in todo or not run_is_current(runs_root / run_dir(*alias), keys[alias]):
@@ -432,6 +438,9 @@ def register(subparsers) -> None:
     p.add_argument("--runs-dir", default=".", help="folder holding results/runs (default: .)")
     p.add_argument("--record", default=None,
                    help="JSON record of the group (members, aliases, which were trained, run keys, seconds)")
+    p.add_argument("--specs", default=None, metavar="JSON",
+                   help='{"SCHEME/MODEL/SEED": spec} of the runs and aliases (the workflow\'s; default: built from '
+                        "the configuration), each given the configured device")
     p.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
                    help="the input files the runs read: their sha256 enter each run's run_key")
     _add_data_arguments(p)
