@@ -115,7 +115,7 @@ def estimate(config, rates: dict[str, dict[int, float]], log=print) -> dict:
     from softlabels.train import groups as G
 
     runs = paper_runs(config)
-    groups, specs, _ = G.plan_training(config, runs, lambda run, spec: False)
+    groups, specs, _ = G.config_groups(config, runs)
     missing = sorted({run[1] for run in runs} - set(rates))
     if missing:
         log(f"  (no measurement for {', '.join(missing)}: their runs are left out of the estimate)")

@@ -32,6 +32,8 @@ DATA_TARGETS = [
     "results/data/cifar10s_responses.csv",
 ]
 RUN = "results/runs/{scheme}/resnet8a/seed0"
+# The output of the group job that trains that run (smoke: group_size 1; workflow/rules/train.smk).
+GROUP_RECORD = "results/runs/.groups/chapter3/resnet8a.{scheme}.seed0.json"
 
 
 def smoke_args(mirror: Path, *targets: str) -> list[str]:
@@ -129,7 +131,7 @@ def test_corrupted_download_is_detected_and_fetched_again(workdir, data_mirror):
     targets = smoke_args(data_mirror, f"resources/{rel}", "results/data/cifar10s_responses.csv")
     out = ok(run_snakemake(workdir, *targets))
     assert f"resources/{rel} no longer has its sha256" in out and "fetched again" in out, out[-4000:]
-    assert re.search(r"rule fetch_cifar10s_raw:", out), out[-4000:]
+    assert re.search(r"rule fetch:\n(?:.*\n)*?\s+wildcards: source_file=cifar-10s/raw_human_data.csv", out), out[-4000:]
     assert sha256(stored) == good_digest
     assert parsed.read_bytes() == parsed_before
     # The next start finds everything verified and has nothing to do.
@@ -189,13 +191,14 @@ def test_killed_training_resumes_with_the_same_metrics(workdir, data_mirror):
 def _training_started(workdir: Path, scheme: str) -> bool:
     """A group job's log (logs/train_groups/*.log) shows the run's training set: its training has started."""
     return any(f"{scheme}/resnet8a/seed0 training set" in log.read_text()
-               for log in (workdir / "logs/train_groups").glob("*.log"))
+               for log in (workdir / "logs/train_groups").glob("**/*.log"))
 
 
 def test_sigterm_leaves_no_output_taken_for_complete(workdir, data_mirror):
     run = RUN.format(scheme="hard")
     metrics = workdir / run / "metrics.json"
-    proc = start_snakemake(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
+    record = GROUP_RECORD.format(scheme="hard")
+    proc = start_snakemake(workdir, *smoke_args(data_mirror, record))
     wait_for(lambda: _training_started(workdir, "hard"), proc, "the training job to start")
     # SIGTERM to the whole process group (as `kill -TERM -PGID`, `timeout`, a service manager or a cluster
     # preemption do): the training process dies mid-run. (SIGTERM to Snakemake alone lets running jobs finish.)
@@ -204,25 +207,26 @@ def test_sigterm_leaves_no_output_taken_for_complete(workdir, data_mirror):
     assert proc.returncode != 0, output_of(proc)[-3000:]
     assert not metrics.exists(), "a run stopped by SIGTERM left metrics.json"
     # The next run sees the job as not done, and reruns it to a complete, valid output.
-    plan = ok(run_long(workdir, "-n", *smoke_args(data_mirror, f"{run}/metrics.json")))
-    assert "rule train_resnet8a_" in plan
-    ok(run_long(workdir, "--rerun-incomplete", *smoke_args(data_mirror, f"{run}/metrics.json")))
+    plan = ok(run_long(workdir, "-n", *smoke_args(data_mirror, record)))
+    assert "rule train_chapter3:" in plan
+    ok(run_long(workdir, "--rerun-incomplete", *smoke_args(data_mirror, record)))
     assert json.loads(metrics.read_text())["scheme"] == "hard"
-    # Finished now: no job of the next run trains it again (a finished run is a plain file no rule makes).
+    # Finished now: no job of the next run trains it again (its group job's record is up to date).
     plan = ok(run_long(workdir, "-n", "-p", *smoke_args(data_mirror, "results/tables/table3_1.csv")))
     assert "--run hard/resnet8a/0 " not in plan and "--run uniform/resnet8a/0 " in plan
 
 
 def test_second_run_in_the_same_workdir_is_refused(workdir, data_mirror):
     run = RUN.format(scheme="uniform")
-    first = start_snakemake(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
+    record = GROUP_RECORD.format(scheme="uniform")
+    first = start_snakemake(workdir, *smoke_args(data_mirror, record))
     wait_for(lambda: _training_started(workdir, "uniform"), first, "the training job")
     # Plain: the running job's outputs are marked incomplete, so the second run stops before doing anything.
-    second = run_long(workdir, *smoke_args(data_mirror, f"{run}/metrics.json"))
+    second = run_long(workdir, *smoke_args(data_mirror, record))
     assert second.returncode != 0
     assert "IncompleteFilesException" in second.stderr or "cannot be locked" in second.stderr, second.stderr[-3000:]
     # With --rerun-incomplete (the default profile's setting) it would rerun that job: the lock refuses it.
-    third = run_long(workdir, "--rerun-incomplete", *smoke_args(data_mirror, f"{run}/metrics.json"))
+    third = run_long(workdir, "--rerun-incomplete", *smoke_args(data_mirror, record))
     assert third.returncode != 0
     assert "cannot be locked" in third.stderr, third.stderr[-3000:]
     assert first.wait(timeout=600) == 0, output_of(first)[-4000:]
@@ -243,4 +247,4 @@ def test_no_two_jobs_share_an_output_or_log(workdir, data_mirror):
             for path in field.group(2).split(", "):
                 assert path not in written, f"{path} written by {written[path]} and {job}"
                 written[path] = job
-    assert any(p.endswith("metrics.json") for p in written) and any(p.endswith(".log") for p in written)
+    assert any(p.startswith("results/runs/.groups/") for p in written) and any(p.endswith(".log") for p in written)

@@ -1,4 +1,5 @@
-"""Grouping of training runs into jobs (softlabels.train.groups.plan_training) and the start-of-run plan."""
+"""Grouping of training runs into jobs from the config alone (softlabels.train.groups.config_groups), the one
+rerun decision of a run (softlabels.train.plan.run_is_current) and the start-of-run plan."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def table_runs(config):
 
 
 def test_identical_specs_train_once_and_aliases_follow_their_run(paper):
-    groups, specs, canonical = G.plan_training(paper, table_runs(paper), lambda run, spec: False)
+    groups, specs, canonical = G.config_groups(paper, table_runs(paper))
     members = [run for g in groups for run in g.members]
     assert len(members) == len(set(members)) == len(table_runs(paper)) - 15
     assert canonical[("cifar10h_sep_m51", "resnet34a", 0)] == ("cifar10h_sep", "resnet34a", 0)
@@ -38,7 +39,7 @@ def test_identical_specs_train_once_and_aliases_follow_their_run(paper):
 
 
 def test_groups_share_model_protocol_and_training_set_size(paper):
-    groups, specs, _ = G.plan_training(paper, table_runs(paper), lambda run, spec: False)
+    groups, specs, _ = G.config_groups(paper, table_runs(paper))
     assert len(groups) < 40
     for g in groups:
         assert 1 <= len(g.members) <= paper["protocols"][g.protocol]["group_size"]
@@ -47,40 +48,8 @@ def test_groups_share_model_protocol_and_training_set_size(paper):
     assert n_soft and all(len({specs[r]["scheme_spec"]["n_soft"] for r in g.members}) == 1 for g in n_soft)
 
 
-def test_finished_runs_are_left_out_and_new_seeds_do_not_regroup_them(paper):
-    runs = table_runs(paper)
-    done = set(runs[: len(runs) // 2])
-    groups, _, _ = G.plan_training(paper, runs, lambda run, spec: "trained" if run in done else False)
-    assert not done & {run for g in groups for run in g.members}
-    # one more seed: only the new runs (and unfinished ones) are to do
-    more = cfg.deep_merge(paper, {"protocols": {"chapter3": {"seeds": [0, 1, 2, 3, 4, 5]}}})
-    finished = lambda run, spec: "trained" if run in set(runs) else False
-    groups, _, _ = G.plan_training(more, table_runs(more), finished)
-    todo = {run for g in groups for run in g.members} | {a for g in groups for a, _ in g.aliases}
-    assert todo and {run[2] for run in todo} == {5} and not todo & set(runs)
-
-
-def test_a_finished_alias_target_gets_a_copy_job(paper):
-    runs = table_runs(paper)
-    finished = lambda run, spec: "trained" if run[0] != "cifar10h_sep_m51" else False
-    groups, _, _ = G.plan_training(paper, runs, finished)
-    assert [(len(g.members), len(g.aliases)) for g in groups] == [(0, 1)] * 5
-    # a finished, trained run is kept as the shared one even when a smaller name joins later
-    finished = lambda run, spec: "trained" if run[0] == "cifar10h_sep_m51" else False
-    _, _, canonical = G.plan_training(paper, runs, finished)
-    assert canonical[("cifar10h_sep", "resnet34a", 0)] == ("cifar10h_sep_m51", "resnet34a", 0)
-
-
-def test_group_names_follow_the_member_specs(paper):
-    runs = table_runs(paper)
-    names = {g.name for g in G.plan_training(paper, runs, lambda r, s: False)[0]}
-    gamma = cfg.deep_merge(paper, {"labels": {"gamma": 0.3}})
-    other = {g.name for g in G.plan_training(gamma, runs, lambda r, s: False)[0]}
-    assert names != other and names & other  # chapter-3/5 groups renamed, chapter 4 (no γ) kept
-
-
 def test_plan_names_runs_device_and_warns_at_paper_scale_on_the_cpu(paper):
-    groups, specs, _ = G.plan_training({**paper, "device": "cpu"}, table_runs(paper), lambda r, s: False)
+    groups, specs, _ = G.config_groups({**paper, "device": "cpu"}, table_runs(paper))
     text = training_plan_text({**paper, "device": "cpu"}, groups, specs, measure=False)
     assert f"{len(table_runs(paper)) - 15} run(s) to train in {len(groups)} group job(s)" in text
     assert "cpu" in text and "WARNING" in text and "--config scale=quick" in text
@@ -88,7 +57,7 @@ def test_plan_names_runs_device_and_warns_at_paper_scale_on_the_cpu(paper):
 
 def test_plan_measures_a_step_and_estimates_time():
     smoke = cfg.load(None, {"scale": "smoke", "device": "cpu"})
-    groups, specs, _ = G.plan_training(smoke, [("hard", "resnet8a", 0)], lambda r, s: False)
+    groups, specs, _ = G.config_groups(smoke, [("hard", "resnet8a", 0)])
     text = training_plan_text(smoke, groups, specs, measure=True)
     assert "measured resnet8a" in text and "estimated training time" in text and "WARNING" not in text
 
@@ -125,7 +94,7 @@ def test_groups_are_cut_to_near_equal_sizes(paper):
     config = cfg.deep_merge(paper, {"protocols": {"chapter3": {"group_size": 16, "seeds": [0, 1, 2, 3, 4]}}})
     runs = [(scheme, "resnet34a", seed) for scheme in ("hard", "random", "cifar10h_sep", "cifar10s_sep")
             for seed in range(5)]
-    groups, specs, _ = G.plan_training(config, runs, lambda run, spec: False)
+    groups, specs, _ = G.config_groups(config, runs)
     sizes = sorted(len(g.members) for g in groups if g.model == "resnet34a")
     assert sizes == [10, 10], sizes
 
@@ -133,4 +102,77 @@ def test_groups_are_cut_to_near_equal_sizes(paper):
 def test_bf16_with_fused_groups_is_refused_before_any_job(paper):
     config = cfg.deep_merge(paper, {"protocols": {"chapter3": {"precision": "bf16", "group_size": 4}}})
     with pytest.raises(ValueError, match=r"protocols\.chapter3\.precision"):
-        G.plan_training(config, [("hard", "resnet34a", s) for s in range(5)], lambda run, spec: False)
+        G.config_groups(config, [("hard", "resnet34a", s) for s in range(5)])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The workflow's groups come from the config alone; a group job trains only its members that are not current.
+# --------------------------------------------------------------------------------------------------------------
+def test_group_names_come_from_the_config_alone_and_name_their_first_member(paper):
+    runs = table_runs(paper)
+    groups, _, _ = G.config_groups(paper, runs)
+    names = [(g.protocol, g.name) for g in groups]
+    assert len(set(names)) == len(names)
+    first = groups[0].members[0]
+    assert groups[0].name == f"{first[1]}.{first[0]}.seed{first[2]}"
+    # a setting that changes every member's spec keeps the names (the spec travels as the job's settings)
+    gamma = cfg.deep_merge(paper, {"labels": {"gamma": 0.3}})
+    assert [g.name for g in G.config_groups(gamma, runs)[0]] == [g.name for g in groups]
+
+def _train_group(tmp_path, monkeypatch, inputs, runs=("hard/resnet8a/0", "uniform/resnet8a/0")):
+    """Run `softlabels train-group` at smoke scale with the training itself replaced by a stub that writes
+    each run's metrics.json with its run_key; returns (the runs trained, the group record)."""
+    import json
+
+    from softlabels.cli import main
+    from softlabels.train import cli as train_cli
+
+    trained = []
+
+    def fake_train_runs(runs, data_dir, glove, threads, provenance, cudnn_benchmark=False, keys=None):
+        for (spec, out_dir), key in zip(runs, keys):
+            trained.append(f"{spec['scheme']}/{spec['model']}/{spec['seed']}")
+            (out_dir / "metrics.json").write_text(json.dumps({"spec": spec, "run_key": key}))
+        return [], []
+
+    monkeypatch.setattr(train_cli, "train_runs", fake_train_runs)
+    record = tmp_path / "record.json"
+    argv = ["train-group", *[a for run in runs for a in ("--run", run)], "--runs-dir", str(tmp_path),
+            "--record", str(record), "--provenance", "none", "--inputs", *map(str, inputs), "--config", "scale=smoke"]
+    assert main(argv) == 0
+    return trained, json.loads(record.read_text())
+
+
+def test_a_group_job_trains_only_its_members_that_are_not_current(tmp_path, monkeypatch):
+    from softlabels.train.plan import file_digest, recorded_run_key, run_is_current, run_key
+
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"inputs v1")
+    smoke = cfg.load(None, {"scale": "smoke"})
+    # nothing on disk: both train; their metrics.json record their run_key
+    trained, record = _train_group(tmp_path, monkeypatch, [data])
+    assert trained == ["hard/resnet8a/0", "uniform/resnet8a/0"] and record["trained"] == trained
+    key = run_key(R.run_spec(smoke, "hard", "resnet8a", 0), [file_digest(data)])
+    assert recorded_run_key(tmp_path / R.run_dir("hard", "resnet8a", 0)) == key == record["run_keys"]["hard/resnet8a/0"]
+    # the same group again: both are current, nothing trains
+    assert _train_group(tmp_path, monkeypatch, [data])[0] == []
+    # one run's files deleted: only that run trains
+    (tmp_path / R.run_dir("uniform", "resnet8a", 0) / "metrics.json").unlink()
+    assert _train_group(tmp_path, monkeypatch, [data])[0] == ["uniform/resnet8a/0"]
+    # a new member joins (a new seed regrouped with finished runs): only it trains
+    runs = ("hard/resnet8a/0", "hard/resnet8a/1", "uniform/resnet8a/0")
+    assert _train_group(tmp_path, monkeypatch, [data], runs)[0] == ["hard/resnet8a/1"]
+    # other input bytes: every run's key changes, all train again
+    data.write_bytes(b"inputs v2")
+    assert not run_is_current(tmp_path / R.run_dir("hard", "resnet8a", 0), run_key(R.run_spec(smoke, "hard", "resnet8a", 0), [file_digest(data)]))
+    assert _train_group(tmp_path, monkeypatch, [data], runs)[0] == list(runs)
+
+
+def test_the_run_key_leaves_out_the_device_only():
+    from softlabels.train.plan import run_key
+
+    smoke = cfg.load(None, {"scale": "smoke"})
+    spec = R.run_spec(smoke, "hard", "resnet8a", 0)
+    assert run_key({**spec, "device": "cuda"}, ["a"]) == run_key({**spec, "device": "cpu"}, ["a"])
+    assert run_key(spec, ["a", "b"]) == run_key(spec, ["b", "a"]) != run_key(spec, ["a"])
+    assert run_key({**spec, "seed": 1}, ["a"]) != run_key(spec, ["a"])

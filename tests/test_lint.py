@@ -35,7 +35,8 @@ def test_snakefmt_check_passes():
 
 
 def test_every_non_training_rule_declares_the_settings_it_reads():
-    """Each rule outside train.smk has `settings=settings(...)` in its params (Snakemake's params rerun trigger
+    """Each rule outside train.smk has `settings=settings(...)` (or, for a wildcard rule, a function of the
+    wildcards returning `settings(...)`) in its params (Snakemake's params rerun trigger
     then reruns it when one of those config keys is edited; tests/test_rerun_triggers.py checks the effect)."""
     import re
 
@@ -46,6 +47,51 @@ def test_every_non_training_rule_declares_the_settings_it_reads():
         blocks = re.split(r"^\s*rule\b", path.read_text(), flags=re.MULTILINE)[1:]
         for block in blocks:
             name = re.search(r"^\s*(\w+):|name:\s*\n\s*(f?\"[^\"]+\")", block, flags=re.MULTILINE)
-            if "settings=settings(" not in block:
+            if not re.search(r"settings=(lambda wildcards: )?settings\(", block):
                 missing.append(f"{path.name}: {name.group(0).strip() if name else block[:40]}")
     assert not missing, "rules without a `settings` param: " + ", ".join(missing)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One channel: a job's command receives the settings its rule declares (--settings), and nothing else.
+# --------------------------------------------------------------------------------------------------------------
+# Rules that still hand their command the whole configuration (config files and overrides): the sweeps, whose
+# commands build run specs from the full config.
+WHOLE_CONFIG_FILES = {"sweeps.smk", "common.smk"}
+
+
+def test_jobs_receive_their_declared_settings_not_the_config_files():
+    for path in SNAKEMAKE_FILES:
+        text = path.read_text()
+        if path.name in WHOLE_CONFIG_FILES:
+            continue
+        assert "config_args" not in text, f"{path.name} hands a job the whole config (config_args)"
+        for block in text.split("\nrule ")[1:]:
+            if "--settings" in block:
+                assert "{params.settings:q}" in block and "run_options=run_options()" in block, block[:200]
+
+
+def test_a_command_reading_an_undeclared_key_fails_naming_it():
+    from softlabels import config as cfg
+
+    config = cfg.declared_config({"labels.gamma": 0.1, "sources.glove": {"file": "g.txt"}}, {"device": "cpu"})
+    assert config["labels"]["gamma"] == 0.1 and config["device"] == "cpu"
+    assert config["sources"]["glove"] == {"file": "g.txt"} and list(config["sources"]) == ["glove"]
+    for read in (lambda: config["labels"]["tau_stimuli"], lambda: config["labels"].get("tau_stimuli", "all"),
+                 lambda: config["scale"], lambda: config["sources"]["cifar10"]):
+        with pytest.raises(cfg.UndeclaredSetting, match="not declared by its workflow rule"):
+            read()
+    with pytest.raises(cfg.UndeclaredSetting, match="'labels.tau_stimuli'"):
+        config["labels"]["tau_stimuli"]
+    # below a declared key the value is a plain dict: its optional keys read as usual
+    assert config["sources"]["glove"].get("url") is None
+
+
+def test_the_cli_stops_on_an_undeclared_key(capsys):
+    from softlabels.cli import main
+
+    # `fetch cifar10` reads sources.cifar10; the job declares another key only
+    options = '{"data_mirror": "", "resources_dir": "resources", "device": "cpu", "torch_threads": 0, "download": {}}'
+    status = main(["fetch", "cifar10", "--settings", '{"labels.gamma": 0.1}', "--run-options", options])
+    err = capsys.readouterr().err
+    assert status == 2 and "config key 'sources'" in err and "not declared" in err, err

@@ -358,4 +358,4 @@ def test_snakemake_builds_responses_from_mirror(data_mirror, smoke_workdir, snak
     assert result.returncode == 0, result.stderr[-3000:]
     table = read_responses(smoke_workdir / target)
     assert len(table) == 6723 and table["image"].nunique() == 1000
-    assert "sha256 verified" in (smoke_workdir / "logs/data/fetch_cifar10s_raw.log").read_text()
+    assert "sha256 verified" in (smoke_workdir / "logs/data/fetch/cifar-10s/raw_human_data.csv.log").read_text()

@@ -22,21 +22,23 @@ from conftest import REPO
 
 pytestmark = [pytest.mark.mirror, pytest.mark.slow]
 
-# Training jobs are group rules named `train_<model>_<digest>` when the DAG is built (workflow/rules/train.smk);
-# the digest follows the members' specs, so the names are listed afresh for each configuration.
-GROUP_RULE = re.compile(r"^train_\w+_[0-9a-f]{10}$")
+# Training jobs: one rule per protocol, each job one group of runs (workflow/rules/train.smk).
+TRAIN_RULES = ("train_chapter3", "train_chapter4", "train_chapter5")
 
 # Jobs whose command builds CIFAR-10S labels (labels.gamma, labels.redistribution_path) and H-Mix soft labels
 # (labels.gamma, labels.hmix_redistribution_path).
 CIFAR10S_LABEL_READERS = {
     "export_cifar10s_labels",
     "cifar10s_summary",
-    *(f"data_figure_{name}" for name in ("fig3_2", "fig3_3", "fig3_4", "figB_1", "figB_2")),
+    *(f"data_figure[{name}]" for name in ("fig3_2", "fig3_3", "fig3_4", "figB_1", "figB_2")),
 }
-HMIX_LABEL_READERS = {"export_hmix_soft_labels", "hmix_summary", "data_figure_fig5_1"}
+HMIX_LABEL_READERS = {"export_hmix_soft_labels", "hmix_summary", "data_figure[fig5_1]"}
 LABEL_READERS = CIFAR10S_LABEL_READERS | HMIX_LABEL_READERS
 # Jobs that only render another job's output.
-DOWNSTREAM = {"cifar10s_summary": {"cifar10s_summary_html"}, "hmix_summary": {"hmix_summary_html"}}
+DOWNSTREAM = {
+    "cifar10s_summary": {"summary_html[cifar10s_summary]"},
+    "hmix_summary": {"summary_html[hmix_summary]"},
+}
 
 
 def with_downstream(jobs: set[str]) -> set[str]:
@@ -57,19 +59,33 @@ def non_training(built) -> list[str]:
     without the corrupted hold-out, which only chapter-5 runs read."""
     done = snakemake(built, "--list-rules")
     assert done.returncode == 0, done.stderr[-3000:]
-    groups = [name for name in done.stdout.split() if GROUP_RULE.match(name)]
-    assert groups, "no training group rule listed"
-    return ["--omit-from", *groups, "corrupt_holdout"]
+    assert set(TRAIN_RULES) <= set(done.stdout.split()), done.stdout
+    return ["--omit-from", *TRAIN_RULES, "corrupt_holdout"]
+
+
+def training_jobs(jobs: set[str]) -> tuple[set[str], int]:
+    """The planned jobs with every training group job written `train_group`, and the number of those."""
+    groups = {job for job in jobs if job.startswith(TRAIN_RULES)}
+    return {"train_group" if job in groups else job for job in jobs}, len(groups)
+
+
+# Wildcard rules with one job per item of the config (a source, a table, a figure, a group of runs): their jobs
+# are told apart by their wildcard values, `data_figure[fig3_2]`.
+ITEM_RULES = {"fetch", "table", "run_figure", "data_figure", "chapter_tables", "summary_html", *TRAIN_RULES}
 
 
 def planned_jobs(done: subprocess.CompletedProcess) -> set[str]:
-    """Rule names of the dry run's job-stats table (empty when nothing is to be done)."""
+    """The dry run's jobs, each as its rule name, for an ITEM_RULES job followed by its wildcard values in
+    brackets (empty when nothing is to be done)."""
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-3000:]
-    if "Nothing to be done" in text:
-        return set()
-    stats = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", stats, re.MULTILINE)} - {"job"}
+    jobs = set()
+    for block in re.split(r"^(?=(?:local)?rule \w+:$)", text, flags=re.MULTILINE)[1:]:
+        name = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        wildcards = re.search(r"^\s+wildcards: (.*)$", block, flags=re.MULTILINE)
+        values = [item.split("=", 1)[1] for item in wildcards.group(1).split(", ")] if wildcards else []
+        jobs.add(f"{name}[{','.join(values)}]" if name in ITEM_RULES else name)
+    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +161,12 @@ def test_calibration_bin_size_reruns_no_data_or_label_job(built):
 
 def test_low_entropy_max_reruns_summaries_and_fig4_5(built):
     jobs = dry_run_after_edit(built, "summaries.low_entropy_max", 0.05)
-    assert jobs == with_downstream({"cifar10s_summary", "hmix_summary", "data_figure_fig4_5"})
+    assert jobs == with_downstream({"cifar10s_summary", "hmix_summary", "data_figure[fig4_5]"})
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Training-run triggers: a run is planned again exactly when its spec changes (workflow/rules/train.smk plans
-# group jobs from the unfinished runs; at smoke scale group_size is 1, so one group job per run).
+# Training-run triggers: a run is planned again exactly when its spec changes (workflow/rules/train.smk: group
+# jobs formed from the config; at smoke scale group_size is 1, so one group job per run).
 # --------------------------------------------------------------------------------------------------------------
 TABLE = "results/tables/table3_1.csv"
 TABLE3_1_RUNS = 5  # rows hard, random, uniform, cifar10h_agg, cifar10s_agg × resnet8a × seed 0 at smoke
@@ -172,21 +188,33 @@ def test_training_triggers(built):
         node[last] = value
         try:
             config.write_text(yaml.safe_dump(data, sort_keys=False))
-            jobs = planned_jobs(snakemake(built, "-n", TABLE))
-            groups = {job for job in jobs if GROUP_RULE.match(job)}
-            return {"train_group" if job in groups else job for job in jobs}, len(groups)
+            return training_jobs(planned_jobs(snakemake(built, "-n", TABLE)))
         finally:
             config.write_text(original)
 
     # a protocol key: every chapter-3 run of the table retrains, then the table; no data or label job
     jobs, n_groups = after("protocols.chapter3.grad_clip", 2.0)
-    assert jobs == {"train_group", "table_table3_1"}
+    assert jobs == {"train_group", "table[table3_1]"}
     assert n_groups == TABLE3_1_RUNS
     # an evaluation key read by the runs
     jobs, n_groups = after("evaluation.calibration.bin_size", 50)
-    assert jobs == {"train_group", "table_table3_1"} and n_groups == TABLE3_1_RUNS
+    assert jobs == {"train_group", "table[table3_1]"} and n_groups == TABLE3_1_RUNS
     # a key only other chapters read: nothing
     assert after("protocols.chapter4.grad_clip", 2.0)[0] == set()
+    # another grouping (a dry run with a second seed, in pairs) leaves the records of this one alone
+    original = config.read_text()
+    data = yaml.safe_load(original)
+    data["scales"]["smoke"]["protocols"]["chapter3"].update(seeds=[0, 1], group_size=2)
+    try:
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert training_jobs(planned_jobs(snakemake(built, "-n", TABLE)))[1] == TABLE3_1_RUNS
+    finally:
+        config.write_text(original)
+    assert planned_jobs(snakemake(built, "-n", TABLE)) == set()
+    # a run folder deleted: its group record is discarded at start-up, and the record's job is planned again
+    record = "results/runs/.groups/chapter3/resnet8a.hard.seed0.json"
+    shutil.rmtree(built[0] / "results/runs/hard/resnet8a/seed0")
+    assert planned_jobs(snakemake(built, "-n", record)) == {"train_chapter3[chapter3,resnet8a.hard.seed0]"}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -208,14 +236,12 @@ def test_scale_mirror_and_device_switches_rebuild_only_what_differs(tmp_path_fac
                "--configfile", str(config), "-n", TABLE, "--config", f"data_mirror={mirror}", *overrides]  # fmt: skip
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
-        jobs = planned_jobs(done)
-        groups = {job for job in jobs if GROUP_RULE.match(job)}
-        return {"train_group" if job in groups else job for job in jobs}, len(groups)
+        return training_jobs(planned_jobs(done))
 
     done = snakemake((workdir, config, data_mirror), "--cores", "2", TABLE)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # quick: only the runs (their spec names the scale) and the table; no fetch, parse or provenance job
-    assert plan("scale=quick") == ({"train_group", "table_table3_1"}, QUICK_TABLE3_1_RUNS)
+    assert plan("scale=quick") == ({"train_group", "table[table3_1]"}, QUICK_TABLE3_1_RUNS)
     # back to smoke after planning quick: everything built at smoke is current
     assert plan("scale=smoke") == (set(), 0)
     # the mirror moved elsewhere (same files): nothing, although every fetch command names the new path
@@ -224,4 +250,4 @@ def test_scale_mirror_and_device_switches_rebuild_only_what_differs(tmp_path_fac
     assert plan("scale=smoke", "device=cpu") == (set(), 0)
     assert plan("scale=smoke", "torch_threads=1") == (set(), 0)
     # and quick from the moved mirror plans the same jobs as quick from the original one
-    assert plan("scale=quick", mirror=moved) == ({"train_group", "table_table3_1"}, QUICK_TABLE3_1_RUNS)
+    assert plan("scale=quick", mirror=moved) == ({"train_group", "table[table3_1]"}, QUICK_TABLE3_1_RUNS)

@@ -56,12 +56,31 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="override top-level config keys, as in `snakemake --config`",
     )
     parser.add_argument("--data-mirror", default=None, help="offline input mirror (sets data_mirror)")
+    parser.add_argument(
+        "--settings",
+        default=None,
+        metavar="JSON",
+        help="the workflow's channel: {dotted key: value} of the settings the job's rule declares; the command "
+        "reads these alone (no config file) and fails on any other key",
+    )
+    parser.add_argument(
+        "--run-options",
+        default=None,
+        metavar="JSON",
+        help="with --settings: how the job runs (data_mirror, resources_dir, device, torch_threads, download)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
-    """Effective configuration for a subcommand that used `add_config_arguments`."""
+    """Effective configuration for a subcommand that used `add_config_arguments`: from --settings (a workflow
+    job: the declared settings and the run options, `softlabels.config.declared_config`), else the config
+    files and --config overrides."""
+    import json
+
     from softlabels import config as cfg
 
+    if getattr(args, "settings", None) is not None:
+        return cfg.declared_config(json.loads(args.settings), json.loads(args.run_options or "{}"))
     overrides = dict(cfg.parse_override(item) for item in args.config)
     if args.data_mirror is not None:
         overrides["data_mirror"] = args.data_mirror

@@ -327,3 +327,55 @@ def load(paths=None, overrides: Mapping[str, Any] | None = None, schema: bool = 
     # Nested overrides merge as Snakemake's --config does (`evaluation={corruption: {source: generate}}`).
     config = deep_merge(config, overrides or {})
     return resolve(config, schema=schema)
+
+
+class UndeclaredSetting(ConfigError, KeyError):
+    """A job read a config key its rule does not declare (`params: settings=settings(...)`)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DeclaredSettings(dict):
+    """A job's configuration built from the settings its rule declares (`declared_config`): reading a key that
+    is not there, with `[]` or `.get`, raises UndeclaredSetting naming the dotted key, so a rule whose
+    declaration misses a key its command reads fails loudly instead of running on a default. Below a declared
+    key the values are plain (the whole value was declared)."""
+
+    def __init__(self, data: Mapping[str, Any], path: str = ""):
+        super().__init__(data)
+        self.path = path
+
+    def __missing__(self, key: str) -> Any:
+        raise UndeclaredSetting(
+            f"config key '{self.path}{key}' is read by this command but not declared by its workflow rule: add "
+            f"it to the rule's settings(...) (workflow/rules/*.smk), which is all the job receives")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key]
+
+
+def declared_config(settings: Mapping[str, Any], run_options: Mapping[str, Any] | None = None) -> DeclaredSettings:
+    """The configuration of a workflow job: the {dotted key: value} `settings` its rule declares, nested
+    (`labels.gamma` -> config["labels"]["gamma"]), with the how-to-run `run_options` (`RUN_OPTION_KEYS`) at the
+    top. Nothing else is read: no config file, no scale preset (the workflow resolved them)."""
+    root: dict = {}
+    for key, value in {**dict(run_options or {}), **dict(settings)}.items():
+        parts = key.split(".")
+        node = root
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(value)
+
+    def wrap(node: dict, path: str, declared: set) -> DeclaredSettings:
+        out = {}
+        for name, value in node.items():
+            dotted = f"{path}{name}"
+            out[name] = value if dotted in declared or not isinstance(value, dict) else wrap(value, f"{dotted}.", declared)
+        return DeclaredSettings(out, path)
+
+    return wrap(root, "", set(settings) | set(run_options or {}))
+
+
+#: How a job runs, not what it computes: handed to every job (`--run-options`), never a rerun trigger.
+RUN_OPTION_KEYS = ("data_mirror", "resources_dir", "device", "torch_threads", "download")

@@ -15,7 +15,7 @@ wildcard_constraints:
 
 rule claims_target:
     input:
-        claim_target_metrics,
+        lambda wildcards: group_records(claim_target_runs(wildcards)),
     output:
         csv="results/tables/{claims_target}.csv",
         md="results/tables/{claims_target}.md",
@@ -38,11 +38,12 @@ rule claims_target:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=settings(*claims_setting_keys(config)),
-        config_args=config_args(),
+        metrics=lambda wildcards: " ".join(run_metrics(claim_target_runs(wildcards))),
+        settings=settings("scale", *claims_setting_keys(config), *claims_scheme_keys(CLAIM_TARGETS)),
+        run_options=run_options(),
     shell:
-        "softlabels claims {wildcards.claims_target} --metrics {input} --out-csv {output.csv} --out-md {output.md} "
-        "--out-html {output.html} --out-png {output.png} {params.config_args} > {log} 2>&1"
+        "softlabels claims {wildcards.claims_target} --metrics {params.metrics} --out-csv {output.csv} --out-md {output.md} "
+        "--out-html {output.html} --out-png {output.png} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 for _target in CLAIM_TARGETS:

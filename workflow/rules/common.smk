@@ -2,6 +2,7 @@
 # stage files share (paths, input functions, wildcard constraints).
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -63,6 +64,7 @@ wildcard_constraints:
     scheme="|".join(sorted(config["schemes"])),
     seed=r"\d+",
     source="|".join(sorted(config["sources"])),
+    source_file="|".join(re.escape(s["file"]) for s in config["sources"].values()),
 
 
 def requested_targets():
@@ -187,6 +189,14 @@ def resource(name):
     return os.path.join(RESOURCES, config["sources"][name]["file"])
 
 
+def source_key(wildcards):
+    """The `sources` key whose file is the fetch job's output."""
+    return SOURCE_KEYS[wildcards.source_file]
+
+
+SOURCE_KEYS = {source["file"]: key for key, source in config["sources"].items()}
+
+
 def _config_options():
     """CLI options that hand a `softlabels` subcommand the same configuration this run uses: the config
     files Snakemake read, then the top-level --config overrides and the effective scale and paths."""
@@ -237,7 +247,9 @@ def get_final_output():
 
 
 # Helpers of the train and tables stages (kept here: `snakemake --lint` wants no functions beside rules).
-from softlabels.train.runs import run_dir, runs_of
+from softlabels.train.groups import config_groups
+from softlabels.train.plan import file_digest, run_is_current, run_key
+from softlabels.train.runs import run_dir, runs_of, spec_digest
 
 
 def run_metrics(runs):
@@ -253,13 +265,48 @@ def result_set_runs(result_set):
     ]
 
 
-def claim_target_metrics(wildcards):
-    """metrics.json paths of the runs of every table/figure the claims target reads (config `claims.targets`)."""
+def group_records(runs):
+    """The records of the group jobs that make `runs` (train.smk): what a table or figure job waits for."""
+    return sorted({group_record(GROUP_OF_RUN[run]) for run in runs})
+
+
+def result_set_of(kind, wildcard):
+    """The runs behind config `<kind>.<name>`, the name being the job's `wildcard`."""
+    return lambda wildcards: result_set_runs(config[kind][wildcards[wildcard]])
+
+
+def result_set_inputs(kind, wildcard):
+    """Input function: the group records of the runs behind config `<kind>.<name>`."""
+    runs = result_set_of(kind, wildcard)
+    return lambda wildcards: group_records(runs(wildcards))
+
+
+def result_set_metrics(kind, wildcard):
+    """Params function: the metrics.json paths of the runs behind config `<kind>.<name>` (what the command
+    reads; the group records, its inputs, say when they were made)."""
+    runs = result_set_of(kind, wildcard)
+    return lambda wildcards: " ".join(run_metrics(runs(wildcards)))
+
+
+def claim_target_runs(wildcards):
+    """The runs of every table/figure the claims target reads (config `claims.targets`)."""
     from softlabels.report.claims import target_tables
 
     sets = {**config["tables"], **config.get("figures", {})}
     runs = [r for t in target_tables(config, wildcards.claims_target) for r in result_set_runs(sets[t])]
-    return run_metrics(list(dict.fromkeys(runs)))
+    return list(dict.fromkeys(runs))
+
+
+def claims_scheme_keys(targets):
+    """`schemes.<row>` of every row of the tables and figures the claims `targets` read: the claims command
+    builds their runs and cells from them."""
+    from softlabels.report.claims import target_tables
+
+    sets = {**config["tables"], **config.get("figures", {})}
+    rows = {
+        row for target in targets for table in target_tables(config, target) for row in sets[table]["rows"]
+    }
+    return [f"schemes.{row}" for row in sorted(rows)]
 
 
 def all_training_runs():
@@ -271,121 +318,148 @@ def all_training_runs():
     return sorted(runs)
 
 
-def train_inputs(protocol):
-    """Input files of a run of `protocol` (TRAIN_DATA of train.smk, the provenance record), flattened."""
+def group_runs(group):
+    """The members and aliases of a training group."""
+    return list(group.members) + [alias for alias, _ in group.aliases]
+
+
+def group_record(group):
+    """The output of a group job (rule train_<protocol>)."""
+    return f"results/runs/.groups/{group.protocol}/{group.name}.json"
+
+
+def group_pattern(protocol):
+    """Wildcard constraint of `group` in the train_<protocol> rules, the names of its groups."""
+    names = [re.escape(g.name) for g in TRAINING_GROUPS if g.protocol == protocol]
+    return "|".join(names) or f"no-{protocol}-group"
+
+
+def group_of(wildcards):
+    return GROUPS[(wildcards.protocol, wildcards.group)]
+
+
+def train_data_files(protocol):
+    """Input files of a run of `protocol` (TRAIN_DATA of train.smk), flattened: what its run_key digests."""
     paths = []
-    for value in {**TRAIN_DATA[protocol], "provenance": PROVENANCE}.values():
+    for value in TRAIN_DATA[protocol].values():
         paths += [value] if isinstance(value, str) else list(value)
     return paths
 
 
-#: Spec keys that say how a run was executed, not what it computes: recorded in its metrics.json, but a change
-#: of them alone does not retrain a finished run (`--config device=cpu` on a finished CUDA build reruns nothing).
-HOW_TO_RUN_SPEC_KEYS = ("device",)
+def group_data(wildcards):
+    return train_data_files(wildcards.protocol)
 
 
-def without_how_to_run(spec):
-    return {k: v for k, v in spec.items() if k not in HOW_TO_RUN_SPEC_KEYS}
+def protocol_resource(name):
+    """Resource `name` of a group job, from `protocols.<protocol>.resources` of the scale."""
+    return lambda wildcards: config["protocols"][wildcards.protocol]["resources"][name]
 
 
-def run_status(run, spec):
-    """Status of a run: "trained" / "copied" when its outputs are current (metrics.json and train_log.csv exist, the
-    metrics record this spec up to the how-to-run keys, and they are newer than every input of the run), else
-    False."""
-    folder = run_dir(*run)
-    try:
-        made = min(os.stat(f"{folder}/{name}").st_mtime for name in ("metrics.json", "train_log.csv"))
-    except FileNotFoundError:
-        return False
-    for path in train_inputs(spec["protocol_name"]):
-        if not os.path.exists(path) or os.stat(path).st_mtime > made:
-            return False
-    try:
-        with open(f"{folder}/metrics.json") as f:
-            metrics = json.load(f)
-    except (OSError, ValueError):
-        return False
-    if without_how_to_run(metrics.get("spec") or {}) != without_how_to_run(json.loads(json.dumps(spec))):
-        return False
-    return "copied" if metrics.get("alias_of") else "trained"
+def group_specs(wildcards):
+    """The specs of the group's members and aliases as JSON {"scheme/model/seed": spec}, without the how-to-run
+    keys (the device comes with the run options): the group job's settings, what `softlabels train-group
+    --specs` trains, and its params rerun trigger (an edit that changes a member's spec reruns the job)."""
+    from softlabels.train.plan import HOW_TO_RUN_SPEC_KEYS
+
+    specs = {
+        "/".join(map(str, run)): {k: v for k, v in RUN_SPECS[run].items() if k not in HOW_TO_RUN_SPEC_KEYS}
+        for run in group_runs(group_of(wildcards))
+    }
+    return json.dumps(specs, sort_keys=True)
 
 
-def protocol_of(wildcards):
-    return config["schemes"][wildcards.scheme]["protocol"]
-
-
-def train_resource(name):
-    """Input function for one resource of a per-run job, from `protocols.<p>.resources` of the scale."""
-
-    def get(wildcards):
-        return config["protocols"][protocol_of(wildcards)]["resources"][name]
-
-    return get
-
-
-def train_threads(wildcards):
-    return train_resource("threads")(wildcards)
-
-
-def group_outputs(group):
-    """Per member and alias: metrics.json, train_log.csv, spec.json."""
-    runs = list(group.members) + [alias for alias, _ in group.aliases]
-    return [
-        f"{run_dir(*run)}/{name}" for run in runs for name in ("metrics.json", "train_log.csv", "spec.json")
-    ]
-
-
-def group_spec_digests(group):
-    """sha256 of the spec of each member and alias of `group` (softlabels.train.runs.spec_digest)."""
-    from softlabels.train.runs import spec_digest
-
-    runs = list(group.members) + [alias for alias, _ in group.aliases]
-    return [spec_digest(without_how_to_run(RUN_SPECS[run])) for run in runs]
-
-
-def group_arguments(group):
+def group_arguments(wildcards):
     """The --run / --alias options of `softlabels train-group`."""
+    group = group_of(wildcards)
     text = lambda run: f"{run[0]}/{run[1]}/{run[2]}"
     args = [f"--run {text(run)}" for run in group.members]
     args += [f"--alias {text(alias)}={text(canonical)}" for alias, canonical in group.aliases]
     return " ".join(args)
 
 
-def group_resource(group, name):
-    """One resource of a group job, from `protocols.<p>.resources` of the scale (a copy-only job: light)."""
-    if not group.members:
-        return {"gpu": 0, "mem_mb": 1000, "runtime_min": 5}[name]
-    return config["protocols"][group.protocol]["resources"][name]
+def current_run_keys(group, digests):
+    """{run: run_key} of the group's members and aliases under this config, from the input `digests` of its
+    protocol."""
+    return {run: run_key(RUN_SPECS[run], digests[group.protocol]) for run in group_runs(group)}
 
 
-def glove_option(wildcards, input):
-    """--glove with the group's GloVe input (a copy-only job has none)."""
-    return f"--glove {input.glove}" if "glove" in input.keys() else ""
+def input_digests():
+    """sha256 of each protocol's input files, {protocol: [digest]}; a protocol with a missing input is left
+    out (its group jobs wait for that input, and run after it is made)."""
+    by_path = {}
+    digests = {}
+    for protocol in TRAIN_DATA:
+        paths = train_data_files(protocol)
+        if all(os.path.exists(p) for p in paths):
+            digests[protocol] = [by_path.setdefault(p, file_digest(p)) for p in paths]
+    return digests
 
 
-def group_threads(group):
-    return group_resource(group, "threads") if group.members else 1
+def discard_stale_group_records():
+    """At start-up (dry runs too): delete the record of a group job whose runs no longer hold what the job
+    made, i.e. a run the record lists is not run_is_current under the run_key it lists (its folder was
+    deleted, or another build overwrote it), so that the job runs again. Only the record's own runs are
+    judged: a config edit (other members, other specs) changes the job's params, and Snakemake's params
+    trigger reruns it."""
+    for group in TRAINING_GROUPS:
+        record = group_record(group)
+        try:
+            with open(record) as f:
+                made = dict(json.load(f)["run_keys"])
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, KeyError, TypeError):
+            made = {"record": None}  # unreadable or from before run keys: made again
+        stale = [
+            run for run, key in made.items() if not key or not run_is_current(run_dir(*run.split("/")), key)
+        ]
+        if stale:
+            os.remove(record)
+            print(
+                f"{record}: run {stale[0]} no longer holds what this group job made (its metrics.json lacks the "
+                f"run_key the record lists); the job runs again",
+                file=sys.stderr,
+            )
+
+
+def runs_to_train(groups):
+    """The members of `groups` that are not current (all of them where an input is not made yet)."""
+    digests = input_digests()
+    todo = []
+    for group in groups:
+        keys = current_run_keys(group, digests) if group.protocol in digests else {}
+        todo += [
+            run for run in group.members if run not in keys or not run_is_current(run_dir(*run), keys[run])
+        ]
+    return todo
 
 
 def print_training_plan():
     """The plan printed once when a workflow run starts (not in dry runs): runs and group jobs to do, the
     device, the time estimated from a measured step (`plan_measure_step: false` skips the measurement)."""
     from softlabels.train.plan import paper_on_cpu, training_plan_text
+    from softlabels.train.groups import TrainingGroup
 
-    pending = pending_rules()  # None: plan every group
-    groups = [g for g in TRAINING_GROUPS if pending is None or f"train_{g.name.replace('-', '_')}" in pending]
-    cores = workflow.resource_settings.cores
-    others = 0  # the run's other jobs: each costs about one job start
     try:
-        others = sum(1 for job in workflow.dag.needrun_jobs() if not job.rule.name.startswith("train_"))
-    except Exception:
-        pass
+        jobs = list(workflow.dag.needrun_jobs())
+    except Exception:  # the DAG's job list is Snakemake-internal: plan every group
+        jobs = None
+    if jobs is None:
+        pending = TRAINING_GROUPS
+    else:
+        pending = [group_of(j.wildcards) for j in jobs if j.rule.name.startswith("train_chapter")]
+    todo = set(runs_to_train(pending))
+    groups = [
+        TrainingGroup(g.name, g.protocol, g.model, [r for r in g.members if r in todo], g.aliases)
+        for g in pending
+    ]
+    others = 0 if jobs is None else sum(1 for j in jobs if not j.rule.name.startswith("train_chapter"))
     text = training_plan_text(
         config,
         groups,
         RUN_SPECS,
         measure=config.get("plan_measure_step", True),
-        cores=cores,
+        cores=workflow.resource_settings.cores,
         other_jobs=others,
     )
     print(text, file=sys.stderr, flush=True)
@@ -396,10 +470,23 @@ def print_training_plan():
 
 # Helpers of the data, labels, corruption, tables and report stages.
 def settings(*keys):
-    """The config settings a rule's command reads, {dotted key: value}, declared as `params: settings=...` so
-    that Snakemake's params rerun trigger reruns the job (and what depends on it) when one of them is edited.
-    """
-    return softlabels_config.settings_of(config, keys)
+    """The config settings a rule's command reads, as JSON {dotted key: value}: declared as `params:
+    settings=settings(...)`, it is both Snakemake's params rerun trigger (an edit of one of them reruns the
+    job and what depends on it) and the one channel the command receives (`--settings {params.settings:q}`,
+    softlabels.config.declared_config): a command reading a key not declared here fails."""
+    return json.dumps(softlabels_config.settings_of(config, keys), sort_keys=True)
+
+
+def _run_options_param(wildcards, resources):
+    return json.dumps({k: config.get(k) for k in softlabels_config.RUN_OPTION_KEYS})
+
+
+def run_options():
+    """The `params: run_options=run_options()` of each rule whose command reads the config. How the job runs
+    (data_mirror, resources_dir, device, torch_threads, download), handed over as `--run-options`. Not a
+    rerun trigger (a param function that takes `resources` is derived, left out of what Snakemake compares),
+    so moving the mirror or changing the device reruns nothing."""
+    return _run_options_param
 
 
 def report_category(name):
@@ -423,6 +510,11 @@ def sweep_run_inputs(wildcards):
         "provenance": PROVENANCE,
         "cifar10_train": f"{DATA}/cifar10_train.npz",
     }
+
+
+def glove_option(wildcards, input):
+    """--glove with the job's GloVe input."""
+    return f"--glove {input.glove}" if "glove" in input.keys() else ""
 
 
 def sweep_run_spec(wildcards):

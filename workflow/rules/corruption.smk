@@ -10,11 +10,11 @@ CORRUPTION = config["evaluation"]["corruption"]
 CORRUPTED_HOLDOUT = f"results/data/cifar10c_holdout_s{CORRUPTION['severity']}.npz"
 CIFAR10C_TAR = os.path.join(RESOURCES, CORRUPTION["cifar10c"]["file"])
 
-for _key in CORRUPTION["frost_overlays"]:
-    if _key not in config["sources"]:
-        raise ValueError(
-            f"key 'evaluation.corruption.frost_overlays': '{_key}' is not defined under 'sources'"
-        )
+_unknown_overlays = [key for key in CORRUPTION["frost_overlays"] if key not in config["sources"]]
+if _unknown_overlays:
+    raise ValueError(
+        f"key 'evaluation.corruption.frost_overlays': '{_unknown_overlays[0]}' is not defined under 'sources'"
+    )
 
 # The chapter-5 tables depend on these (they are not final targets by themselves).
 CORRUPTION_OUTPUTS = [CORRUPTED_HOLDOUT]
@@ -42,9 +42,9 @@ rule fetch_cifar10c:
         runtime=240,
     params:
         settings=settings("evaluation.corruption.cifar10c"),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels corrupt download {params.config_args} > {log} 2>&1"
+        "softlabels corrupt download --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule corrupt_holdout:
@@ -70,7 +70,7 @@ rule corrupt_holdout:
             "evaluation.corruption.seed",
             "evaluation.cifar10h_holdout_limit",
         ),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels corrupt build --test-images {input.test_images} --splits {input.splits} "
-        "{params.source_args} --output {output} {params.config_args} > {log} 2>&1"
+        "{params.source_args} --output {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"

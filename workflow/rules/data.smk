@@ -17,26 +17,24 @@ DATA = "results/data"
 # entry only: the mirror it copies from and the `download` retry options do not change the verified bytes.
 
 
-for _key in config["sources"]:
-
-    rule:
-        name:
-            f"fetch_{_key}"
-        output:
-            resource(_key),
-        log:
-            f"logs/data/fetch_{_key}.log",
-        conda:
-            "../../envs/softlabels.yaml"
-        resources:
-            mem_mb=500,
-            runtime=60,
-        params:
-            source=_key,
-            settings=settings(f"sources.{_key}"),
-            config_args=config_args(),
-        shell:
-            "softlabels fetch {params.source} {params.config_args} > {log} 2>&1"
+# One rule fetches every source: its wildcard is the file's path under resources_dir, constrained to the
+# `file` of each `sources` entry (the frost overlays of the corruption stage included).
+rule fetch:
+    output:
+        os.path.join(RESOURCES, "{source_file}"),
+    log:
+        "logs/data/fetch/{source_file}.log",
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=500,
+        runtime=60,
+    params:
+        source=source_key,
+        settings=lambda wildcards: settings(f"sources.{source_key(wildcards)}"),
+        run_options=run_options(),
+    shell:
+        "softlabels fetch {params.source} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule parse_cifar10:
@@ -53,9 +51,9 @@ rule parse_cifar10:
         runtime=10,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels parse-cifar10 --archive {input} --out {output} {params.config_args} > {log} 2>&1"
+        "softlabels parse-cifar10 --archive {input} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule parse_splits:
@@ -73,9 +71,9 @@ rule parse_splits:
         runtime=5,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels parse-splits --train {input.train} --test {input.test} --out {output} {params.config_args} "
+        "softlabels parse-splits --train {input.train} --test {input.test} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} "
         "> {log} 2>&1"
 
 
@@ -95,10 +93,10 @@ rule parse_cifar10h:
         runtime=5,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels parse-cifar10h --counts {input.counts} --probs {input.probs} --out {output.npz} "
-        "--annotators {output.annotators} {params.config_args} > {log} 2>&1"
+        "--annotators {output.annotators} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule parse_cifar10s:
@@ -115,9 +113,9 @@ rule parse_cifar10s:
         runtime=5,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels parse-cifar10s --raw {input} --out {output} {params.config_args} > {log} 2>&1"
+        "softlabels parse-cifar10s --raw {input} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule parse_hmix_judgments:
@@ -135,10 +133,10 @@ rule parse_hmix_judgments:
         runtime=5,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels parse-hmix-judgments --raw {input.raw} --stimulus-list {input.stimuli} --out {output} "
-        "{params.config_args} > {log} 2>&1"
+        "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule parse_hmix_soft:
@@ -155,9 +153,9 @@ rule parse_hmix_soft:
         runtime=5,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels parse-hmix-soft --raw {input} --out {output} {params.config_args} > {log} 2>&1"
+        "softlabels parse-hmix-soft --raw {input} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule parse_hmix_stimuli:
@@ -176,10 +174,10 @@ rule parse_hmix_stimuli:
         runtime=5,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels parse-hmix-stimuli --judgments {input.judgments} --soft {input.soft} --cifar10 {input.cifar10} "
-        "--out {output} {params.config_args} > {log} 2>&1"
+        "--out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule export_responses:
@@ -196,9 +194,9 @@ rule export_responses:
         runtime=5,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels export-responses --responses {input} --out {output} {params.config_args} > {log} 2>&1"
+        "softlabels export-responses --responses {input} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule export_hmix:
@@ -215,9 +213,9 @@ rule export_hmix:
         runtime=5,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels export-hmix --judgments {input} --out {output} {params.config_args} > {log} 2>&1"
+        "softlabels export-hmix --judgments {input} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 FINAL_OUTPUTS.extend(
@@ -256,9 +254,9 @@ rule provenance:
         runtime=10,
     params:
         settings=settings("sources"),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels provenance --out {output} {params.config_args} > {log} 2>&1"
+        "softlabels provenance --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 FINAL_OUTPUTS.append(f"{DATA}/provenance.json")

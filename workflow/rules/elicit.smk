@@ -24,7 +24,7 @@ if config.get("own_responses"):
             runtime=10,
         params:
             settings=settings("own_responses", "evaluation.cifar10s_holdout.size"),
-            config_args=config_args(),
+            run_options=run_options(),
         shell:
             "softlabels elicit import --responses {input.responses} --splits {input.splits} --out {output} "
-            "{params.config_args} > {log} 2>&1"
+            "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"

@@ -31,10 +31,10 @@ rule export_cifar10s_labels:
         gamma=lambda wc: int(wc.pct) / 100,
         glove=lambda wc, input: f"--glove {input.glove}" if "glove" in input.keys() else "",
         settings=settings("labels.redistribution_path", "labels.semantic_base"),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels export-labels --variety {params.variety} --gamma {params.gamma} --responses {input.responses} "
-        "{params.glove} --out {output} {params.config_args} > {log} 2>&1"
+        "{params.glove} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule export_hmix_soft_labels:
@@ -50,10 +50,10 @@ rule export_hmix_soft_labels:
         mem_mb=1000,
         runtime=5,
     params:
-        settings=settings("labels.gamma", "labels.hmix_redistribution_path"),
-        config_args=config_args(),
+        settings=settings("labels.gamma", "labels.hmix_redistribution_path", "labels.semantic_base"),
+        run_options=run_options(),
     shell:
-        "softlabels export-hmix-soft-labels --responses {input.responses} --out {output} {params.config_args} "
+        "softlabels export-hmix-soft-labels --responses {input.responses} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} "
         "> {log} 2>&1"
 
 
@@ -72,10 +72,10 @@ rule fit_simulator:
         runtime=5,
     params:
         settings=settings("labels.simulator_entropy_threshold", "labels.gamma"),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels fit-simulator --responses {input.responses} --cifar10h {input.cifar10h} --out {output} "
-        "{params.config_args} > {log} 2>&1"
+        "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule fit_class_pair_taus:
@@ -92,9 +92,9 @@ rule fit_class_pair_taus:
         runtime=5,
     params:
         settings=settings("labels.tau_stimuli"),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels fit-taus --judgments {input.judgments} --out {output} {params.config_args} > {log} 2>&1"
+        "softlabels fit-taus --judgments {input.judgments} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 FINAL_OUTPUTS.extend(

@@ -22,10 +22,10 @@ rule cifar10s_summary:
         runtime=10,
     params:
         settings=settings(*SUMMARY_SETTINGS["cifar10s_summary"]),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels cifar10s-summary --responses {input.responses} --cifar10h {input.cifar10h} --out {output} "
-        "{params.config_args} > {log} 2>&1"
+        "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule hmix_summary:
@@ -44,69 +44,68 @@ rule hmix_summary:
         runtime=10,
     params:
         settings=settings(*SUMMARY_SETTINGS["hmix_summary"]),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
         "softlabels hmix-summary --judgments {input.judgments} --soft-responses {input.soft} "
-        "--cifar10h {input.cifar10h} --out {output} {params.config_args} > {log} 2>&1"
+        "--cifar10h {input.cifar10h} --out {output} --settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
-for _figure, _files in FIGURE_INPUTS.items():
+wildcard_constraints:
+    data_figure="|".join(FIGURE_INPUTS),
+    summary="cifar10s_summary|hmix_summary",
 
-    rule:
-        name:
-            f"data_figure_{_figure}"
-        input:
-            [f"{DATA}/{name}" for name in _files],
-        output:
-            png=report(
-                f"results/figures/{_figure}.png",
-                caption=f"../report/{_figure}.rst",
-                category=FIGURE_CHAPTER[_figure],
+
+rule data_figure:
+    input:
+        lambda wildcards: [f"{DATA}/{name}" for name in FIGURE_INPUTS[wildcards.data_figure]],
+    output:
+        png=report(
+            "results/figures/{data_figure}.png",
+            caption="../report/data_figure.rst",
+            category=lambda wildcards: FIGURE_CHAPTER[wildcards.data_figure],
+        ),
+        pdf="results/figures/{data_figure}.pdf",
+        csv="results/figures/{data_figure}.csv",
+    log:
+        "logs/report/{data_figure}.log",
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        data=DATA,
+        settings=lambda wildcards: settings(*FIGURE_SETTINGS[wildcards.data_figure]),
+        run_options=run_options(),
+    shell:
+        "softlabels figure {wildcards.data_figure} --data-dir {params.data} --out {output.png} "
+        "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
+
+
+# The HTML page of each dataset summary (cifar10s_summary: chapter 3, hmix_summary: chapter 4).
+rule summary_html:
+    input:
+        "results/tables/{summary}.csv",
+    output:
+        report(
+            "results/tables/{summary}.html",
+            caption="../report/summary.rst",
+            category=lambda wildcards: (
+                "Chapter 3" if wildcards.summary == "cifar10s_summary" else "Chapter 4"
             ),
-            pdf=f"results/figures/{_figure}.pdf",
-            csv=f"results/figures/{_figure}.csv",
-        log:
-            f"logs/report/{_figure}.log",
-        conda:
-            "../../envs/softlabels.yaml"
-        resources:
-            mem_mb=3000,
-            runtime=10,
-        params:
-            name=_figure,
-            data=lambda wildcards, input: os.path.dirname(input[0]),
-            settings=settings(*FIGURE_SETTINGS[_figure]),
-            config_args=config_args(),
-        shell:
-            "softlabels figure {params.name} --data-dir {params.data} --out {output.png} {params.config_args} "
-            "> {log} 2>&1"
-
-
-for _summary, _category in (("cifar10s_summary", "Chapter 3"), ("hmix_summary", "Chapter 4")):
-
-    rule:
-        name:
-            f"{_summary}_html"
-        input:
-            f"results/tables/{_summary}.csv",
-        output:
-            report(
-                f"results/tables/{_summary}.html",
-                caption=f"../report/{_summary}.rst",
-                category=_category,
-            ),
-        log:
-            f"logs/report/{_summary}_html.log",
-        localrule: True
-        conda:
-            "../../envs/softlabels.yaml"
-        resources:
-            mem_mb=500,
-            runtime=5,
-        params:
-            settings=settings(),
-        shell:
-            "softlabels csv-html {input} --out {output} > {log} 2>&1"
+        ),
+    log:
+        "logs/report/{summary}_html.log",
+    localrule: True
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        settings=settings(),
+    shell:
+        "softlabels csv-html {input} --out {output} > {log} 2>&1"
 
 
 FINAL_OUTPUTS.extend(

@@ -5,6 +5,8 @@
 #                                             device, corruption source, input provenance)
 #   results/figures/{figure}.png/.pdf/.csv    figures 3.5, 3.6, B.3 (+ the plotted values)
 #   results/tables/chapter{3,4,5}.md + .html  the tables of each part of the thesis in one document
+# One wildcard rule per kind (`table`, `run_figure`, `chapter_tables`); each wildcard is constrained to the names
+# the config defines, and the report caption of a kind picks the item's text by the wildcard.
 from softlabels.report.tables import table_setting_keys
 
 TABLES = list(config["tables"])
@@ -26,98 +28,93 @@ DOCUMENT_TITLES = {
 }
 
 
-for _table in TABLES:
-
-    rule:
-        name:
-            f"table_{_table}"
-        input:
-            run_metrics(result_set_runs(config["tables"][_table])),
-        output:
-            csv=f"results/tables/{_table}.csv",
-            md=f"results/tables/{_table}.md",
-            html=report(
-                f"results/tables/{_table}.html",
-                caption=f"../report/{_table}.rst",
-                category=report_category(_table),
-            ),
-        log:
-            f"logs/tables/{_table}.log",
-        localrule: True
-        conda:
-            "../../envs/softlabels.yaml"
-        resources:
-            mem_mb=2000,
-            runtime=10,
-        params:
-            name=_table,
-            settings=settings(*table_setting_keys(config, _table)),
-            config_args=config_args(),
-        shell:
-            "softlabels table {params.name} --metrics {input} --out-csv {output.csv} --out-md {output.md} "
-            "--out-html {output.html} "
-            "{params.config_args} > {log} 2>&1"
+wildcard_constraints:
+    table="|".join(TABLES),
+    run_figure="|".join(RUN_FIGURES) or "no-run-figure",
+    document="|".join(TABLE_DOCUMENTS) or "no-document",
 
 
-for _figure in RUN_FIGURES:
-
-    rule:
-        name:
-            f"figure_{_figure}"
-        input:
-            run_metrics(result_set_runs(config["figures"][_figure])),
-        output:
-            png=report(
-                f"results/figures/{_figure}.png",
-                caption=f"../report/{_figure}.rst",
-                category=report_category(_figure),
-            ),
-            pdf=f"results/figures/{_figure}.pdf",
-            csv=f"results/figures/{_figure}.csv",
-        log:
-            f"logs/figures/{_figure}.log",
-        localrule: True
-        conda:
-            "../../envs/softlabels.yaml"
-        resources:
-            mem_mb=2000,
-            runtime=10,
-        params:
-            name=_figure,
-            settings=settings(*table_setting_keys(config, _figure)),
-            config_args=config_args(),
-        shell:
-            "softlabels run-figure {params.name} --metrics {input} --out {output.png} {params.config_args} > {log} 2>&1"
+rule table:
+    input:
+        result_set_inputs("tables", "table"),
+    output:
+        csv="results/tables/{table}.csv",
+        md="results/tables/{table}.md",
+        html=report(
+            "results/tables/{table}.html",
+            caption="../report/table.rst",
+            category=lambda wildcards: report_category(wildcards.table),
+        ),
+    log:
+        "logs/tables/{table}.log",
+    localrule: True
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        metrics=result_set_metrics("tables", "table"),
+        settings=lambda wildcards: settings(*table_setting_keys(config, wildcards.table)),
+        run_options=run_options(),
+    shell:
+        "softlabels table {wildcards.table} --metrics {params.metrics} --out-csv {output.csv} --out-md {output.md} "
+        "--out-html {output.html} "
+        "--settings {params.settings:q} --run-options {params.run_options:q} > {log} 2>&1"
 
 
-for _document, _tables in TABLE_DOCUMENTS.items():
+rule run_figure:
+    input:
+        result_set_inputs("figures", "run_figure"),
+    output:
+        png=report(
+            "results/figures/{run_figure}.png",
+            caption="../report/run_figure.rst",
+            category=lambda wildcards: report_category(wildcards.run_figure),
+        ),
+        pdf="results/figures/{run_figure}.pdf",
+        csv="results/figures/{run_figure}.csv",
+    log:
+        "logs/figures/{run_figure}.log",
+    localrule: True
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        metrics=result_set_metrics("figures", "run_figure"),
+        settings=lambda wildcards: settings(*table_setting_keys(config, wildcards.run_figure)),
+        run_options=run_options(),
+    shell:
+        "softlabels run-figure {wildcards.run_figure} --metrics {params.metrics} --out {output.png} --settings {params.settings:q} --run-options {params.run_options:q} "
+        "> {log} 2>&1"
 
-    rule:
-        name:
-            f"{_document}_tables"
-        input:
-            expand("results/tables/{table}.md", table=_tables),
-        output:
-            md=f"results/tables/{_document}.md",
-            html=report(
-                f"results/tables/{_document}.html",
-                caption=f"../report/{_document}.rst",
-                category=f"Chapter {_document[-1]}",
-            ),
-        log:
-            f"logs/tables/{_document}.log",
-        localrule: True
-        conda:
-            "../../envs/softlabels.yaml"
-        resources:
-            mem_mb=500,
-            runtime=5,
-        params:
-            title=DOCUMENT_TITLES[_document],
-            settings=settings(),
-        shell:
-            "softlabels collect-tables {input} --out {output.md} --out-html {output.html} --title '{params.title}' "
-            "> {log} 2>&1"
+
+rule chapter_tables:
+    input:
+        lambda wildcards: expand("results/tables/{table}.md", table=TABLE_DOCUMENTS[wildcards.document]),
+    output:
+        md="results/tables/{document}.md",
+        html=report(
+            "results/tables/{document}.html",
+            caption="../report/chapter_tables.rst",
+            category=lambda wildcards: f"Chapter {wildcards.document[-1]}",
+        ),
+    log:
+        "logs/tables/{document}.log",
+    localrule: True
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        title=lambda wildcards: DOCUMENT_TITLES[wildcards.document],
+        settings=settings(),
+    shell:
+        "softlabels collect-tables {input} --out {output.md} --out-html {output.html} --title '{params.title}' "
+        "> {log} 2>&1"
 
 
 FINAL_OUTPUTS.extend(

@@ -1,17 +1,27 @@
-# Rules of the train stage: one job trains one *group* of runs (same protocol, model and training-set size)
-# as one fused computation (`softlabels train-group`); a run is (scheme, model, seed) and keeps its own
-# outputs:
+# Rules of the train stage: one rule per protocol, `train_chapter3`, `train_chapter4`, `train_chapter5` (their
+# names and resources are what workflow/profiles/slurm addresses); one job trains one *group* of runs (same
+# protocol, model and training-set size) as one fused computation (`softlabels train-group`). A run is (scheme,
+# model, seed) and keeps its own files:
 #   results/runs/{scheme}/{model}/seed{seed}/spec.json     the run's effective settings
-#   results/runs/{scheme}/{model}/seed{seed}/metrics.json  evaluation of the final-epoch model (+ train_log.csv,
-#                                                          checkpoint.pt kept for resuming an interrupted run)
-#   results/runs/.groups/{group}.json                      what one group job trained (members, aliases, time;
-#                                                          a record, not an output)
-# Groups are formed here, when the DAG is built, from the runs that are not finished (softlabels.train.groups.
-# plan_training): a run is finished when its metrics.json records the run's current spec and is newer than its
-# inputs. Finished runs are plain files no rule makes, so adding a seed or a scheme trains only the new runs;
-# a config edit that changes a run's spec makes it unfinished, and it trains again (with the tables on it).
+#   results/runs/{scheme}/{model}/seed{seed}/metrics.json  evaluation of the final-epoch model, with its run_key
+#                                                          (+ train_log.csv, checkpoint.pt for resuming)
+#   results/runs/.groups/{protocol}/{group}.json           the group job's output: members, aliases, which of
+#                                                          them it trained, their run keys, seconds
+# The plan follows from the config alone (softlabels.train.groups.config_groups): every run a table or figure
+# reads, grouped per (protocol, model, training-set size) into chunks of `group_size`, a group named after its
+# first member (`resnet8a.hard.seed0`); `snakemake -n` names the same jobs whatever is on disk.
+# Whether a run is finished is decided in one place, softlabels.train.plan.run_is_current: its metrics.json
+# records its run_key, the digest of its spec (without the how-to-run `device`) and of its input files. It is
+# used by the job (it trains only its members that are not current, copies only stale aliases) and at start-up
+# (common.smk discard_stale_group_records: a group record whose runs are not all current is deleted, so the
+# job runs again). The job's rerun triggers are Snakemake's own: a missing record, a changed `params`
+# (members, their spec digests) or an input newer than the record. So adding a seed trains only the new runs
+# (a group that gains finished members skips them), and editing a setting retrains exactly the runs whose
+# spec changed. The runs' files are not outputs (Snakemake deletes a job's outputs before running it, which
+# would throw away finished members); targets are the tables, or a group record. As for any intermediate file,
+# Snakemake remakes a discarded record only for a target that needs it: `all` (which lists every record),
+# the record itself, or a table that has another reason to run.
 # Runs whose specs differ only in the scheme's name train once; the group copies the results to the others.
-from softlabels.train.groups import plan_training
 
 # Inputs a run of each protocol reads; `softlabels train-group` finds them under results/data/ (and the GloVe
 # rows under resources_dir).
@@ -43,7 +53,15 @@ TRAIN_DATA["chapter5"] = {
 PROVENANCE = f"{DATA}/provenance.json"  # rule provenance, data.smk
 
 
-TRAINING_GROUPS, RUN_SPECS, CANONICAL_RUN = plan_training(config, all_training_runs(), run_status)
+TRAINING_GROUPS, RUN_SPECS, CANONICAL_RUN = config_groups(config, all_training_runs())
+GROUPS = {(group.protocol, group.name): group for group in TRAINING_GROUPS}
+GROUP_OF_RUN = {run: group for group in TRAINING_GROUPS for run in group_runs(group)}
+
+if MAIN_PROCESS:
+    discard_stale_group_records()
+
+# The group records are final targets too: `snakemake all` remakes a discarded one (and the tables on it).
+FINAL_OUTPUTS.extend(group_record(group) for group in TRAINING_GROUPS)
 
 
 # Before any job of a real run: inputs that cannot be had stop the run with one message (common.smk), then the
@@ -54,36 +72,45 @@ onstart:
     print_training_plan()
 
 
-for _group in TRAINING_GROUPS:
+rule train_chapter3:
+    input:
+        data=group_data,
+        provenance=PROVENANCE,
+    output:
+        "results/runs/.groups/{protocol}/{group}.json",
+    log:
+        "logs/train_groups/{protocol}/{group}.log",
+    wildcard_constraints:
+        protocol="chapter3",
+        group=group_pattern("chapter3"),
+    conda:
+        "../../envs/softlabels.yaml"
+    threads: protocol_resource("threads")
+    resources:
+        gpu=protocol_resource("gpu"),
+        cpus_per_gpu=protocol_resource("threads"),
+        mem_mb=protocol_resource("mem_mb"),
+        runtime=protocol_resource("runtime_min"),
+    params:
+        runs=group_arguments,
+        # The members' specs: what the job trains, and its rerun trigger (an edit that changes a run's spec).
+        specs=group_specs,
+        settings=lambda wildcards: settings(f"protocols.{wildcards.protocol}.cudnn_benchmark"),
+        glove=resource("glove"),
+        run_options=run_options(),
+    shell:
+        "softlabels train-group {params.runs} --specs {params.specs:q} --record {output} --inputs {input.data} "
+        "--data-dir results/data --glove {params.glove} --threads {threads} --settings {params.settings:q} "
+        "--run-options {params.run_options:q} > {log} 2>&1"
 
-    rule:
-        name:
-            f"train_{_group.name.replace('-', '_')}"
-        input:
-            **({**TRAIN_DATA[_group.protocol], "provenance": PROVENANCE} if _group.members else {}),
-            shared=[run_metrics([c]) for _, c in _group.aliases if c not in _group.members],
-        output:
-            runs=group_outputs(_group),
-        log:
-            f"logs/train_groups/{_group.name}.log",
-        conda:
-            "../../envs/softlabels.yaml"
-        threads: group_threads(_group)
-        resources:
-            gpu=group_resource(_group, "gpu"),
-            cpus_per_gpu=group_threads(_group),
-            mem_mb=group_resource(_group, "mem_mb"),
-            runtime=group_resource(_group, "runtime_min"),
-        params:
-            runs=group_arguments(_group),
-            # The members' spec digests: an edit that changes a run's spec changes this param, so Snakemake's
-            # params trigger reruns the group even where the run's old metrics.json is still on disk.
-            specs=group_spec_digests(_group),
-            # What the job trained (members, aliases, seconds): written beside the runs, not an output, so that
-            # Snakemake judges the job by its runs' files alone (their metadata carries the params above).
-            record=f"results/runs/.groups/{_group.name}.json",
-            glove=glove_option,
-            config_args=config_args(),
-        shell:
-            "softlabels train-group {params.runs} --record {params.record} --data-dir results/data "
-            "{params.glove} --threads {threads} {params.config_args} > {log} 2>&1"
+
+use rule train_chapter3 as train_chapter4 with:
+    wildcard_constraints:
+        protocol="chapter4",
+        group=group_pattern("chapter4"),
+
+
+use rule train_chapter3 as train_chapter5 with:
+    wildcard_constraints:
+        protocol="chapter5",
+        group=group_pattern("chapter5"),

@@ -7,7 +7,9 @@ fused computation (`softlabels.train.fit_group`) and evaluates each member. Per 
 `spec.json` (its effective settings), `metrics.json` (atomically, last), `train_log.csv` (one row per epoch)
 and the resumable `checkpoint.pt`, which is discarded when the spec it was made under differs from this one.
 An alias (`--alias A=C`: a scheme whose effective spec equals run C's but for its name) gets C's metrics
-under its own name, spec and `alias_of: C`.
+under its own name, spec and `alias_of: C`. `train-group` trains only the members that are not current: a run
+is finished iff its metrics.json records its `run_key` (`softlabels.train.plan.run_key`: its spec and the sha256
+of the --inputs files).
 """
 
 from __future__ import annotations
@@ -174,10 +176,11 @@ def diverged_metrics(spec: Mapping, error: Exception, device, precision: str, pr
 
 def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove: str | None, threads: int,
                provenance: Mapping | None, log: TrainLog | None = None,
-               cudnn_benchmark: bool = False) -> tuple[list[dict], list[str]]:
+               cudnn_benchmark: bool = False, keys: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
     """Train the (spec, out_dir) runs, all of one model and protocol, as one fused group; evaluate each and
-    write its train_log.csv and metrics.json. A member that diverged gets a `diverged_metrics` record and the
-    others finish. Returns (metrics of the finished runs, messages of the diverged runs)."""
+    write its train_log.csv and metrics.json (with the run's `run_key` from `keys`, one per run, when
+    given). A member that diverged gets a `diverged_metrics` record and the others finish. Returns (metrics of
+    the finished runs, messages of the diverged runs)."""
     import torch
 
     from softlabels.train.run_data import RunData
@@ -222,11 +225,14 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
                         cudnn_benchmark=cudnn_benchmark)
     seconds = time.perf_counter() - start
     finished, failures = [], []
-    for (spec, out_dir), sets, member, model in zip(runs, all_sets, members, results):
+    keys = list(keys) if keys is not None else [None] * len(runs)
+    for (spec, out_dir), sets, member, model, key in zip(runs, all_sets, members, results, keys):
+        stamp = {"run_key": key} if key is not None else {}
         if isinstance(model, Diverged):
             failures.append(str(model))
             write_train_log(Path(out_dir) / "train_log.csv", model.history)
-            write_json(Path(out_dir) / "metrics.json", diverged_metrics(spec, model, device, precision, provenance))
+            write_json(Path(out_dir) / "metrics.json",
+                       {**diverged_metrics(spec, model, device, precision, provenance), **stamp})
             continue
         summary = model.training_summary
         write_train_log(Path(out_dir) / "train_log.csv", summary["history"])
@@ -248,14 +254,16 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
                 **sets.info,
             },
             "provenance": provenance_block(spec, device, precision, provenance),
+            **stamp,
         }
         write_json(Path(out_dir) / "metrics.json", metrics)
         finished.append(metrics)
     return finished, failures
 
 
-def copy_alias(canonical_dir: Path, alias_dir: Path, alias_spec: Mapping) -> None:
-    """The canonical run's metrics and train log under the alias's name and spec (`alias_of` names the run)."""
+def copy_alias(canonical_dir: Path, alias_dir: Path, alias_spec: Mapping, key: str | None = None) -> None:
+    """The canonical run's metrics and train log under the alias's name and spec (`alias_of` names the run;
+    `run_key` is the alias's own `key` when given)."""
     from softlabels.cli import UserError
 
     try:
@@ -265,6 +273,9 @@ def copy_alias(canonical_dir: Path, alias_dir: Path, alias_spec: Mapping) -> Non
     alias_dir.mkdir(parents=True, exist_ok=True)
     write_json(alias_dir / "spec.json", alias_spec)
     metrics.update(scheme=alias_spec["scheme"], spec=dict(alias_spec), alias_of=str(canonical_dir))
+    metrics.pop("run_key", None)
+    if key is not None:
+        metrics["run_key"] = key
     log_path = canonical_dir / "train_log.csv"
     from softlabels.data.io import atomic_outputs
 
@@ -300,18 +311,9 @@ def _parse_run(text: str) -> tuple[str, str, int]:
     return parts[0], parts[1], int(parts[2])
 
 
-def _cmd_train_group(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError, config_from_args
-    from softlabels.train.runs import run_dir, run_spec
-
-    config = config_from_args(args)
-    runs_root = Path(args.runs_dir)
-
-    def spec_of(run):
-        try:
-            return run_spec(config, *run)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+def _group_of(args: argparse.Namespace) -> tuple[list, list]:
+    """(members, (alias, canonical) pairs) of the --run / --alias options."""
+    from softlabels.cli import UserError
 
     members = [_parse_run(r) for r in args.run]
     aliases = []
@@ -320,9 +322,41 @@ def _cmd_train_group(args: argparse.Namespace) -> int:
         if not sep:
             raise UserError(f"--alias expects ALIAS_RUN=CANONICAL_RUN, got {item!r}")
         aliases.append((_parse_run(alias), _parse_run(canonical)))
+    return members, aliases
+
+
+def _cmd_train_group(args: argparse.Namespace) -> int:
+    """Train the members that are not current (`softlabels.train.plan.run_is_current`), copy the aliases whose
+    run was trained now or which are not current, and write the group record (--record), the job's output."""
+    from softlabels.cli import UserError, config_from_args
+    from softlabels.train.plan import file_digest, run_is_current, run_key
+    from softlabels.train.runs import run_dir, run_spec
+
+    config = config_from_args(args)
+    runs_root = Path(args.runs_dir)
+    digests = [file_digest(path) for path in args.inputs]
+    given = json.loads(args.specs) if args.specs else None
+
+    def spec_of(run):
+        if given is not None:  # the workflow's specs, with this run's device
+            text = "/".join(map(str, run))
+            if text not in given:
+                raise UserError(f"--specs has no spec of run {text}")
+            return {**given[text], "device": config["device"]}
+        try:
+            return run_spec(config, *run)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+    members, aliases = _group_of(args)
     t0 = time.perf_counter()
-    runs = []
+    keys = {run: run_key(spec_of(run), digests) for run in members + [a for a, _ in aliases]}
+    todo = [run for run in members if not run_is_current(runs_root / run_dir(*run), keys[run])]
     for run in members:
+        if run not in todo:
+            print(f"{'/'.join(map(str, run))}: current (metrics.json records its run_key), not trained again")
+    runs = []
+    for run in todo:
         out_dir = runs_root / run_dir(*run)
         spec = spec_of(run)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -333,13 +367,18 @@ def _cmd_train_group(args: argparse.Namespace) -> int:
         provenance = load_provenance(_provenance_path(args))
         protocol = config["protocols"][runs[0][0]["protocol_name"]]
         _, failures = train_runs(runs, args.data_dir, args.glove, args.threads, provenance,
-                                 cudnn_benchmark=bool(protocol.get("cudnn_benchmark", False)))
+                                 cudnn_benchmark=bool(protocol.get("cudnn_benchmark", False) or False),
+                                 keys=[keys[run] for run in todo])
     for alias, canonical in aliases:  # a diverged canonical run's record is copied too
-        copy_alias(runs_root / run_dir(*canonical), runs_root / run_dir(*alias), spec_of(alias))
+        if canonical in todo or not run_is_current(runs_root / run_dir(*alias), keys[alias]):
+            copy_alias(runs_root / run_dir(*canonical), runs_root / run_dir(*alias), spec_of(alias), keys[alias])
     if args.record:
+        text = lambda run: "/".join(map(str, run))
         write_json(args.record, {
-            "runs": ["/".join(map(str, r)) for r in members],
-            "aliases": {"/".join(map(str, a)): "/".join(map(str, c)) for a, c in aliases},
+            "runs": [text(r) for r in members],
+            "aliases": {text(a): text(c) for a, c in aliases},
+            "trained": [text(r) for r in todo],
+            "run_keys": {text(r): key for r, key in keys.items()},
             "seconds": round(time.perf_counter() - t0, 2),
             "failed": failures,
         })
@@ -398,7 +437,13 @@ def register(subparsers) -> None:
     p.add_argument("--alias", action="append", default=[], metavar="ALIAS=CANONICAL",
                    help="SCHEME/MODEL/SEED=SCHEME/MODEL/SEED: give the alias the canonical run's results (repeat)")
     p.add_argument("--runs-dir", default=".", help="folder holding results/runs (default: .)")
-    p.add_argument("--record", default=None, help="JSON record of the group (members, aliases, seconds)")
+    p.add_argument("--record", default=None,
+                   help="JSON record of the group (members, aliases, which were trained, run keys, seconds)")
+    p.add_argument("--specs", default=None, metavar="JSON",
+                   help='{"SCHEME/MODEL/SEED": spec} of the runs and aliases (the workflow\'s; default: built from '
+                        "the configuration), each given the configured device")
+    p.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
+                   help="the input files the runs read: their sha256 enter each run's run_key")
     _add_data_arguments(p)
     add_config_arguments(p)
     p.set_defaults(func=_cmd_train_group)

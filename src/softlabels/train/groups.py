@@ -1,15 +1,15 @@
 """Groups of runs trained together, and runs that share one training (aliases).
 
-`plan_training` cuts the runs that are not finished into training jobs: runs of one `spec_identity` train
-once (the others are aliases that copy its results), and the rest are grouped by `group_key` into fused
-groups of at most `protocols.<p>.group_size` runs (`softlabels.train.trainer.fit_group`).
+`config_groups` cuts the runs of the config into training jobs, from the config alone: runs of one
+`spec_identity` train once (the others are aliases that copy its results), and the rest are grouped by
+`group_key` into fused groups of at most `protocols.<p>.group_size` runs (`softlabels.train.trainer.fit_group`).
+Which members of a group still need training is decided when the job runs (`softlabels.train.plan.run_is_current`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 from softlabels.train.runs import run_spec, spec_digest
 
@@ -56,50 +56,33 @@ def check_group_precision(config: Mapping, protocol: str, size: int) -> None:
             "autocast does not reach fused (vmap) convolutions; set the precision to fp32 or auto, or group_size to 1")
 
 
-def plan_training(config: Mapping, runs, finished: Callable[[tuple, Mapping], bool]):
-    """Group the runs that are not finished into training jobs.
-
-    `finished(run, spec)` says whether a run's outputs are current (the workflow: metrics.json exists, records
-    this spec and is newer than the run's inputs). Runs of one `spec_identity` train once: the canonical run
-    is a finished, trained (not copied) one if there is one, else the smallest scheme name; the others are
-    aliases. To-do canonical runs are sorted by (`group_key`, scheme, seed) and cut into chunks of
-    `protocols.<p>.group_size`; a group is named by its model and a digest of its members' specs, so a
-    change of any member's spec names a new group. Returns (groups, specs by run)."""
+def config_groups(config: Mapping, runs) -> tuple[list, dict, dict]:
+    """The training groups of `runs`, from the config alone (nothing on disk is read): runs of one
+    `spec_identity` train once, the smallest (scheme, model, seed) being the trained one and the others its
+    aliases, copied by the same job; the trained runs are sorted by (`group_key`, scheme, seed) and cut per
+    `group_key` into near-equal chunks of at most `protocols.<p>.group_size`. A group is named after its first member,
+    `<model>.<scheme>.seed<seed>`. A new seed or scheme can move finished runs into other groups: such a job
+    trains only its members that are not `run_is_current`.
+    Returns (groups, spec by run, canonical run by run)."""
     specs = {run: run_spec(config, *run) for run in sorted(set(runs))}
-    by_identity: dict[str, list] = {}
-    for run, spec in specs.items():
-        by_identity.setdefault(spec_identity(spec), []).append(run)
-    status = {run: finished(run, spec) for run, spec in specs.items()}
-    canonical_of = {}
-    for same in by_identity.values():
-        trained = [r for r in same if status[r] == "trained"]
-        canonical = min(trained) if trained else min(same)
-        for run in same:
-            canonical_of[run] = canonical
-    todo = [r for r in specs if canonical_of[r] == r and not status[r]]
-    alias_todo = [(r, canonical_of[r]) for r in specs if canonical_of[r] != r and not status[r]]
-    chunks: dict[tuple, list] = {}
-    for run in sorted(todo, key=lambda r: (group_key(specs[r]), r)):
-        chunks.setdefault(group_key(specs[run]), []).append(run)
+    first_of: dict[str, tuple] = {}
+    for run, spec in specs.items():  # sorted: the first run of an identity is its canonical run
+        first_of.setdefault(spec_identity(spec), run)
+    canonical_of = {run: first_of[spec_identity(spec)] for run, spec in specs.items()}
+    blocks: dict[tuple, list] = {}
+    for run in specs:
+        if canonical_of[run] == run:
+            blocks.setdefault(group_key(specs[run]), []).append(run)
     groups = []
-    for key, members in chunks.items():
+    for key, members in sorted(blocks.items()):
         protocol, model = key[0], key[1]
         size = max(1, int(config["protocols"][protocol].get("group_size", 1)))
         check_group_precision(config, protocol, size)
         for part in near_equal_chunks(members, size):
-            groups.append((protocol, model, part))
-    result = []
-    placed = set()
-    for protocol, model, part in groups:
-        aliases = [(a, c) for a, c in alias_todo if c in part]
-        placed.update(a for a, _ in aliases)
-        digest = hashlib.sha256("".join(spec_digest(specs[r]) for r in part).encode()).hexdigest()[:10]
-        result.append(TrainingGroup(f"{model}-{digest}", protocol, model, part, aliases))
-    for alias, canonical in alias_todo:
-        if alias not in placed:  # the canonical run is finished: a copy job
-            digest = hashlib.sha256(spec_digest(specs[alias]).encode()).hexdigest()[:10]
-            result.append(TrainingGroup(f"alias-{digest}", specs[alias]["protocol_name"], alias[1], [], [(alias, canonical)]))
-    return result, specs, canonical_of
+            aliases = [(run, canonical_of[run]) for run in specs if canonical_of[run] in part and canonical_of[run] != run]
+            name = f"{model}.{part[0][0]}.seed{part[0][2]}"
+            groups.append(TrainingGroup(name, protocol, model, part, aliases))
+    return groups, specs, canonical_of
 
 
 def approximate_train_size(spec: Mapping) -> int:
