@@ -174,39 +174,32 @@ def diverged_metrics(spec: Mapping, error: Exception, device, precision: str, pr
     }
 
 
-def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove: str | None, threads: int,
-               provenance: Mapping | None, log: TrainLog | None = None,
-               cudnn_benchmark: bool = False, keys: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
-    """Train the (spec, out_dir) runs, all of one model and protocol, as one fused group; evaluate each and
-    write its train_log.csv and metrics.json (with the run's `run_key` from `keys`, one per run, when
-    given). A member that diverged gets a `diverged_metrics` record and the others finish. Returns (metrics of
-    the finished runs, messages of the diverged runs)."""
-    import torch
-
-    from softlabels.train.run_data import RunData
-    from softlabels.train.runs import build_run_sets, responses_file
-    from softlabels.train.trainer import Diverged, Member, fit_group
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    log = log or TrainLog()
+def _check_one_model_and_protocol(runs: Sequence[tuple[Mapping, Path]]) -> None:
     first = runs[0][0]
     for spec, _ in runs:
         if (spec["protocol_name"], spec["model"], spec["protocol"]) != (first["protocol_name"], first["model"], first["protocol"]):
             raise ValueError(f"a group trains one model under one protocol: {spec['scheme']}/{spec['model']} "
                              f"differs from {first['scheme']}/{first['model']}")
-    device = device_of(first)
+
+
+def _group_precision(first: Mapping, device: str, size: int) -> str:
+    """`protocols.<p>.precision` resolved for this device and group size (a refusal names the key)."""
+    from softlabels.cli import UserError
     from softlabels.train.trainer import resolve_device, resolve_precision
 
     try:
-        precision = resolve_precision(resolve_device(device), first["protocol"].get("precision", "fp32"), len(runs))
+        return resolve_precision(resolve_device(device), first["protocol"].get("precision", "fp32"), size)
     except ValueError as exc:
-        from softlabels.cli import UserError
-
         raise UserError(str(exc).replace("<protocol>", first["protocol_name"])) from None
-    log(f"group of {len(runs)}: {first['model']} ({first['protocol_name']}) scale={first.get('scale')} "
-        f"device={device} precision={precision} threads={torch.get_num_threads()}")
-    data: dict = {}  # one RunData per CIFAR-10S responses file the members read
+
+
+def _group_members(runs: Sequence[tuple[Mapping, Path]], data_dir, glove, log: TrainLog) -> tuple[list, list]:
+    """One trainer `Member` and its run sets per run; runs reading the same responses file share one RunData."""
+    from softlabels.train.run_data import RunData
+    from softlabels.train.runs import build_run_sets, responses_file
+    from softlabels.train.trainer import Member
+
+    data: dict = {}
     members, all_sets = [], []
     for spec, out_dir in runs:
         out_dir = Path(out_dir)
@@ -220,6 +213,51 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
         members.append(Member(sets.train_images, sets.train_pools, int(spec["seed"]), sets.objective,
                               _prepare_checkpoint(out_dir, spec), name=name))
         all_sets.append(sets)
+    return members, all_sets
+
+
+def _finished_metrics(spec, sets, results: Mapping, summary: Mapping, seconds: float, device, precision: str,
+                      threads: int, provenance) -> dict:
+    """metrics.json of a run that finished: its identity, evaluation results, how it trained, provenance."""
+    return {
+        **run_identity(spec),
+        **results,
+        "train": {
+            "epochs": int(spec["protocol"]["epochs"]),
+            "seconds": summary.get("seconds", round(seconds, 3)),
+            "images_per_s": summary.get("images_per_s"),
+            "group_size": summary.get("group_size", 1),
+            "group_images_per_s": summary.get("group_images_per_s"),
+            "device": str(device),
+            "precision": precision,
+            "threads": threads,
+            **sets.info,
+        },
+        "provenance": provenance_block(spec, device, precision, provenance),
+    }
+
+
+def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove: str | None, threads: int,
+               provenance: Mapping | None, log: TrainLog | None = None,
+               cudnn_benchmark: bool = False, keys: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
+    """Train the (spec, out_dir) runs, all of one model and protocol, as one fused group; evaluate each and
+    write its train_log.csv and metrics.json (with the run's `run_key` from `keys`, one per run, when
+    given). A member that diverged gets a `diverged_metrics` record and the others finish. Returns (metrics of
+    the finished runs, messages of the diverged runs)."""
+    import torch
+
+    from softlabels.train.trainer import Diverged, fit_group
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    log = log or TrainLog()
+    _check_one_model_and_protocol(runs)
+    first = runs[0][0]
+    device = device_of(first)
+    precision = _group_precision(first, device, len(runs))
+    log(f"group of {len(runs)}: {first['model']} ({first['protocol_name']}) scale={first.get('scale')} "
+        f"device={device} precision={precision} threads={torch.get_num_threads()}")
+    members, all_sets = _group_members(runs, data_dir, glove, log)
     start = time.perf_counter()
     results = fit_group(members, first["protocol"], first["model"], device, log=log, precision=precision,
                         cudnn_benchmark=cudnn_benchmark)
@@ -237,25 +275,10 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
         summary = model.training_summary
         write_train_log(Path(out_dir) / "train_log.csv", summary["history"])
         t_eval = time.perf_counter()
-        results_ = evaluate_sets(model, sets, spec, device)
-        log(f"{member.name} evaluation ({time.perf_counter() - t_eval:.1f}s): {json.dumps(results_)}")
-        metrics = {
-            **run_identity(spec),
-            **results_,
-            "train": {
-                "epochs": int(spec["protocol"]["epochs"]),
-                "seconds": summary.get("seconds", round(seconds, 3)),
-                "images_per_s": summary.get("images_per_s"),
-                "group_size": summary.get("group_size", 1),
-                "group_images_per_s": summary.get("group_images_per_s"),
-                "device": str(device),
-                "precision": precision,
-                "threads": torch.get_num_threads(),
-                **sets.info,
-            },
-            "provenance": provenance_block(spec, device, precision, provenance),
-            **stamp,
-        }
+        evaluation = evaluate_sets(model, sets, spec, device)
+        log(f"{member.name} evaluation ({time.perf_counter() - t_eval:.1f}s): {json.dumps(evaluation)}")
+        metrics = {**_finished_metrics(spec, sets, evaluation, summary, seconds, device, precision,
+                                       torch.get_num_threads(), provenance), **stamp}
         write_json(Path(out_dir) / "metrics.json", metrics)
         finished.append(metrics)
     return finished, failures
