@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -77,3 +78,84 @@ def test_command_writes_summary_cells_and_one_figure_per_metric(inputs, tmp_path
     for metric in R.REPRODUCTION_METRICS:
         assert (tmp_path / "fig" / f"reproduction_{metric}.png").read_bytes()[:4] == b"\x89PNG"
     assert main([*args[:2], str(tmp_path / "missing.csv"), *args[4:]]) == 2
+
+
+def test_markdown_in_full(inputs):
+    """The whole page for the fixture's tables, written out by hand from the distances above."""
+    t1, t5, summary_csv = inputs
+    summary, _ = R.reproduction([t1, t5], [summary_csv])
+    expected = "\n".join([
+        "# How well did this run reproduce the thesis?",
+        "",
+        "**Approximate inputs were used: cifar10 (in table3_1). The data source marks these files as approximations "
+        "of the originals, so those numbers can differ from the thesis for that reason alone.**",
+        "",
+        "Scale `paper`. 3 of 6 cells with a thesis interval lie inside it (50 %). Distance d = |ours − thesis| / "
+        "thesis 95% half-width; inside when d ≤ 1. At scale smoke or quick the runs are far shorter than the "
+        "thesis', so few cells are expected inside.",
+        "",
+        "| Table | Cells | Inside | Share inside | Outside | Median d outside | Max d outside | No interval | "
+        "Approximate inputs |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| table3_1 | 3 | 2 | 0.67 | 1 | 2.30 | 2.30 | 0 | cifar10 |",
+        "| table5_1 | 2 | 0 | 0.00 | 1 | 5.00 | 5.00 | 1 | none |",
+        "| hmix_summary | 2 | 1 | 0.50 | 1 | 2.00 | 2.00 | 0 | see the data stage |",
+        "",
+    ])  # fmt: skip
+    assert R.reproduction_markdown(summary) == expected
+
+
+def test_markdown_names_unrecorded_provenance_and_empty_comparisons(tmp_path):
+    """A table without a provenance record is named; with no interval anywhere the share is a dash."""
+    a = table_csv(tmp_path / "a.csv", "table4_1", [("cifar10h", "x", "ce", 1.0, 0.1, 1.0, 0.0)], approximate="",
+                  scale="smoke")  # fmt: skip
+    b = table_csv(tmp_path / "b.csv", "table4_2", [("cifar10h", "x", "ce", 1.0, 0.1, 1.0, 0.0)], approximate="none",
+                  scale="quick")  # fmt: skip
+    summary, _ = R.reproduction([a, b])
+    assert summary["approximate_inputs"].tolist() == ["unrecorded", "none"]
+    assert math.isnan(summary["inside_share"].iloc[0]) and math.isnan(summary["median_distance_outside"].iloc[0])
+    md = R.reproduction_markdown(summary).split("\n")
+    assert md[2] == ("**Input provenance is unrecorded for table4_1: their runs do not say whether the inputs were "
+                     "exact.**")  # fmt: skip
+    assert md[4].startswith("Scale `smoke|quick`. 0 of 0 cells with a thesis interval lie inside it (– %).")
+    assert md[8] == "| table4_1 | 1 | 0 |  | 0 |  |  | 1 | unrecorded |"
+    assert R.approximate_keys(pd.DataFrame({"table": ["t", "u"], "approximate_inputs": [
+        "cifar10h, glove|none", " glove ,unrecorded"]})) == {"cifar10h": ["t"], "glove": ["t", "u"]}  # fmt: skip
+
+
+def test_figure_plots_reproduced_against_thesis(inputs, monkeypatch, tmp_path):
+    """The CE figure: one error-bar series per table at (thesis, reproduced) with both intervals, the identity
+    line over the values ± 5 % of their range, and the count of cells inside in the title."""
+    t1, t5, _ = inputs
+    _, cells = R.reproduction([t1, t5])
+    saved = {}
+    monkeypatch.setattr(R, "save_figure", lambda fig, path: saved.update(fig=fig, path=path))
+    monkeypatch.setattr("matplotlib.pyplot.close", lambda fig: None)
+    R.plot_metric(cells, "ce", tmp_path / "ce.png")
+    fig = saved["fig"]
+    (ax,) = fig.axes
+    assert saved["path"] == tmp_path / "ce.png" and tuple(fig.get_size_inches()) == (5.2, 4.8)
+    assert ax.get_title() == "CE: 1 of 1 cells inside the thesis interval"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("thesis CE (± 95% CI)", "reproduced CE (± 95% CI)")
+    first, second = ax.containers
+    assert first.get_label() == "table3_1" and second.get_label() == "table5_1"
+    line = first.lines[0]
+    assert (list(line.get_xdata()), list(line.get_ydata())) == ([2.026], [2.0])
+    assert line.get_marker() == "o" and line.get_markersize() == 4 and line.get_color() == "C0"
+    assert second.lines[0].get_color() == "C1"
+    x_bar, y_bar = (np.asarray(c.get_segments()[0]) for c in first.lines[2])
+    np.testing.assert_allclose(x_bar, [[2.026 - 0.18, 2.0], [2.026 + 0.18, 2.0]])
+    np.testing.assert_allclose(y_bar, [[2.026, 1.9], [2.026, 2.1]])
+    assert first.lines[1][0].get_markersize() == 4  # caps: capsize 2 (a cap marker is 2·capsize wide)
+    identity = [l for l in ax.lines if l.get_label() == "ours = thesis"]
+    assert len(identity) == 1 and identity[0].get_linestyle() == "--" and identity[0].get_color() == "gray"
+    pad = 0.05 * (2.026 - 0.45)
+    np.testing.assert_allclose(identity[0].get_xdata(), [0.45 - pad, 2.026 + pad])
+    np.testing.assert_allclose(identity[0].get_ydata(), [0.45 - pad, 2.026 + pad])
+    legend = ax.get_legend()
+    assert legend is not None and legend._ncols == 2 and legend.get_texts()[0].get_fontsize() == 6
+    R.plot_metric(cells[cells["metric"] != "corruption_ce"], "corruption_ce", tmp_path / "none.png")
+    empty = saved["fig"].axes[0]
+    assert empty.get_legend() is None and [t.get_text() for t in empty.texts] == ["no cell with a thesis value"]
+    assert empty.get_title() == "Corruption CE: 0 of 0 cells inside the thesis interval"
+    np.testing.assert_allclose(empty.lines[0].get_xdata(), [-0.05, 1.05])  # no values: the unit square
