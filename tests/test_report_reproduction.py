@@ -159,3 +159,44 @@ def test_figure_plots_reproduced_against_thesis(inputs, monkeypatch, tmp_path):
     assert empty.get_legend() is None and [t.get_text() for t in empty.texts] == ["no cell with a thesis value"]
     assert empty.get_title() == "Corruption CE: 0 of 0 cells inside the thesis interval"
     np.testing.assert_allclose(empty.lines[0].get_xdata(), [-0.05, 1.05])  # no values: the unit square
+
+
+def test_command_outputs_in_full(inputs, tmp_path, capsys):
+    """The summary CSV to 6 significant digits, the .md page, the .html page titled Reproduction with the
+    rendered table, the same page on stdout, and a missing input named."""
+    t1, t5, summary_csv = inputs
+    out = tmp_path / "reproduction.csv"
+    fig = tmp_path / "fig"
+    assert main(["reproduction", "--tables", str(t1), str(t5), "--summaries", str(summary_csv), "--out-csv", str(out),
+                 "--figures-dir", str(fig)]) == 0  # fmt: skip
+    lines = out.read_text().splitlines()
+    assert lines[0] == ",".join(R.REPRODUCTION_COLUMNS)
+    assert lines[1] == "table3_1,table,3,2,0.666667,1,2.3,2.3,0,paper,cifar10"
+    cells = (fig / "reproduction_cells.csv").read_text().splitlines()
+    assert cells[1] == "table3_1,cifar10h,hard,ce,2,0.1,2.026,0.18,0.144444,True"
+    summary, _ = R.reproduction([t1, t5], [summary_csv])
+    markdown = R.reproduction_markdown(summary)
+    assert out.with_suffix(".md").read_text() == markdown
+    page = out.with_suffix(".html").read_text()
+    assert "<title>Reproduction</title>" in page and "<td>table3_1</td>" in page
+    assert capsys.readouterr().out == markdown + "\n"
+    assert main(["reproduction", "--tables", str(tmp_path / "gone.csv"), "--out-csv", str(out), "--figures-dir",
+                 str(fig)]) == 2  # fmt: skip
+    assert f"missing input file(s): {tmp_path / 'gone.csv'}" in capsys.readouterr().err
+
+
+def test_only_complete_cells_are_compared(tmp_path):
+    """A table cell needs both values; only the corruption mean becomes `corruption_ce`; a summary statistic
+    needs both values and has no eval set."""
+    t = table_csv(tmp_path / "t.csv", "table5_1", [
+        ("corruption", "r", "mean", 1.0, 0.1, 1.0, 0.1),
+        ("corruption", "r", "gaussian_noise", 1.0, 0.1, 1.0, 0.1),
+        ("cifar10h", "r", "mean", 1.0, 0.1, 1.0, 0.1),
+        ("cifar10h", "r", "ce", float("nan"), 0.1, 1.0, 0.1),
+    ])  # fmt: skip
+    s = tmp_path / "s.csv"
+    pd.DataFrame({"statistic": ["a", "b", "c"], "reproduced": [1.0, float("nan"), 2.0], "reproduced_ci": [0.1] * 3,
+                  "thesis": [1.0, 1.0, float("nan")], "thesis_ci": [0.1] * 3}).to_csv(s, index=False)  # fmt: skip
+    _, cells = R.reproduction([t], [s])
+    assert cells["metric"].tolist() == ["corruption_ce", "gaussian_noise", "mean", "a"]
+    assert cells["eval_set"].tolist() == ["corruption", "corruption", "cifar10h", ""]
