@@ -3,6 +3,7 @@
     python tests/mutation/run.py                      # every module below, from scratch
     python tests/mutation/run.py metrics trainer      # only these modules
     python tests/mutation/run.py --keep labels        # reuse the results of an earlier run where the code is unchanged
+    python tests/mutation/run.py --keep --only 'softlabels.labels.tau.*'   # some mutants (mutmut name globs)
 
 mutmut copies src/ and tests/ into mutants/ (a folder git ignores: the script writes mutants/.gitignore),
 makes every mutant of the files named by `only_mutate`, and runs, for each mutant of the selected modules,
@@ -90,14 +91,16 @@ def classify(code: int | None, name: str, equivalent: dict[str, str]) -> str:
     return "survived" if code == 0 else f"other ({code})"
 
 
-def score_table(results: dict[str, int | None], modules: list[str], equivalent: dict[str, str]) -> tuple[str, list[str]]:
-    """The per-module table and the names of the survivors that are not listed as equivalent."""
+def score_table(results: dict[str, int | None], modules: list[str], equivalent: dict[str, str],
+                only: list[str] | None = None) -> tuple[str, list[str]]:
+    """The per-module table and the names of the survivors that are not listed as equivalent (of the mutants
+    matching `only`, when given)."""
     columns = ["killed", "survived", "timeout", "no tests", "equivalent", "not run"]
     counts = {m: Counter() for m in modules}
     survivors = []
     for name, code in sorted(results.items()):
         module = module_of(name)
-        if module not in counts:
+        if module not in counts or (only and not any(fnmatch.fnmatch(name, g) for g in only)):
             continue
         status = classify(code, name, equivalent)
         counts[module][status] += 1
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help=f"modules to mutate (default all: {', '.join(MODULES)})")
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ (results of unchanged code stand)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel (default 2)")
+    parser.add_argument("--only", action="append", metavar="GLOB",
+                        help="run and score only the mutants whose name matches (repeatable; with --keep)")
     parser.add_argument("--report-only", action="store_true", help="print the scores of the last run, run nothing")
     args = parser.parse_args(argv)
     modules = args.modules or list(MODULES)
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(REPO / "mutants", ignore_errors=True)
         (REPO / "mutants").mkdir(exist_ok=True)
         (REPO / "mutants" / ".gitignore").write_text("*\n")
-        code = run_mutmut([g for m in modules for g in MODULES[m]], args.max_children)
+        code = run_mutmut(args.only or [g for m in modules for g in MODULES[m]], args.max_children)
         if code != 0:
             print(f"mutmut run exited with {code}", file=sys.stderr)
             return code
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(equivalent) - set(results))
     if unknown:
         print(f"{EQUIVALENT.name} lists mutants mutmut did not make: {', '.join(unknown[:5])}", file=sys.stderr)
-    table, survivors = score_table(results, modules, equivalent)
+    table, survivors = score_table(results, modules, equivalent, args.only)
     write_survivors(survivors, results)
     print(table)
     print(f"{len(survivors)} survivors (not equivalent) with their diffs: {SURVIVORS.relative_to(REPO)}")
