@@ -4,6 +4,10 @@
     python tests/mutation/run.py metrics trainer      # only these modules
     python tests/mutation/run.py --keep labels        # reuse the results of an earlier run where the code is unchanged
     python tests/mutation/run.py --keep --only 'softlabels.labels.tau.*'   # some mutants (mutmut name globs)
+    python tests/mutation/run.py --retry metrics      # after adding tests: rerun only what was not killed
+
+(--retry is sound only when tests were added or strengthened since the last run and the code is unchanged: a
+mutant that a test killed stays killed.)
 
 mutmut copies src/ and tests/ into mutants/ (a folder git ignores: the script writes mutants/.gitignore),
 makes every mutant of the files named by `only_mutate`, and runs, for each mutant of the selected modules,
@@ -150,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel (default 2)")
     parser.add_argument("--only", action="append", metavar="GLOB",
                         help="run and score only the mutants whose name matches (repeatable; with --keep)")
+    parser.add_argument("--retry", action="store_true",
+                        help="rerun only the mutants of the modules not killed in the last run (implies --keep)")
     parser.add_argument("--report-only", action="store_true", help="print the scores of the last run, run nothing")
     args = parser.parse_args(argv)
     modules = args.modules or list(MODULES)
@@ -160,11 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     equivalent = equivalent_mutants()
     start = time.monotonic()
     if not args.report_only:
-        if not args.keep:
+        selection = args.only or [g for m in modules for g in MODULES[m]]
+        if args.retry:
+            previous = mutant_results(REPO)
+            selection = [name for name, code in previous.items()
+                         if any(fnmatch.fnmatch(name, g) for g in selection)
+                         and classify(code, name, equivalent) not in ("killed", "timeout", "equivalent")]
+            if not selection:
+                print("nothing to retry: every selected mutant was killed or is listed as equivalent")
+        elif not args.keep:
             shutil.rmtree(REPO / "mutants", ignore_errors=True)
         (REPO / "mutants").mkdir(exist_ok=True)
         (REPO / "mutants" / ".gitignore").write_text("*\n")
-        code = run_mutmut(args.only or [g for m in modules for g in MODULES[m]], args.max_children)
+        code = run_mutmut(selection, args.max_children) if selection else 0
         if code != 0:
             print(f"mutmut run exited with {code}", file=sys.stderr)
             return code
