@@ -274,3 +274,17 @@ def test_evaluate_model_defaults_by_hand():
     last = (conf[200:].mean() - correct[200:].mean()) ** 2 * 100 / n
     assert unskipped["calibration"] == pytest.approx(math.sqrt(sum(gaps) + last), rel=1e-5)
     assert result["fgsm"] > result["ce"]  # the soft-target attack raises the loss
+
+
+def test_rms_calibration_computes_in_float64_for_float32_input():
+    """float32 probabilities are widened first: the result equals the float64 computation to 1e-13."""
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(3), 40).astype(np.float32)
+    labels = rng.integers(0, 3, 40)
+    wide = probs.astype(np.float64)
+    conf, correct = wide.max(axis=1), (wide.argmax(axis=1) == labels).astype(np.float64)
+    order = np.argsort(conf, kind="stable")
+    conf, correct = conf[order], correct[order]
+    expected = math.sqrt(sum(10 / 40 * (conf[lo:lo + 10].mean() - correct[lo:lo + 10].mean()) ** 2
+                             for lo in range(0, 40, 10)))  # fmt: skip
+    assert rms_calibration_error(probs, labels, bin_size=10, skip_last_bin=False) == pytest.approx(expected, rel=1e-13)
