@@ -200,3 +200,31 @@ def test_only_complete_cells_are_compared(tmp_path):
     _, cells = R.reproduction([t], [s])
     assert cells["metric"].tolist() == ["corruption_ce", "gaussian_noise", "mean", "a"]
     assert cells["eval_set"].tolist() == ["corruption", "corruption", "cifar10h", ""]
+
+
+def test_command_help_and_defaults(tmp_path, capsys):
+    """`softlabels reproduction --help` describes every option; --tables and --summaries default to none, the
+    two outputs are required."""
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduction", "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("Summarise every result table and dataset summary against the thesis: cells inside the thesis "
+                   "interval, distances of the others, one plot per metric.",
+                   "--tables [TABLES ...] result table CSVs (results/tables/<table>.csv)",
+                   "--summaries [SUMMARIES ...] dataset summary CSVs (cifar10s_summary.csv, ...)",
+                   "--out-csv OUT_CSV summary CSV; .md and .html are written beside it",
+                   "--figures-dir FIGURES_DIR folder of reproduction_<metric>.png and reproduction_cells.csv"):
+        assert phrase in text, phrase
+    assert main(["reproduction", "--out-csv", str(tmp_path / "r.csv"), "--figures-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "r.csv").read_text().splitlines() == [",".join(R.REPRODUCTION_COLUMNS)]
+    assert "Scale `unrecorded`. 0 of 0 cells" in capsys.readouterr().out
+    for missing in ("--out-csv", "--figures-dir"):
+        args = ["reproduction", "--out-csv", "x.csv", "--figures-dir", "f"]
+        del args[args.index(missing):args.index(missing) + 2]
+        with pytest.raises(SystemExit):
+            main(args)
+        assert f"the following arguments are required: {missing}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "how many reproduced values lie inside the thesis' intervals" in " ".join(capsys.readouterr().out.split())
