@@ -140,7 +140,9 @@ def write_survivors(names: list[str], results: dict[str, int | None], path: Path
 
 def run_mutmut(globs: list[str], max_children: int) -> int:
     env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # mutmut puts mutants/src first; nothing else may shadow it
+    # In its own processes mutmut puts mutants/src first and drops ./src; the Snakemake subprocesses some
+    # tests start import this checkout's (unmutated) src, matching the workflow/ copied beside the mutants.
+    env["PYTHONPATH"] = str(REPO / "src")
     env.setdefault("OMP_NUM_THREADS", "1")
     env.pop("CI", None)  # the selected tests need no mirror, browser or cluster
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or "mutmut"
