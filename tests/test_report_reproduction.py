@@ -227,4 +227,72 @@ def test_command_help_and_defaults(tmp_path, capsys):
         assert f"the following arguments are required: {missing}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--help"])
-    assert "how many reproduced values lie inside the thesis' intervals" in " ".join(capsys.readouterr().out.split())
+    top = " ".join(capsys.readouterr().out.split()) + " "
+    assert " reproduction how many reproduced values lie inside the thesis' intervals " in top
+
+
+def test_summary_rows_of_dataset_summaries_and_odd_tables(inputs, tmp_path):
+    """A dataset summary is its own row (kind, no scale, provenance from the data stage); an empty table CSV is
+    named by its file; a table without a provenance column is `unrecorded`; cells are renumbered 0..n−1."""
+    t1, _, summary_csv = inputs
+    empty = tmp_path / "table4_9.csv"
+    pd.DataFrame(columns=["table", "eval_set", "row", "metric", "mean", "ci", "thesis_value", "thesis_ci",
+                          "scale"]).to_csv(empty, index=False)  # fmt: skip
+    bare = table_csv(tmp_path / "bare.csv", "table4_1", [("cifar10h", "x", "ce", 1.0, 0.1, 1.1, 0.2)])
+    pd.read_csv(bare).drop(columns=["approximate_inputs"]).to_csv(bare, index=False)
+    summary, cells = R.reproduction([t1, empty, bare], [summary_csv])
+    rows = summary.set_index("table")
+    assert rows.loc["hmix_summary", ["kind", "scale", "approximate_inputs"]].tolist() == [
+        "dataset summary", "", "see the data stage"]  # fmt: skip
+    assert rows.loc["table4_9", ["kind", "cells"]].tolist() == ["table", 0]
+    assert rows.loc["table4_1", "approximate_inputs"] == "unrecorded"
+    assert set(cells[cells["eval_set"] == ""]["table"]) == {"hmix_summary"}
+    assert list(cells.index) == list(range(len(cells)))
+
+
+def test_markdown_branches_in_full(tmp_path):
+    """Two approximate keys over two tables, and the exact-inputs page; 1 of 3 inside is 33 %."""
+    a = table_csv(tmp_path / "a.csv", "table3_1", [("cifar10h", "x", "ce", 1.0, 0.1, 1.0, 0.1),
+                                                   ("cifar10h", "y", "ce", 5.0, 0.1, 1.0, 0.1)],
+                  approximate="cifar10h,glove")  # fmt: skip
+    b = table_csv(tmp_path / "b.csv", "table3_2", [("cifar10h", "x", "ce", 5.0, 0.1, 1.0, 0.1)],
+                  approximate="glove")  # fmt: skip
+    md = R.reproduction_markdown(R.reproduction([a, b])[0]).split("\n")
+    assert md[2] == ("**Approximate inputs were used: cifar10h (in table3_1); glove (in table3_1, table3_2). The data "
+                     "source marks these files as approximations of the originals, so those numbers can differ from "
+                     "the thesis for that reason alone.**")  # fmt: skip
+    assert md[4].startswith("Scale `paper`. 1 of 3 cells with a thesis interval lie inside it (33 %).")
+    exact = R.reproduction_markdown(R.reproduction([table_csv(tmp_path / "c.csv", "table3_3", [
+        ("cifar10h", "x", "ce", 1.0, 0.1, 1.0, 0.1)], approximate="none")])[0]).split("\n")  # fmt: skip
+    assert exact[:4] == ["# How well did this run reproduce the thesis?", "",
+                         "Every recorded input was exact (no file marked as an approximation).", ""]  # fmt: skip
+    unrecorded = R.reproduction_markdown(R.reproduction([table_csv(tmp_path / "d.csv", "table3_4", [
+        ("cifar10h", "x", "ce", 1.0, 0.1, 1.0, 0.1)], approximate="")])[0]).split("\n")  # fmt: skip
+    assert unrecorded[3] == ""
+
+
+def test_figure_of_an_unnamed_metric_and_the_empty_figure(inputs, monkeypatch, tmp_path):
+    t1, _, _ = inputs
+    _, cells = R.reproduction([t1])
+    saved = {}
+    monkeypatch.setattr(R, "save_figure", lambda fig, path: saved.update(fig=fig))
+    monkeypatch.setattr("matplotlib.pyplot.close", lambda fig: None)
+    cells.loc[cells["metric"] == "fgsm", "thesis_ci"] = float("nan")  # a missing interval is drawn as none
+    R.plot_metric(cells, "fgsm", tmp_path / "f.png")
+    ax = saved["fig"].axes[0]
+    np.testing.assert_allclose(np.asarray(ax.containers[0].lines[2][0].get_segments()[0]), [[15.455, 20.0]] * 2)
+    cells["metric"] = cells["metric"].replace({"ce": "accuracy"})
+    R.plot_metric(cells, "accuracy", tmp_path / "a.png")
+    assert saved["fig"].axes[0].get_title().startswith("accuracy: 1 of 1 cells")
+    R.plot_metric(cells.iloc[0:0], "ce", tmp_path / "e.png")
+    empty = saved["fig"].axes[0]
+    (text,) = empty.texts
+    assert text.get_position() == (0.5, 0.5) and text.get_transform() == empty.transAxes
+    assert (text.get_ha(), text.get_va()) == ("center", "center")
+
+
+def test_missing_inputs_are_all_named(tmp_path, capsys):
+    gone = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    assert main(["reproduction", "--tables", *gone, "--out-csv", str(tmp_path / "r.csv"), "--figures-dir",
+                 str(tmp_path)]) == 2  # fmt: skip
+    assert f"missing input file(s): {gone[0]}, {gone[1]}" in capsys.readouterr().err
