@@ -355,3 +355,26 @@ def test_verdict_counts_ignore_caveats():
                                       "opposite", "not run", "same direction (1 seed, no interval)"]})  # fmt: skip
     assert C.verdict_counts(frame) == {"reproduced": 2, "same direction": 1, "other direction": 0, "opposite": 1,
                                        "not run": 1}  # fmt: skip
+
+
+def test_two_pairs_have_an_interval_and_welch_uses_both_sample_sizes():
+    # d = 0.1, 0.3: mean 0.2, s = √0.02, half = t_{0.975,1} · s/√2 = 12.706205 · 0.1
+    mean, low, high = C.paired_interval([0.1, 0.3])
+    assert mean == pytest.approx(0.2) and high == pytest.approx(0.2 + 12.706204736174707 * 0.1)
+    # a = 2.0, 2.4 (va = 0.08/2), b = 1.0, 1.3, 1.9 (vb = 0.21/3): ν = (va+vb)² / (va²/1 + vb²/2)
+    va, vb = 0.08 / 2, 0.21 / 3
+    half = stats.t.ppf(0.975, (va + vb) ** 2 / (va**2 / 1 + vb**2 / 2)) * math.sqrt(va + vb)
+    mean, low, high = C.welch_interval([2.0, 2.4], [1.0, 1.3, 1.9], "lower")
+    assert mean == pytest.approx(0.8) and high == pytest.approx(0.8 + half)
+
+
+def test_thesis_overlap_when_b_is_above_a():
+    thesis = pd.DataFrame({"table": ["t"] * 2, "eval_set": ["e"] * 2, "row": ["a", "b"], "metric": ["ce"] * 2,
+                           "value": [1.0, 1.2], "ci": [0.3, 0.2]})  # fmt: skip
+    side = C.thesis_side({"table": "t", "eval_set": "e", "row_a": "a", "row_b": "b", "metric": "ce",
+                          "expect": "lower"}, thesis)  # fmt: skip
+    assert side["thesis_overlap"] == "yes"  # [0.7, 1.3] and [1.0, 1.4]
+    far = thesis.assign(value=[1.0, 1.6])
+    side = C.thesis_side({"table": "t", "eval_set": "e", "row_a": "a", "row_b": "b", "metric": "ce",
+                          "expect": "lower"}, far)  # fmt: skip
+    assert side["thesis_overlap"] == "no"  # [0.7, 1.3] and [1.4, 1.8]
