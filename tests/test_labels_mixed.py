@@ -200,19 +200,19 @@ def test_fit_table_by_hand_on_exact_points():
 
 
 def test_tau_inputs_are_checked():
-    with pytest.raises(ValueError, match="judgments table lacks column"):
+    with pytest.raises(ValueError, match=r"^judgments table lacks column\(s\) lambda_h$"):
         fit_class_pair_taus(pd.DataFrame({"class1": ["cat"], "class2": ["dog"], "lambda_f": [0.5]}))
     one_factor = pd.DataFrame({"class1": ["cat", "dog"], "class2": ["dog", "cat"], "lambda_f": [0.5, 0.5],
                                "lambda_h": [0.4, 0.6]})  # fmt: skip
     with pytest.raises(ValueError, match=r"class pair \(cat, dog\) has judgments at fewer than 2 mixing factors"):
         fit_class_pair_taus(one_factor)
     bad_index = pd.DataFrame({"class1": [3, 10], "class2": [5, 3], "lambda_f": [0.1, 0.5], "lambda_h": [0.1, 0.5]})
-    with pytest.raises(ValueError, match="class index out of range in judgments table"):
+    with pytest.raises(ValueError, match="^class index out of range in judgments table$"):
         fit_class_pair_taus(bad_index)
     with pytest.raises(ValueError, match="class index out of range"):
         fit_class_pair_taus(bad_index.assign(class1=[3, -1]))
     reversed_rows = pd.DataFrame({"class_i": [5], "class_j": [3], "k": [2.0], "x0": [0.5]})
-    with pytest.raises(ValueError, match="τ table rows must have class_i < class_j"):
+    with pytest.raises(ValueError, match="^τ table rows must have class_i < class_j$"):
         class_pair_tau(0.5, 3, 5, reversed_rows)
-    with pytest.raises(ValueError, match="τ table rows must have class_i < class_j"):
+    with pytest.raises(ValueError, match="^τ table rows must have class_i < class_j$"):
         class_pair_tau(0.5, 3, 5, reversed_rows.assign(class_i=[3], class_j=[3]))
