@@ -296,3 +296,9 @@ def test_missing_inputs_are_all_named(tmp_path, capsys):
     assert main(["reproduction", "--tables", *gone, "--out-csv", str(tmp_path / "r.csv"), "--figures-dir",
                  str(tmp_path)]) == 2  # fmt: skip
     assert f"missing input file(s): {gone[0]}, {gone[1]}" in capsys.readouterr().err
+
+
+def test_a_cell_exactly_one_interval_away_is_inside(tmp_path):
+    t = table_csv(tmp_path / "t.csv", "table3_1", [("cifar10h", "x", "ce", 1.5, 0.1, 1.0, 0.5)])  # d = 0.5/0.5
+    _, cells = R.reproduction([t])
+    assert cells["distance"].tolist() == [1.0] and cells["inside"].tolist() == [True]
