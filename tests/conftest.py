@@ -24,13 +24,15 @@ def _mirror_path() -> Path | None:
     return Path(value).resolve() if value else None
 
 
-def _in_ci() -> bool:
+def in_ci() -> bool:
+    """CI=true (or 1, yes): a CI run, where a missing precondition is a broken setup."""
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def _no_mirror(reason: str):
-    """Skip a test that needs the mirror, or fail it in CI, where a missing mirror is a broken setup."""
-    if _in_ci():
+def missing_precondition(reason: str):
+    """Skip a test whose precondition (the mirror, root, snakefmt, Chromium) is missing, or fail it when
+    CI=true, so that a CI run cannot pass by skipping."""
+    if in_ci():
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)
 
@@ -47,9 +49,9 @@ def data_mirror() -> Path:
     when CI=true."""
     path = _mirror_path()
     if path is None:
-        _no_mirror("needs the real inputs: set SOFTLABELS_DATA_MIRROR (or data_mirror in config.yaml)")
+        missing_precondition("needs the real inputs: set SOFTLABELS_DATA_MIRROR (or data_mirror in config.yaml)")
     if not (path / "MANIFEST.tsv").exists():
-        _no_mirror(f"data_mirror {path} has no MANIFEST.tsv")
+        missing_precondition(f"data_mirror {path} has no MANIFEST.tsv")
     return path
 
 

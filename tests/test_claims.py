@@ -262,3 +262,119 @@ def test_the_cli_writes_csv_md_html_and_png(tmp_path):
     assert (frame["verdict"] == "not run").sum() == len(frame) - 3  # ce, calibration and fgsm on CIFAR-10H ran
     for name in ("claims.md", "claims.html", "claims.png"):
         assert (out / name).stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The verdict pieces at their boundaries, by hand
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("diff", "low", "high", "n", "expected"), [
+    (0.5, 0.0, 0.9, 5, "same direction"),  # an interval touching 0 does not exclude it
+    (-0.5, -0.9, 0.0, 5, "other direction"),
+    (0.0, -0.1, 0.0, 5, "same direction"),
+    (0.5, 0.1, 0.9, 3, "reproduced"),  # MIN_RELIABLE_PAIRS = 3 is enough
+    (-0.5, -0.9, -0.1, 2, "opposite (2 seeds: too few for a reliable interval)"),
+    (0.0, math.nan, math.nan, 1, "same direction (1 seed, no interval)"),
+    (-0.1, math.nan, 0.5, 2, "other direction (2 seeds, no interval)"),  # either bound missing
+    (0.1, 0.0, math.nan, 3, "same direction (3 seeds, no interval)"),
+    (0.5, 0.1, 0.9, 0, "not run"),
+    (None, 0.1, 0.9, 3, "not run"),
+])  # fmt: skip
+def test_verdict_boundaries(diff, low, high, n, expected):
+    assert C.MIN_RELIABLE_PAIRS == 3
+    assert C.verdict(diff, low, high, n) == expected
+
+
+def test_paired_interval_level_and_single_value():
+    # d = 0.2, 0.3, 0.1: s = 0.1; at level 0.9 the half-width is t_{0.95,2} · 0.1/√3, t_{0.95,2} = 2.919986
+    mean, low, high = C.paired_interval([0.2, 0.3, 0.1], level=0.9)
+    half = 2.919985580355516 * 0.1 / math.sqrt(3)
+    assert mean == pytest.approx(0.2) and low == pytest.approx(0.2 - half) and high == pytest.approx(0.2 + half)
+    single = C.paired_interval([1.5])
+    assert single[0] == 1.5 and math.isnan(single[1]) and math.isnan(single[2])
+
+
+def test_welch_interval_by_hand():
+    # a = 2.0, 2.4, 2.2 (s_a²/3 = 0.04/3), b = 1.5, 1.7 (s_b²/2 = 0.01); ν = (va+vb)² / (va²/2 + vb²/1)
+    va, vb = 0.04 / 3, 0.01
+    dof = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 1)
+    assert dof == pytest.approx(2.882353, abs=1e-6)
+    half = stats.t.ppf(0.95, dof) * math.sqrt(va + vb)
+    mean, low, high = C.welch_interval([2.0, 2.4, 2.2], [1.5, 1.7], "higher", level=0.9)
+    assert mean == pytest.approx(-0.6) and low == pytest.approx(-0.6 - half) and high == pytest.approx(-0.6 + half)
+    one = C.welch_interval([2.0], [1.0, 1.2], "lower")
+    assert one[0] == pytest.approx(0.9) and math.isnan(one[1]) and math.isnan(one[2])
+    assert math.isnan(C.welch_interval([1.0, 1.2], [2.0], "lower")[2])
+    assert C.welch_interval([2.0, 2.0], [1.0, 1.0], "lower") == (1.0, 1.0, 1.0)  # no spread: the point
+
+
+def test_compare_cells_pairs_only_identical_runs():
+    a = {("m", 0): 2.0, ("m", 1): 2.4, ("m", 2): 2.2}
+    unpaired = C.compare_cells(a, {("m", 0): 1.5, ("m", 3): 1.7}, "lower", level=0.9)
+    assert unpaired["n_pairs"] == 2 and unpaired["paired"] is False
+    va, vb = 0.04 / 3, 0.01  # Welch, as in test_welch_interval_by_hand
+    half = stats.t.ppf(0.95, (va + vb) ** 2 / (va**2 / 2 + vb**2)) * math.sqrt(va + vb)
+    assert unpaired["diff"] == pytest.approx(0.6) and unpaired["ci_high"] == pytest.approx(0.6 + half)
+    paired = C.compare_cells(a, {("m", 2): 2.1, ("m", 0): 1.8, ("m", 1): 2.2}, "higher", level=0.9)
+    # d = B − A per run: −0.2, −0.2, −0.1 -> mean −1/6, s = 0.057735
+    half = 2.919985580355516 * (0.1 / math.sqrt(3)) / math.sqrt(3)
+    assert paired["paired"] is True and paired["n_pairs"] == 3
+    assert paired["diff"] == pytest.approx(-1 / 6) and paired["ci_low"] == pytest.approx(-1 / 6 - half)
+
+
+def test_cell_values_keep_numbers_of_the_row_and_table():
+    runs = [
+        {"scheme": "hard", "model": "m", "seed": "1", "cifar10h": {"ce": 2}},
+        {"scheme": "hard", "model": "m", "seed": 2, "cifar10h": {"ce": True}},  # a flag, not a value
+        {"scheme": "hard", "model": "m", "seed": 3, "cifar10h": None},
+        {"scheme": "hard", "model": "n", "seed": 0, "cifar10h": {"ce": 1.5}},
+        {"scheme": "soft", "model": "m", "seed": 0, "cifar10h": {"ce": 9.0}},
+        {"scheme": "hard", "model": "m", "seed": 4, "corruption": {"mean": 3.0, "ce": 7.0}},
+    ]
+    assert C.cell_values(runs, "hard", "cifar10h", "ce") == {("m", 1): 2.0, ("n", 0): 1.5}
+    assert C.cell_values(runs, "hard", "cifar10h", "ce", wanted={("hard", "n", 0)}) == {("n", 0): 1.5}
+    assert C.cell_values(runs, "hard", "corruption", "ce") == {("m", 4): 3.0}  # corruption CE is `mean`
+    assert C.metric_key("cifar10h", "mean") == "mean" and C.metric_key("corruption", "fgsm") == "fgsm"
+
+
+def test_thesis_overlap_by_hand():
+    thesis = pd.DataFrame({"table": ["t"] * 4, "eval_set": ["e"] * 4, "row": ["a", "b", "c", "d"],
+                           "metric": ["ce"] * 4, "value": [2.0, 1.5, 1.8, float("nan")],
+                           "ci": [0.2, 0.3, float("nan"), 0.1]})  # fmt: skip
+    side = lambda a, b, expect="lower": C.thesis_side(
+        {"table": "t", "eval_set": "e", "row_a": a, "row_b": b, "metric": "ce", "expect": expect}, thesis)
+    touching = side("a", "b")  # [1.8, 2.2] and [1.2, 1.8] touch at 1.8: overlap
+    assert touching == {"thesis_a": 2.0, "thesis_b": 1.5, "thesis_diff": pytest.approx(0.5), "thesis_overlap": "yes"}
+    assert side("a", "b", "higher")["thesis_diff"] == pytest.approx(-0.5)
+    assert side("a", "c")["thesis_overlap"] == "unknown" and side("a", "c")["thesis_diff"] == pytest.approx(0.2)
+    missing = side("a", "d")
+    assert math.isnan(missing["thesis_diff"]) and missing["thesis_overlap"] == "unknown"
+
+
+def test_verdict_counts_ignore_caveats():
+    frame = pd.DataFrame({"verdict": ["reproduced (2 seeds: too few for a reliable interval)", "reproduced",
+                                      "opposite", "not run", "same direction (1 seed, no interval)"]})  # fmt: skip
+    assert C.verdict_counts(frame) == {"reproduced": 2, "same direction": 1, "other direction": 0, "opposite": 1,
+                                       "not run": 1}  # fmt: skip
+
+
+def test_two_pairs_have_an_interval_and_welch_uses_both_sample_sizes():
+    # d = 0.1, 0.3: mean 0.2, s = √0.02, half = t_{0.975,1} · s/√2 = 12.706205 · 0.1
+    mean, low, high = C.paired_interval([0.1, 0.3])
+    assert mean == pytest.approx(0.2) and high == pytest.approx(0.2 + 12.706204736174707 * 0.1)
+    # a = 2.0, 2.4 (va = 0.08/2), b = 1.0, 1.3, 1.9 (vb = 0.21/3): ν = (va+vb)² / (va²/1 + vb²/2)
+    va, vb = 0.08 / 2, 0.21 / 3
+    half = stats.t.ppf(0.975, (va + vb) ** 2 / (va**2 / 1 + vb**2 / 2)) * math.sqrt(va + vb)
+    mean, low, high = C.welch_interval([2.0, 2.4], [1.0, 1.3, 1.9], "lower")
+    assert mean == pytest.approx(0.8) and high == pytest.approx(0.8 + half)
+
+
+def test_thesis_overlap_when_b_is_above_a():
+    thesis = pd.DataFrame({"table": ["t"] * 2, "eval_set": ["e"] * 2, "row": ["a", "b"], "metric": ["ce"] * 2,
+                           "value": [1.0, 1.2], "ci": [0.3, 0.2]})  # fmt: skip
+    side = C.thesis_side({"table": "t", "eval_set": "e", "row_a": "a", "row_b": "b", "metric": "ce",
+                          "expect": "lower"}, thesis)  # fmt: skip
+    assert side["thesis_overlap"] == "yes"  # [0.7, 1.3] and [1.0, 1.4]
+    far = thesis.assign(value=[1.0, 1.6])
+    side = C.thesis_side({"table": "t", "eval_set": "e", "row_a": "a", "row_b": "b", "metric": "ce",
+                          "expect": "lower"}, far)  # fmt: skip
+    assert side["thesis_overlap"] == "no"  # [0.7, 1.3] and [1.4, 1.8]

@@ -18,6 +18,8 @@ from scipy import ndimage
 
 from softlabels.evaluate import corruptions as C
 
+import corruption_reference as REF
+
 SEVERITY = 3
 
 
@@ -263,6 +265,19 @@ def test_plasma_fractal_is_normalised_and_smooth():
     assert neighbour_step < 0.5 * np.abs(maps - maps.mean()).mean() * 2  # correlated, not white noise
 
 
+def _assert_matches_reference(name: str, summary: np.ndarray) -> None:
+    """Block means within the tolerance of tests/corruption_reference.json (how it was made: its module)."""
+    reference = REF.load_reference()[name]
+    assert summary.shape == reference.shape
+    worst = np.abs(summary - reference).max()
+    assert worst <= REF.TOLERANCE[name], f"{name} moved from its seeded reference by {worst:.4g}"
+
+
+def test_plasma_fractal_matches_its_seeded_reference():
+    maps = C.plasma_fractal(2, 32, 2.5, np.random.default_rng(0))
+    _assert_matches_reference("plasma_fractal", REF.block_means(maps))
+
+
 def test_frost_adds_a_crop_of_a_shrunken_overlay():
     overlays = synthetic_overlays()
     black = flat(0, n=3)
@@ -304,6 +319,13 @@ def test_snow_only_brightens_and_adds_streaks():
     out = run(images, "snow").astype(int)
     assert np.all(out >= images.astype(int) - 1)  # weighted max with 1.5·luma + 0.5, plus flakes ≥ 0
     assert out.mean() > images.mean() + 5
+
+
+@pytest.mark.parametrize("name", ["snow", "elastic_transform"])
+def test_seeded_corruption_matches_its_reference(name):
+    images = REF.reference_images()
+    out = C.corrupt(images, name, REF.SEVERITY, C.corruption_rng(0, name, REF.SEVERITY), None)
+    _assert_matches_reference(name, REF.block_means(out))
 
 
 def test_brightness_shifts_hsv_value_by_c_keeping_hue_and_saturation():

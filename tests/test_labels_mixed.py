@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -161,3 +163,56 @@ def test_class_pair_tau_same_class_and_missing_pair():
                                [0.3, tau(0.3, 8.0, 0.35)])
     with pytest.raises(ValueError, match="airplane, bird"):
         class_pair_tau(0.3, 2, 0, taus)
+
+
+def _logistic(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def test_tau_hand_value_and_ordered_pair():
+    # τ(0.25; k=2, λ0=0.4) = [σ(2·(0.25−0.4)) − σ(−0.8)] / [σ(1.2) − σ(−0.8)]
+    want = (_logistic(-0.3) - _logistic(-0.8)) / (_logistic(1.2) - _logistic(-0.8))
+    assert float(tau(0.25, 2.0, 0.4)) == pytest.approx(want, rel=1e-12)
+    taus = pd.DataFrame({"class_i": [3], "class_j": [5], "k": [2.0], "x0": [0.4]})
+    assert float(class_pair_tau(0.25, 3, 5, taus)) == pytest.approx(want, rel=1e-12)
+    back = 1 - (_logistic(2 * (0.75 - 0.4)) - _logistic(-0.8)) / (_logistic(1.2) - _logistic(-0.8))
+    assert float(class_pair_tau(0.25, 5, 3, taus)) == pytest.approx(back, rel=1e-12)  # 1 − τ_{3,5}(1 − λ)
+    assert float(class_pair_tau(0.25, 5, 5, taus)) == 0.25
+    assert float(tau(0.3, 0.0, 0.5)) == 0.3  # a flat logistic (k = 0) is the identity
+
+
+def test_fit_table_by_hand_on_exact_points():
+    """Points exactly on τ(·; 6, 0.3) for cat/dog (one shown as dog/cat), plus judgments that are dropped (same
+    class, non-finite): the fit recovers the curve, n counts the judgments used, rmse_linear is |λ − τ(λ)|'s."""
+    lams = [0.1, 0.3, 0.5, 0.7, 0.9]
+    rows = [("cat", "dog", lam, float(tau(lam, 6.0, 0.3))) for lam in lams]
+    rows.append(("dog", "cat", 0.2, 1 - float(tau(0.8, 6.0, 0.3))))  # (0.8, τ(0.8)) in cat's orientation
+    rows += [("cat", "cat", 0.5, 0.9), ("cat", "dog", float("nan"), 0.5), ("cat", "dog", 0.5, float("inf"))]
+    table = fit_class_pair_taus(pd.DataFrame(rows, columns=["class1", "class2", "lambda_f", "lambda_h"]))
+    assert list(table.columns) == ["class_i", "class_j", "name_i", "name_j", "k", "x0", "n", "rmse", "rmse_linear"]
+    row = table.iloc[0]
+    assert (row["class_i"], row["class_j"], row["n"]) == (3, 5, 6)
+    assert row["k"] == pytest.approx(6.0, rel=1e-4) and row["x0"] == pytest.approx(0.3, abs=1e-5)
+    assert row["rmse"] == pytest.approx(0.0, abs=1e-6)
+    xs = lams + [0.8]
+    linear = math.sqrt(sum((x - float(tau(x, 6.0, 0.3))) ** 2 for x in xs) / len(xs))
+    assert row["rmse_linear"] == pytest.approx(linear, rel=1e-9)
+
+
+def test_tau_inputs_are_checked():
+    with pytest.raises(ValueError, match=r"^judgments table lacks column\(s\) lambda_h$"):
+        fit_class_pair_taus(pd.DataFrame({"class1": ["cat"], "class2": ["dog"], "lambda_f": [0.5]}))
+    one_factor = pd.DataFrame({"class1": ["cat", "dog"], "class2": ["dog", "cat"], "lambda_f": [0.5, 0.5],
+                               "lambda_h": [0.4, 0.6]})  # fmt: skip
+    with pytest.raises(ValueError, match=r"class pair \(cat, dog\) has judgments at fewer than 2 mixing factors"):
+        fit_class_pair_taus(one_factor)
+    bad_index = pd.DataFrame({"class1": [3, 10], "class2": [5, 3], "lambda_f": [0.1, 0.5], "lambda_h": [0.1, 0.5]})
+    with pytest.raises(ValueError, match="^class index out of range in judgments table$"):
+        fit_class_pair_taus(bad_index)
+    with pytest.raises(ValueError, match="class index out of range"):
+        fit_class_pair_taus(bad_index.assign(class1=[3, -1]))
+    reversed_rows = pd.DataFrame({"class_i": [5], "class_j": [3], "k": [2.0], "x0": [0.5]})
+    with pytest.raises(ValueError, match="^τ table rows must have class_i < class_j$"):
+        class_pair_tau(0.5, 3, 5, reversed_rows)
+    with pytest.raises(ValueError, match="^τ table rows must have class_i < class_j$"):
+        class_pair_tau(0.5, 3, 5, reversed_rows.assign(class_i=[3], class_j=[3]))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, missing_precondition, run_snakemake
 
 SNAKEMAKE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 
@@ -25,7 +25,7 @@ def test_snakemake_lint_has_no_findings(tmp_path):
 def test_snakefmt_check_passes():
     snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
     if snakefmt is None:
-        pytest.skip("snakefmt is not installed (pip install -e '.[test]')")
+        missing_precondition("snakefmt is not installed (pip install -e '.[test]')")
     done = subprocess.run(
         [snakefmt, "--check", "--diff", *map(str, SNAKEMAKE_FILES)], cwd=REPO, capture_output=True, text=True
     )

@@ -196,3 +196,95 @@ def test_config_refuses_an_evaluation_set_below_two_bins():
 
     with pytest.raises(ConfigError, match="cifar10h_holdout_limit.*150"):
         load(None, {"scale": "smoke", "scales": {"paper": {}, "quick": {}, "smoke": {"evaluation": {"cifar10h_holdout_limit": 150}}}})
+
+
+def test_errors_name_the_problem():
+    logits = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="reduction must be mean, sum or none, got 'max'"):
+        soft_cross_entropy(logits, torch.tensor([0, 1]), reduction="max")
+    with pytest.raises(ValueError, match=r"probs must be a non-empty \[N, K\] array, got shape \(4,\)"):
+        rms_calibration_error(np.full(4, 0.5), np.zeros(4, dtype=int), bin_size=1, skip_last_bin=False)
+    with pytest.raises(ValueError, match="bin_size must be >= 1, got 0"):
+        rms_calibration_error(np.full((4, 2), 0.5), np.zeros(4, dtype=int), bin_size=0)
+    with pytest.raises(ValueError, match=r"15 examples and bin size 10 leave 1 full bin\(s\), .*"
+                                         r"\(use at least 20 examples or a bin size of at most 7\)"):
+        rms_calibration_error(np.full((15, 2), 0.5), np.zeros(15, dtype=int), bin_size=10)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3))
+    images = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="4 images but 3 targets"):
+        evaluate_model(model, images, np.full((3, 3), 1 / 3), EVAL_CFG)
+    from softlabels.evaluate.metrics import pixels
+
+    for bad, shown in ((np.zeros((2, 32, 32, 1), dtype=np.uint8), r"torch.uint8 \(2, 32, 32, 1\)"),
+                       (np.zeros((2, 32, 32, 3), dtype=np.float32), r"torch.float32 \(2, 32, 32, 3\)"),
+                       (np.zeros((32, 32, 3), dtype=np.uint8), r"torch.uint8 \(32, 32, 3\)")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"images must be uint8 \[N, H, W, 3\], got " + shown):
+            pixels(bad, "cpu")
+
+
+def test_class_index_targets_use_the_logits_class_count():
+    # targets [0, 1] name no example of class 2, so the one-hot width comes from the logits (K = 3)
+    logits = torch.tensor([[0.0, 0.0, math.log(2.0)], [0.0, 0.0, 0.0]])
+    per = soft_cross_entropy(logits, np.array([0, 1]), reduction="none")
+    assert per.tolist() == pytest.approx([math.log(4.0), math.log(3.0)], rel=1e-6)
+
+
+class _MeanLogit(nn.Module):
+    """Logits (s·m, 0, …, 0) of normalised input with mean m: a model whose outputs are known in closed form."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([self.scale * m] + [torch.zeros_like(m)] * 9, dim=1)
+
+
+def test_evaluate_model_defaults_by_hand():
+    """300 grey images, image i with top half at level ⌈i/2⌉ and bottom half at ⌊i/2⌋ (pixel means i/2, all
+    distinct, so the confidence order has no ties): with the default bin size 100 (three bins, the last
+    skipped), hard labels = argmax of the targets and the FGSM target = the soft targets, each metric recomputed
+    here in NumPy from the closed-form logits."""
+    n = 300
+    i = np.arange(n)
+    images = np.empty((n, 32, 32, 3), dtype=np.uint8)
+    images[:, :16] = ((i + 1) // 2)[:, None, None, None]
+    images[:, 16:] = (i // 2)[:, None, None, None]
+    levels = i / 2
+    rng = np.random.default_rng(3)
+    targets = rng.dirichlet(np.ones(10) * 0.3, n)
+    mean, std = np.array([0.4914, 0.4822, 0.4465]), np.array([0.2023, 0.1994, 0.2010])
+    m = ((levels[:, None] / 255.0 - mean) / std).mean(axis=1)
+    logits = np.zeros((n, 10))
+    logits[:, 0] = 2.0 * m
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    p = np.exp(log_p)
+    ce = -(targets * log_p).sum(axis=1).mean()
+    accuracy = (p.argmax(axis=1) == targets.argmax(axis=1)).mean()
+    conf, correct = p.max(axis=1), (p.argmax(axis=1) == targets.argmax(axis=1)).astype(float)
+    order = np.argsort(conf, kind="stable")
+    conf, correct = conf[order], correct[order]
+    gaps = [(conf[lo:lo + 100].mean() - correct[lo:lo + 100].mean()) ** 2 * 100 / n for lo in (0, 100)]
+    result = evaluate_model(_MeanLogit(2.0), images, targets, EVAL_CFG)
+    assert result["n"] == n and result["ce"] == pytest.approx(ce, rel=1e-5)
+    assert result["accuracy"] == accuracy and 0 < accuracy < 1
+    assert result["calibration"] == pytest.approx(math.sqrt(sum(gaps)), rel=1e-5)
+    unskipped = evaluate_model(_MeanLogit(2.0), images, targets, {**EVAL_CFG, "calibration": {"skip_last_bin": False}})
+    last = (conf[200:].mean() - correct[200:].mean()) ** 2 * 100 / n
+    assert unskipped["calibration"] == pytest.approx(math.sqrt(sum(gaps) + last), rel=1e-5)
+    assert result["fgsm"] > result["ce"]  # the soft-target attack raises the loss
+
+
+def test_rms_calibration_computes_in_float64_for_float32_input():
+    """float32 probabilities are widened first: the result equals the float64 computation to 1e-13."""
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(3), 40).astype(np.float32)
+    labels = rng.integers(0, 3, 40)
+    wide = probs.astype(np.float64)
+    conf, correct = wide.max(axis=1), (wide.argmax(axis=1) == labels).astype(np.float64)
+    order = np.argsort(conf, kind="stable")
+    conf, correct = conf[order], correct[order]
+    expected = math.sqrt(sum(10 / 40 * (conf[lo:lo + 10].mean() - correct[lo:lo + 10].mean()) ** 2
+                             for lo in range(0, 40, 10)))  # fmt: skip
+    assert rms_calibration_error(probs, labels, bin_size=10, skip_last_bin=False) == pytest.approx(expected, rel=1e-13)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import numpy as np
 from softlabels.data.splits import balanced_prefix
 import pandas as pd
 import pytest
+import torch
 
 from softlabels import CLASSES
 from softlabels import config as cfg
@@ -224,6 +227,14 @@ def tiny_spec(config, **label_overrides):
     return spec
 
 
+def _without_timing(metrics: dict) -> dict:
+    """metrics.json without the wall-clock fields (seconds, images per second), which differ between runs."""
+    timing = re.compile(r"seconds|time|per_s$")
+    if isinstance(metrics, dict):
+        return {k: _without_timing(v) for k, v in metrics.items() if not timing.search(k)}
+    return metrics
+
+
 def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys):
     from softlabels.cli import main
     from softlabels.data.io import write_json
@@ -244,10 +255,24 @@ def test_train_command_writes_metrics_and_log(config, data_dir, tmp_path, capsys
     log = pd.read_csv(out / "train_log.csv")
     assert list(log["epoch"]) == [1] and "loss" in log.columns
     assert (out / "checkpoint.pt").exists()
-    # the same spec again resumes from the checkpoint (nothing left to train)
+    # the same spec again resumes from the checkpoint (nothing left to train): the same metrics.json
+    before = (out / "metrics.json").read_text()
     (out / "metrics.json").unlink()
     assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir)]) == 0
-    assert "resumed" in capsys.readouterr().out
+    assert _without_timing(json.loads((out / "metrics.json").read_text())) == _without_timing(json.loads(before))
+    assert list(pd.read_csv(out / "train_log.csv")["epoch"]) == [1]
+    # ... and the model it evaluates is the checkpoint's (a retrain would ignore it): with the last layer zeroed
+    # every logit is 0, so each image's prediction is uniform and its cross-entropy ln 10 whatever its target
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    for key in [k for k in state["model"] if k.startswith("linear.")]:
+        state["model"][key] = torch.zeros_like(state["model"][key])
+    torch.save(state, out / "checkpoint.pt")
+    assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir)]) == 0
+    zeroed = json.loads((out / "metrics.json").read_text())
+    for name in ("cifar10h", "cifar10s"):
+        assert zeroed[name]["ce"] == pytest.approx(math.log(10), abs=1e-6), (name, zeroed[name])
+        assert abs(metrics[name]["ce"] - math.log(10)) > 1e-5  # the trained model's is not
+    capsys.readouterr()
     # a changed spec (other γ) discards the stale checkpoint instead of resuming it
     write_json(tmp_path / "spec.json", tiny_spec(config, gamma=0.2))
     assert main(["train", "--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--data-dir", str(data_dir),

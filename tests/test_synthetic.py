@@ -235,9 +235,23 @@ def test_corruption_metrics_hand_value(data):
     assert result["n"] == 8
 
 
+def _brightness_cross_entropy(images_u8: np.ndarray, targets: np.ndarray) -> float:
+    """By hand (NumPy, float64): x = (u/255 − mean_c)/std_c, m = mean of x over pixels and channels, logits
+    z_k = k·m, CE = −(1/n) Σ_i Σ_k y_ik log softmax(z_i)_k."""
+    mean = np.array([0.4914, 0.4822, 0.4465]).reshape(1, 1, 1, 3)
+    std = np.array([0.2023, 0.1994, 0.2010]).reshape(1, 1, 1, 3)
+    m = ((images_u8 / 255.0 - mean) / std).mean(axis=(1, 2, 3))
+    z = m[:, None] * np.arange(NUM_CLASSES)[None, :]
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    return float(-(targets * log_p).sum(axis=1).mean())
+
+
 def test_corruption_metrics_average_over_corruptions(data):
-    """A model whose logits depend on the image mean: the per-corruption CEs differ and `mean` is their mean."""
-    _write_corruptions(data)
+    """A model whose logits depend on the image mean: each corruption is evaluated on its own images (the
+    per-corruption CEs differ from each other and from the clean CE; gaussian noise's CE is recomputed by hand
+    from the rows of the file, looked up by index), and `mean` is their mean."""
+    arrays = _write_corruptions(data)
     spec = make_spec({"labels": "hard", "endpoints": "hard", "objective": "mixup", "alpha": 1.0}, protocol="chapter5")
     sets = chapter5.build_chapter5_set(spec, data)
 
@@ -246,10 +260,20 @@ def test_corruption_metrics_average_over_corruptions(data):
             m = x.mean(dim=(1, 2, 3))
             return torch.stack([m * k for k in range(NUM_CLASSES)], dim=1)
 
-    result = sets.eval_sets["corruption"].evaluate(Brightness(), "cpu")
-    values = list(result["per_corruption"].values())
-    assert result["mean"] == pytest.approx(float(np.mean(values)))
-    assert all(math.isfinite(v) for v in values)
+    corruption = sets.eval_sets["corruption"]
+    result = corruption.evaluate(Brightness(), "cpu")
+    per = result["per_corruption"]
+    assert set(per) == {"gaussian_noise", "fog"} and result["n"] == len(corruption.indices) == 8
+    targets = np.asarray(corruption.targets, dtype=np.float64)
+    row_of = {int(i): r for r, i in enumerate(data.split_test[::-1])}  # the file's rows are in reversed order
+    rows = [row_of[int(i)] for i in corruption.indices]
+    noise = _brightness_cross_entropy(arrays["gaussian_noise"][rows], targets)
+    fog = _brightness_cross_entropy(arrays["fog"][rows], targets)
+    clean = _brightness_cross_entropy(np.asarray(corruption.images), targets)
+    assert per["gaussian_noise"] == pytest.approx(noise, rel=1e-5)
+    assert per["fog"] == pytest.approx(fog, rel=1e-5)
+    assert len({round(noise, 4), round(fog, 4), round(clean, 4)}) == 3, (noise, fog, clean)
+    assert result["mean"] == pytest.approx((noise + fog) / 2, rel=1e-5)
 
 
 def test_chapter5_soft_endpoints_mix_real_and_simulated_labels(data, tmp_path):

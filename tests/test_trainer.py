@@ -313,3 +313,23 @@ def test_run_killed_with_sigkill_resumes_to_identical_weights(tmp_path):
     resumed = torch.load(tmp_path / "killed.out")
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+# -- per-member gradient clipping --------------------------------------------------------------------------
+def test_clip_rows_scales_each_member_by_c_over_its_norm_plus_eps():
+    """Row 0: norm 5 > c = 1, scaled by 1/(5 + 1e-6); row 1: norm 0.25 < c/2, untouched (coefficient capped at
+    1, never scaled up); row 2: norm exactly c, scaled by c/(c + 1e-6). Float64, so 1e-6 is visible."""
+    from softlabels.train.trainer import clip_rows_
+
+    grad = torch.tensor([[3.0, 4.0], [0.0, 0.25], [0.6, 0.8]], dtype=torch.float64)
+    norms = clip_rows_(grad, 1.0)
+    assert norms.tolist() == pytest.approx([5.0, 0.25, 1.0], rel=1e-15)
+    expected = [[3 / (5 + 1e-6), 4 / (5 + 1e-6)], [0.0, 0.25], [0.6 / (1 + 1e-6), 0.8 / (1 + 1e-6)]]
+    for row, want in zip(grad.tolist(), expected):
+        assert row == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def test_learning_rate_error_lists_the_models_it_has():
+    protocol = {"base_lr": {"resnet8a": 0.1, "resnet34a": 0.1}, "lr_milestones": [1], "lr_gamma": 0.1}
+    with pytest.raises(KeyError, match=r"no entry for model 'vgg' \(has: resnet8a, resnet34a\)"):
+        learning_rate(protocol, "vgg", 0)
