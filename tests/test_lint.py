@@ -55,17 +55,10 @@ def test_every_non_training_rule_declares_the_settings_it_reads():
 # --------------------------------------------------------------------------------------------------------------
 # One channel: a job's command receives the settings its rule declares (--settings), and nothing else.
 # --------------------------------------------------------------------------------------------------------------
-# Rules that still hand their command the whole configuration (config files and overrides): the sweeps, whose
-# commands build run specs from the full config.
-WHOLE_CONFIG_FILES = {"sweeps.smk", "common.smk"}
-
-
 def test_jobs_receive_their_declared_settings_not_the_config_files():
     for path in SNAKEMAKE_FILES:
         text = path.read_text()
-        if path.name in WHOLE_CONFIG_FILES:
-            continue
-        assert "config_args" not in text, f"{path.name} hands a job the whole config (config_args)"
+        assert "--configfile" not in text and "config_args" not in text, f"{path.name} hands a job the whole config (config_args)"
         for block in text.split("\nrule ")[1:]:
             if "--settings" in block:
                 assert "{params.settings:q}" in block and "run_options=run_options()" in block, block[:200]

@@ -3,10 +3,8 @@
 import json
 import os
 import re
-import shlex
 import sys
 
-import yaml
 
 from snakemake.utils import validate
 
@@ -195,41 +193,6 @@ def source_key(wildcards):
 
 
 SOURCE_KEYS = {source["file"]: key for key, source in config["sources"].items()}
-
-
-def _config_options():
-    """CLI options that hand a `softlabels` subcommand the same configuration this run uses: the config
-    files Snakemake read, then the top-level --config overrides and the effective scale and paths."""
-    files = [os.path.abspath(f) for f in workflow.configfiles]
-    overrides = dict(workflow.config_settings.config or {})  # the --config key=value pairs only
-    overrides.update(scale=SCALE, resources_dir=RESOURCES, device=config["device"])
-    if config.get("data_mirror"):
-        overrides["data_mirror"] = config["data_mirror"]
-    pairs = []
-    for key, value in overrides.items():
-        text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
-        if text.endswith("\n..."):
-            text = text[: -len("\n...")]
-        pairs.append(shlex.quote(f"{key}={text}"))
-    return " ".join([f"--configfile {shlex.quote(f)}" for f in files] + ["--config"] + pairs)
-
-
-CONFIG_OPTIONS = _config_options()
-
-
-def _config_options_param(wildcards, resources):
-    return CONFIG_OPTIONS
-
-
-def config_args():
-    """The `params: config_args=config_args()` of every rule: how the job reaches this run's configuration
-    (config file paths, --config overrides, scale, data_mirror, device, resources_dir). It is *not* a rerun
-    trigger: a param function that takes `resources` counts as derived from the job's resources, and Snakemake
-    leaves derived params out of the params it records and compares. So switching the scale, moving the mirror
-    or changing the device reruns nothing by itself; what a job's output depends on is its `settings` param
-    (a training group: its `specs` digests), and where a download came from is recorded in its origin sidecar.
-    """
-    return _config_options_param
 
 
 # The responses table of the chapter-3 runs (train.smk: TRAIN_DATA["chapter3"]["cifar10s"]): own responses when the
@@ -518,7 +481,11 @@ def glove_option(wildcards, input):
 
 
 def sweep_run_spec(wildcards):
-    return point_spec(config, wildcards.sweep, wildcards.value, int(wildcards.seed))
+    """JSON of the sweep point's spec without the how-to-run keys (the device comes with --run-options)."""
+    from softlabels.train.plan import HOW_TO_RUN_SPEC_KEYS
+
+    spec = point_spec(config, wildcards.sweep, wildcards.value, int(wildcards.seed))
+    return json.dumps({k: v for k, v in spec.items() if k not in HOW_TO_RUN_SPEC_KEYS}, sort_keys=True)
 
 
 def sweep_run_resource(name):

@@ -29,9 +29,10 @@ rule parse_cifar10_train:
         runtime=10,
     params:
         settings=settings(),
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "softlabels parse-cifar10-train --archive {input} --out {output} {params.config_args} > {log} 2>&1"
+        "softlabels parse-cifar10-train --archive {input} --out {output} --settings {params.settings:q} "
+        "--run-options {params.run_options:q} > {log} 2>&1"
 
 
 rule sweep_run:
@@ -51,13 +52,14 @@ rule sweep_run:
         mem_mb=sweep_run_resource("mem_mb"),
         runtime=sweep_run_resource("runtime_min"),
     params:
-        settings=settings("sweeps.validation", "sweeps.seeds"),
+        # the point's spec (without the device): what the job trains, and its rerun trigger
         spec=sweep_run_spec,
+        settings=settings(),
         glove=glove_option,
-        config_args=config_args(),
+        run_options=run_options(),
     shell:
-        "(softlabels make-sweep-spec --sweep {wildcards.sweep} --value {wildcards.value} --seed {wildcards.seed} "
-        "--out {output.spec} {params.config_args} && "
+        "(softlabels make-sweep-spec --spec {params.spec:q} --out {output.spec} --settings {params.settings:q} "
+        "--run-options {params.run_options:q} && "
         "softlabels train --spec {output.spec} --out-dir $(dirname {output.spec}) --data-dir results/data "
         "{params.glove} --threads {threads}) > {log} 2>&1"
 
@@ -78,11 +80,14 @@ rule sweep_table:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=settings("sweeps.criterion", "summaries.ci_level"),
-        config_args=config_args(),
+        settings=lambda wildcards: settings(
+            f"sweeps.grids.{wildcards.sweep}", "sweeps.criterion", "summaries.ci_level"
+        ),
+        run_options=run_options(),
     shell:
         "softlabels sweep-table --sweep {wildcards.sweep} --metrics {input} --out-csv {output.csv} "
-        "--out-md {output.md} --out-html {output.html} {params.config_args} > {log} 2>&1"
+        "--out-md {output.md} --out-html {output.html} --settings {params.settings:q} "
+        "--run-options {params.run_options:q} > {log} 2>&1"
 
 
 # Opt-in target: every sweep table (not in FINAL_OUTPUTS, so `all` does not train the sweeps).

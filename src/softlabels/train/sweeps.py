@@ -216,6 +216,15 @@ def sweep_markdown(frame) -> str:
 # ----------------------------------------------------------------------------------------------------------
 def _cmd_make_sweep_spec(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.spec is not None:  # the workflow's point spec, with this run's device
+        try:
+            spec = json.loads(args.spec)
+        except ValueError as exc:
+            raise UserError(f"--spec is not JSON ({exc})") from None
+        write_json(args.out, {**spec, "device": config["device"]})
+        return 0
+    if args.sweep is None or args.value is None or args.seed is None:
+        raise UserError("give --spec, or --sweep, --value and --seed")
     write_json(args.out, point_spec(config, args.sweep, args.value, args.seed))
     return 0
 
@@ -244,9 +253,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("make-sweep-spec", help="write the spec.json of one hyperparameter-sweep run",
                               description="The scheme's run spec with the swept key set to VALUE, plus the "
                               "validation split (config 'sweeps').")
-    p.add_argument("--sweep", required=True, help="name under sweeps.grids")
-    p.add_argument("--value", required=True, help="one of the sweep's values, as written in the config")
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--sweep", default=None, help="name under sweeps.grids")
+    p.add_argument("--value", default=None, help="one of the sweep's values, as written in the config")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--spec", default=None, metavar="JSON",
+                   help="the point's spec without the device (the workflow's channel); the configured device is added")
     p.add_argument("--out", required=True)
     add_config_arguments(p)
     p.set_defaults(func=_cmd_make_sweep_spec)
