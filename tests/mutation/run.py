@@ -7,7 +7,8 @@
     python tests/mutation/run.py --retry metrics      # after adding tests: rerun only what was not killed
 
 (--retry is sound only when tests were added or strengthened since the last run and the code is unchanged: a
-mutant that a test killed stays killed.)
+mutant that a test killed stays killed. A change of [tool.mutmut] in pyproject.toml makes mutmut discard every
+earlier result, so --retry and --keep then start from scratch.)
 
 mutmut copies src/ and tests/ into mutants/ (a folder git ignores: the script writes mutants/.gitignore),
 makes every mutant of the files named by `only_mutate`, and runs, for each mutant of the selected modules,
@@ -18,7 +19,8 @@ listed in tests/mutation/equivalent.txt, with the reason), and the score
     killed% = (killed + timed out) / (all mutants − equivalent)
 
 and writes every surviving mutant that is not listed as equivalent, with its diff, to
-results/mutation/survivors.txt. Not part of the default test run: it takes tens of minutes on 2 CPU cores.
+results/mutation/survivors.txt. Not part of the default test run: the whole scope is about 5300 mutants, estimated at one to three hours on
+2 CPU cores (0.5 to 1.7 mutants a second were measured on parts of it; the whole run has not been timed).
 """
 
 from __future__ import annotations
