@@ -158,7 +158,7 @@ def test_duplicate_id_and_unknown_target_table_are_refused():
 def test_the_cli_refuses_a_bad_claim_naming_it(tmp_path, capsys):
     import yaml
 
-    raw = yaml.safe_load((cfg.repo_root() / "config.yaml").read_text())
+    raw = yaml.safe_load(cfg.default_config_path().read_text())
     raw["claims"]["list"].append(claim(id="bad_row_claim", row_a="nope"))
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -105,9 +105,9 @@ def test_hmix_export_path_comes_from_labels_hmix_redistribution_path(workdir, ca
     release = json.loads((workdir / "release.json").read_text())["mixed_0.5_Cat_1_Dog_2.png"][2]
     assert release[truck] == pytest.approx(0.75 / 1.1)  # truck 75, automobile 25, ship free: / (1 + γ)
     (workdir / "documented.yaml").write_text("labels:\n  hmix_redistribution_path: documented\n")
-    from softlabels.config import repo_root
+    from softlabels.config import default_config_path
 
-    assert main([*argv, "--out", "documented.json", "--configfile", str(repo_root() / "config.yaml"),
+    assert main([*argv, "--out", "documented.json", "--configfile", str(default_config_path()),
                  "--configfile", "documented.yaml"]) == 0
     documented = json.loads((workdir / "documented.json").read_text())["mixed_0.5_Cat_1_Dog_2.png"][2]
     assert documented[truck] == pytest.approx(0.75 * 0.9)

@@ -128,10 +128,10 @@ def test_export_commands_rebuild_the_released_layouts(tmp_path, data_mirror, res
     assert first["stimulus"].nunique() == 810
     assert taus["n"].sum() == len(first) < len(judgments)  # default labels.tau_stimuli: first_collection
 
-    from softlabels.config import repo_root
+    from softlabels.config import default_config_path
 
     (tmp_path / "all.yaml").write_text("labels:\n  tau_stimuli: all\n")
-    run_cli("fit-taus", "--out", "taus_all.csv", "--configfile", str(repo_root() / "config.yaml"),
+    run_cli("fit-taus", "--out", "taus_all.csv", "--configfile", str(default_config_path()),
             "--configfile", "all.yaml", *common)
     assert pd.read_csv(tmp_path / "taus_all.csv")["n"].sum() == len(judgments)
 

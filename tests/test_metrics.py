@@ -179,10 +179,10 @@ def test_rms_calibration_two_bins_is_enough():
 
 def test_every_scale_leaves_two_calibration_bins():
     """Each scale's evaluation sets hold at least two bins' worth of examples (skip_last_bin drops one)."""
-    from softlabels.config import load, repo_root
+    from softlabels.config import default_config_path, load
     import yaml
 
-    scales = yaml.safe_load((repo_root() / "config.yaml").read_text())["scales"]
+    scales = yaml.safe_load(default_config_path().read_text())["scales"]
     for scale in scales:
         config = load(None, {"scale": scale})
         calibration = config["evaluation"]["calibration"]

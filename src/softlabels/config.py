@@ -21,12 +21,6 @@ class ConfigError(ValueError):
     """A configuration key is missing, unknown or has a wrong value; the message names the key."""
 
 
-def repo_root() -> Path:
-    """The checkout that holds `config.yaml`, `workflow/` and `src/`, for tools run from a checkout. An installed
-    package has no checkout: read the defaults through `default_config_path` and `schema_path`."""
-    return Path(__file__).resolve().parents[2]
-
-
 def _package_default(name: str) -> Path:
     """`softlabels/defaults/<name>`: in a checkout a symbolic link to the card's file, in a built wheel (and a
     non-editable install) a copy of it, carried as package data."""
