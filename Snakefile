@@ -29,7 +29,10 @@ rule all:
         get_final_output(),
 
 
-# Requested targets that nothing makes, and inputs the mirror lacks, stop the run here, before the DAG.
+# Requested targets that nothing makes, and inputs the mirror lacks, stop the run here, before the DAG. A dry
+# run ends with the stops a real run would make before its first job (those are checked in onstart).
 if MAIN_PROCESS:
     check_requested_targets()
     check_inputs_reachable()
+    if requested_targets() is not None:  # a `snakemake` command, not the Python API inside another program
+        atexit.register(note_stops_of_dry_run)

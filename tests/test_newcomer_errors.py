@@ -94,6 +94,12 @@ def test_no_network_names_data_mirror_before_any_job(tmp_path, monkeypatch):
     assert "no-network.invalid cannot be resolved" in line
     assert "data_mirror=/path/to/mirror" in line and 'README section "Offline use: data_mirror"' in line
     assert not (tmp_path / "wd" / "resources").exists()
+    # a dry run of the same command ends with the stop the real run makes
+    dry = run_snakemake(tmp_path / "wd", "-n", "results/data/splits.npz", "--configfile", str(REPO / "config.yaml"),
+                        str(extra), "--config", "scale=smoke", timeout=300)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    (note,) = softlabels_lines(dry)
+    assert note == line.replace("softlabels: ", "softlabels: a real run would stop before any job: ", 1)
 
 
 def test_failed_download_names_data_mirror(tmp_path):
@@ -120,11 +126,17 @@ def test_mirror_without_cifar10c_stops_before_any_job(tmp_path, data_mirror):
     assert f"data_mirror {data_mirror} has no cifar-10-c/CIFAR-10-C.tar" in line
     assert "evaluation.corruption.source: download" in line and "source: generate" in line
     assert not (tmp_path / "resources").exists() and "Traceback" not in done.stderr
+    # the dry run of the same command shows the same stop
+    dry = run_snakemake(tmp_path, "-n", "results/data/cifar10c_holdout_s3.npz", "--config",
+                        f"data_mirror={data_mirror}")  # fmt: skip
+    assert dry.returncode == 0 and "fetch_cifar10c" in dry.stdout
+    assert softlabels_lines(dry) == [line.replace("softlabels: ", "softlabels: a real run would stop before any job: ", 1)]
     # the fix it names works: the dry run plans the generated hold-out from the mirror
     fixed = run_snakemake(tmp_path, "-n", "results/data/cifar10c_holdout_s3.npz", "--config",
                           f"data_mirror={data_mirror}", "evaluation={corruption: {source: generate}}")  # fmt: skip
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     assert "fetch_cifar10c" not in fixed.stdout and "corrupt_holdout" in fixed.stdout
+    assert softlabels_lines(fixed) == []
 
 
 def test_paper_scale_on_a_cpu_stops_before_any_job(tmp_path, data_mirror):
@@ -138,5 +150,15 @@ def test_paper_scale_on_a_cpu_stops_before_any_job(tmp_path, data_mirror):
     for hint in ("--config scale=quick", "SLURM", "--config allow_paper_on_cpu=true"):
         assert hint in line
     assert not (tmp_path / "resources").exists()
+    # the dry run shows the stop (without the measured estimate), and allow_paper_on_cpu=true lifts it
+    dry = run_snakemake(tmp_path, "-n", "results/tables/table3_1.csv", "--config", f"data_mirror={data_mirror}",
+                        "device=cpu")  # fmt: skip
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    (note,) = softlabels_lines(dry)
+    assert note.startswith("softlabels: a real run would stop before any job: this is the paper scale on a CPU")
+    assert "--config allow_paper_on_cpu=true" in note
+    allowed = run_snakemake(tmp_path, "-n", "results/tables/table3_1.csv", "--config", f"data_mirror={data_mirror}",
+                            "device=cpu", "allow_paper_on_cpu=true")  # fmt: skip
+    assert allowed.returncode == 0 and softlabels_lines(allowed) == []
     bad = run_snakemake(tmp_path, "-n", "--config", "allow_paper_on_cpu=maybe")
     assert bad.returncode != 0 and "allow_paper_on_cpu" in softlabels_lines(bad)[0]

@@ -1,5 +1,6 @@
 # Start-up work done once: validate the config, merge the scale preset, and define the helpers the
 # stage files share (paths, input functions, wildcard constraints).
+import atexit
 import json
 import os
 import re
@@ -103,20 +104,22 @@ def check_inputs_reachable():
         )
 
 
-def check_network():
-    """Before any job of a real run (onstart): when inputs must be downloaded (no mirror) and the sources' host
-    names do not resolve, stop with one message naming data_mirror, not one failed fetch job per input."""
+def network_stop():
+    """When inputs must be downloaded (no mirror) and the sources' host names do not resolve: the one message
+    naming data_mirror that ends a real run before its first job (instead of one failed fetch job per input).
+    """
     from softlabels.data.download import NO_NETWORK_HINT, network_unreachable
 
     if config.get("data_mirror"):
-        return
+        return None
     todo = [s for s in config["sources"].values() if not os.path.exists(os.path.join(RESOURCES, s["file"]))]
     host = network_unreachable([s["url"] for s in todo]) if todo else None
-    if host:
-        stop(
-            f"{len(todo)} input(s) must be downloaded (e.g. {todo[0]['file']}), but {host} cannot be "
-            f"resolved. {NO_NETWORK_HINT}"
-        )
+    if not host:
+        return None
+    return (
+        f"{len(todo)} input(s) must be downloaded (e.g. {todo[0]['file']}), but {host} cannot be "
+        f"resolved. {NO_NETWORK_HINT}"
+    )
 
 
 def pending_rules():
@@ -127,21 +130,53 @@ def pending_rules():
         return None
 
 
-def check_cifar10c_reachable(pending):
-    """Before any job (onstart): the CIFAR-10-C tar is to be fetched (evaluation.corruption.source: download,
-    the paper default) but data_mirror does not list it: stop, naming the file and the setting that avoids it.
-    """
+def cifar10c_stop(pending):
+    """The CIFAR-10-C tar is to be fetched (evaluation.corruption.source: download, the paper default) but
+    data_mirror does not list it: the message naming the file and the setting that avoids it."""
     if pending is None or "fetch_cifar10c" not in pending:
-        return
+        return None
     tar = config["evaluation"]["corruption"]["cifar10c"]["file"]
-    if missing_from_mirror([tar]):
-        stop(
-            f"data_mirror {config['data_mirror']} has no {tar} (not in its MANIFEST.tsv), which "
-            f"evaluation.corruption.source: download needs for the chapter-5 corruption CE (the 2.9 GB published "
-            f"CIFAR-10-C). Offline, generate the corrupted hold-out instead: add "
-            f"--config 'evaluation={{corruption: {{source: generate}}}}' (README section \"Offline use: "
-            f'data_mirror"), or add the tar to the mirror.'
-        )
+    if not missing_from_mirror([tar]):
+        return None
+    return (
+        f"data_mirror {config['data_mirror']} has no {tar} (not in its MANIFEST.tsv), which "
+        f"evaluation.corruption.source: download needs for the chapter-5 corruption CE (the 2.9 GB published "
+        f"CIFAR-10-C). Offline, generate the corrupted hold-out instead: add "
+        f"--config 'evaluation={{corruption: {{source: generate}}}}' (README section \"Offline use: "
+        f'data_mirror"), or add the tar to the mirror.'
+    )
+
+
+def stops_before_any_job(pending):
+    """The messages that end a real run before its first job, for the rules with a job to run (`pending`): an
+    input that cannot be had (the CIFAR-10-C tar, no network). The paper scale on a CPU stops after the plan
+    (print_training_plan)."""
+    return [m for m in (cifar10c_stop(pending), network_stop()) if m]
+
+
+def check_inputs_before_any_job():
+    """onstart: stop on the first input that cannot be had."""
+    for message in stops_before_any_job(pending_rules()):
+        stop(message)
+
+
+def note_stops_of_dry_run():
+    """At the end of a dry run (`-n`, where onstart never runs): print each stop a real run of the same plan
+    would make before its first job, so that the dry run shows it too."""
+    if not workflow.dryrun:
+        return
+    try:
+        pending = {job.rule.name for job in workflow.dag.needrun_jobs(exclude_finished=False)}
+    except Exception:  # no DAG (the dry run failed earlier) or Snakemake-internal change: nothing to add
+        return
+    from softlabels.train.plan import PAPER_ON_CPU, paper_on_cpu
+
+    messages = stops_before_any_job(pending)
+    if any(r.startswith("train_chapter") for r in pending) and paper_on_cpu(config):
+        if not config.get("allow_paper_on_cpu"):
+            messages.append(PAPER_ON_CPU.format(estimate="its training takes days here"))
+    for message in messages:
+        print(f"softlabels: a real run would stop before any job: {message}", file=sys.stderr, flush=True)
 
 
 def valid_targets():

@@ -67,8 +67,7 @@ FINAL_OUTPUTS.extend(group_record(group) for group in TRAINING_GROUPS)
 # Before any job of a real run: inputs that cannot be had stop the run with one message (common.smk), then the
 # training plan (and its stop for the paper scale on a CPU).
 onstart:
-    check_cifar10c_reachable(pending_rules())
-    check_network()
+    check_inputs_before_any_job()
     print_training_plan()
 
 
