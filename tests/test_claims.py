@@ -378,3 +378,26 @@ def test_thesis_overlap_when_b_is_above_a():
     side = C.thesis_side({"table": "t", "eval_set": "e", "row_a": "a", "row_b": "b", "metric": "ce",
                           "expect": "lower"}, far)  # fmt: skip
     assert side["thesis_overlap"] == "no"  # [0.7, 1.3] and [1.4, 1.8]
+
+
+def test_setting_keys_of_the_claims_rule_name_every_table_and_protocol_it_reads():
+    """The claims rule's rerun trigger (and the keys its command may read): the claims block, each target's
+    tables or figures, every protocol's models and seeds, single_model and the CI level."""
+    from softlabels.report.claims import claim_setting_keys, claims_setting_keys
+
+    config = {
+        "claims": {"list": [{"table": "table3_1"}, {"table": "fig4_1"}, {"table": "table3_1"}],
+                   "targets": {"claims": "all", "claims_chapter3": ["table3_1"]}},
+        "tables": {"table3_1": {}},
+        "figures": {"fig4_1": {}},
+        "protocols": {"chapter3": {}, "chapter4": {}},
+    }
+    per_protocol = ["protocols.chapter3.models", "protocols.chapter4.models", "protocols.chapter3.seeds",
+                    "protocols.chapter4.seeds", "protocols.chapter3.seeds_extra", "protocols.chapter4.seeds_extra"]
+    tail = [*per_protocol, "single_model", "summaries.ci_level"]
+    assert claim_setting_keys(config, "claims") == [
+        "claims.list", "claims.targets.claims", "tables.table3_1", "figures.fig4_1", *tail]
+    assert claim_setting_keys(config, "claims_chapter3") == [
+        "claims.list", "claims.targets.claims_chapter3", "tables.table3_1", *tail]
+    assert claims_setting_keys(config) == ["claims", "tables.table3_1", "figures.fig4_1", *tail]
+    assert claims_setting_keys({"protocols": {}}) == ["claims"]

@@ -111,3 +111,122 @@ def test_hmix_export_path_comes_from_labels_hmix_redistribution_path(workdir, ca
                  "--configfile", "documented.yaml"]) == 0
     documented = json.loads((workdir / "documented.json").read_text())["mixed_0.5_Cat_1_Dog_2.png"][2]
     assert documented[truck] == pytest.approx(0.75 * 0.9)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What each labels command reads and reports: the file it names in its log, its output and its summary line
+# ----------------------------------------------------------------------------------------------------------
+def judgments_table() -> pd.DataFrame:
+    """Judgments of two class pairs. (cat, dog): three of the first collection at λ_h = λ_f + 0.1, two later
+    ones at λ_h = λ_f − 0.3; (airplane, ship): two of the first collection at λ_h = λ_f."""
+    rows = [("cat", "dog", lf, lf + 0.1, True) for lf in (0.2, 0.5, 0.8)]
+    rows += [("cat", "dog", lf, lf - 0.3, False) for lf in (0.4, 0.6)]
+    rows += [("airplane", "ship", lf, lf, True) for lf in (0.3, 0.7)]
+    return pd.DataFrame(
+        {
+            "stimulus": [f"s{n}" for n in range(len(rows))],
+            "lambda_f": [r[2] for r in rows],
+            "class1": [r[0] for r in rows],
+            "image1": range(len(rows)),
+            "class2": [r[1] for r in rows],
+            "image2": range(100, 100 + len(rows)),
+            "first_collection": [r[4] for r in rows],
+            "subject": ["p"] * len(rows),
+            "trial": range(len(rows)),
+            "lambda_h": [r[3] for r in rows],
+            "confidence": [3] * len(rows),
+            "rt_ms": [1000.0] * len(rows),
+        }
+    )
+
+
+def test_fit_taus_keeps_the_first_collection_by_default(workdir, capsys):
+    """labels.tau_stimuli: first_collection fits on the 3 + 2 judgments of the first collection; `all` adds the
+    2 later (cat, dog) ones. rmse_linear is the RMS of λ_f − λ_h, by hand: 0.1, 0, and √((3·0.1² + 2·0.3²)/5)."""
+    judgments_table().to_csv(workdir / "judgments.csv", index=False)
+    argv = ["fit-taus", "--judgments", "judgments.csv", *common(workdir)]
+    assert main([*argv, "--out", "first.csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "first.csv: 2 class pairs from 5 judgments (labels.tau_stimuli = first_collection)"
+    first = pd.read_csv(workdir / "first.csv")
+    assert first[["name_i", "name_j", "class_i", "class_j", "n"]].values.tolist() == [
+        ["airplane", "ship", 0, 8, 2], ["cat", "dog", 3, 5, 3]]
+    assert first["rmse_linear"].tolist() == pytest.approx([0.0, 0.1], abs=1e-12)
+    cat_dog = next(line for line in out[1:] if line.split()[2:4] == ["cat", "dog"])
+    assert cat_dog.split()[-1] == "0.100"  # the printed table: three decimals
+
+    (workdir / "all.yaml").write_text("labels:\n  tau_stimuli: all\n")
+    from softlabels.config import default_config_path
+
+    assert main([*argv, "--out", "all.csv", "--configfile", str(default_config_path()), "--configfile",
+                 "all.yaml"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "all.csv: 2 class pairs from 7 judgments (labels.tau_stimuli = all)")
+    every = pd.read_csv(workdir / "all.csv")
+    assert every["n"].tolist() == [2, 5]
+    assert every["rmse_linear"].tolist() == pytest.approx([0.0, np.sqrt((3 * 0.01 + 2 * 0.09) / 5)], abs=1e-12)
+
+
+def test_labels_commands_read_the_parsed_table_in_results_data_and_say_so(workdir, capsys):
+    """Without --judgments the parsed results/data/hmix_judgments.csv is read (and named), not the download."""
+    (workdir / "results" / "data").mkdir(parents=True)
+    judgments_table().to_csv(workdir / "results" / "data" / "hmix_judgments.csv", index=False)
+    assert main(["fit-taus", "--out", "t.csv", *common(workdir)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "reading results/data/hmix_judgments.csv"
+    assert pd.read_csv(workdir / "t.csv")["n"].tolist() == [2, 3]
+    assert not (workdir / "resources").exists()
+
+
+def simulator_inputs(workdir) -> None:
+    """Four responses, two on a one-hot CIFAR-10H image (entropy 0: low group), two on a uniform one (ln 10:
+    high group), and the probs as results/data/cifar10h.npz."""
+    responses = pd.concat([RESPONSES, RESPONSES.iloc[[2]].assign(subject="b", trial=4)], ignore_index=True)
+    responses.to_csv(workdir / "four.csv", index=False)
+    probs = np.zeros((3, 10))
+    probs[0, 3] = 1.0
+    probs[1] = 0.1
+    (workdir / "results" / "data").mkdir(parents=True)
+    np.savez(workdir / "results" / "data" / "cifar10h.npz", probs=probs)
+
+
+def test_fit_simulator_reads_results_data_cifar10h_and_the_configured_threshold(workdir, capsys):
+    simulator_inputs(workdir)
+    assert main(["fit-simulator", "--responses", "four.csv", "--out", "sim.json", *common(workdir)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "reading results/data/cifar10h.npz"
+    params = json.loads((workdir / "sim.json").read_text())
+    assert (params["threshold"], params["gamma"]) == (0.25, 0.1)  # labels.simulator_entropy_threshold, labels.gamma
+    assert (params["low"]["n_responses"], params["high"]["n_responses"]) == (2, 2)
+    # the low group's top entries, T2-Clamp by hand: cat 80 + dog 10 keeps cat at 0.8 (A = 0.9 < 1); dog 100
+    # (A = 1) is damped by 1 − γ to 0.9
+    assert params["low"]["top_mean"] == pytest.approx((0.8 + 0.9) / 2, abs=1e-12)
+
+
+def test_a_named_cifar10h_file_without_probs_is_refused_naming_it(workdir, capsys):
+    simulator_inputs(workdir)
+    np.savez(workdir / "counts_only.npz", counts=np.zeros((3, 10)))
+    (workdir / "text.npz").write_text("not an archive")
+    for name in ("counts_only.npz", "text.npz"):
+        code = main(["fit-simulator", "--responses", "four.csv", "--cifar10h", name, "--out", "sim.json",
+                     *common(workdir)])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{name}: not an npz file with 'probs'" in err
+        assert not (workdir / "sim.json").exists()
+
+
+def test_semantic_labels_read_the_named_glove_rows(workdir, capsys):
+    """A named GloVe file is read and named in the log; with every class orthogonal except automobile ~ truck,
+    the T2-Semantic label of image 1 (truck 75, automobile 25) puts the remainder by that similarity."""
+    rows = []
+    for n, name in enumerate(CLASSES):
+        vector = np.eye(10)[n]
+        if name == "automobile":
+            vector = np.eye(10)[CLASSES.index("truck")] + 0.01 * np.eye(10)[n]
+        rows.append(" ".join([name, *map(str, vector)]))
+    (workdir / "glove.txt").write_text("\n".join(rows) + "\n")
+    argv = ["export-labels", "--variety", "t2_semantic", "--responses", "responses.csv", "--glove", "glove.txt",
+            "--out", "o.json", *common(workdir)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "GloVe rows: glove.txt"
+    assert out[-1] == "o.json: 3 responses over 2 images (t2_semantic, gamma 0.1, documented path)"
+    assert not (workdir / "resources").exists()

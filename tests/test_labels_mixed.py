@@ -216,3 +216,54 @@ def test_tau_inputs_are_checked():
         class_pair_tau(0.5, 3, 5, reversed_rows)
     with pytest.raises(ValueError, match="^τ table rows must have class_i < class_j$"):
         class_pair_tau(0.5, 3, 5, reversed_rows.assign(class_i=[3], class_j=[3]))
+
+
+# ---------------------------------------------------------------------------------- edges, by hand (issue 19)
+def test_class_indices_read_as_floats_index_the_same_classes():
+    """A class column read from a CSV with a gap is float: 3.0 and 9.0 still name cat and truck."""
+    np.testing.assert_array_equal(mixup_label(np.array([3.0]), np.array([9.0]), np.array([0.25])),
+                                  mixup_label(np.array([3]), np.array([9]), np.array([0.25])))
+    np.testing.assert_allclose(mixup_label(3, 9, 0.25)[[3, 9]], [0.25, 0.75])
+
+
+def test_confidence_and_gamma_ranges_are_checked_at_their_bounds():
+    with pytest.raises(ValueError, match=r"confidence must lie in \[0, 1\]"):
+        confidence_smoothed_label(3, 9, 0.5, 1.5)
+    with pytest.raises(ValueError, match=r"confidence must lie in \[0, 1\]"):
+        confidence_smoothed_label(3, 9, 0.5, -0.1)
+    for gamma in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"confidence gamma must lie in \(0, 1\], got"):
+            confidence_smoothed_label(3, 9, 0.5, 1.0, gamma=gamma)
+    # γ = 1 is allowed: s = 1 at any confidence, the uniform label
+    np.testing.assert_allclose(confidence_smoothed_label(3, 9, 0.5, 0.7, gamma=1.0), np.full(10, 0.1))
+
+
+def test_hmix_pools_take_the_arrays_of_the_stimuli_file_over_the_names():
+    """With λ_f and classes in the stimuli arrays, the names need not parse (their fields are not read)."""
+    arrays = {"names": np.array(["s0", "s1"]), "lambda_f": np.array([0.25, 0.5]), "class1": np.array([3, 5]),
+              "class2": np.array([9, 6])}
+    mix = hmix_pools(None, arrays, "mixup").labels[:, 0]
+    np.testing.assert_allclose(mix[0, [3, 9]], [0.25, 0.75])
+    np.testing.assert_allclose(mix[1, [5, 6]], [0.5, 0.5])
+    with pytest.raises(ValueError, match="stimulus name 's0'"):
+        hmix_pools(None, {"names": arrays["names"], "lambda_f": arrays["lambda_f"]}, "mixup")
+
+
+def test_hmix_pools_confidence_gamma_default_seed_and_input_errors():
+    j = judgments()
+    # STIMULI[0]: λ_h 0.2 and 0.4 at confidence 1 and 0; γ = 0.1: s = 0.1^ω
+    agg = hmix_pools(j, STIMULI, "agg_conf", conf_gamma=0.1).labels[0, 0]
+    s = 0.1**0.5
+    np.testing.assert_allclose(agg[[3, 9, 0]], [(1 - s) * 0.3 + s / 10, (1 - s) * 0.7 + s / 10, s / 10], rtol=1e-6)
+    sep = hmix_pools(j, STIMULI, "sep_conf", conf_gamma=0.1).labels[0]
+    np.testing.assert_allclose(sep[0, [3, 9]], [0.9 * 0.2 + 0.01, 0.9 * 0.8 + 0.01], rtol=1e-6)
+    np.testing.assert_allclose(sep[1], np.full(10, 0.1), rtol=1e-6)
+    from softlabels.labels.baselines import random_labels
+
+    np.testing.assert_allclose(hmix_pools(None, STIMULI, "random").labels[:, 0], random_labels(2, 0), rtol=1e-6)
+    with pytest.raises(ValueError, match="H-Mix variant 'agg' needs the judgments table"):
+        hmix_pools(None, STIMULI, "agg")
+    with pytest.raises(ValueError, match=r"judgments table lacks column\(s\) confidence"):
+        hmix_pools(j.drop(columns="confidence"), STIMULI, "sep")
+    with pytest.raises(ValueError, match="expected one of uniform, random, mixup, agg, sep, agg_conf, sep_conf"):
+        hmix_pools(j, STIMULI, "median")

@@ -288,3 +288,30 @@ def test_rms_calibration_computes_in_float64_for_float32_input():
     expected = math.sqrt(sum(10 / 40 * (conf[lo:lo + 10].mean() - correct[lo:lo + 10].mean()) ** 2
                              for lo in range(0, 40, 10)))  # fmt: skip
     assert rms_calibration_error(probs, labels, bin_size=10, skip_last_bin=False) == pytest.approx(expected, rel=1e-13)
+
+
+class RedRow(nn.Module):
+    """Logits = the normalised red values of the first pixel row's first ten pixels (no parameters)."""
+
+    def forward(self, x):
+        return x[:, 0, 0, :10]
+
+
+def test_accuracy_and_ce_on_uint8_images_by_hand():
+    """A pixel at 255 among zeros gives logit a = (1 − m)/s there and b = −m/s elsewhere (m, s: the red
+    channel's CIFAR mean and std, 0.4914 and 0.2023). Two images right, one wrong (label 1, argmax 5):
+    accuracy 2/3; CE of a right one log(1 + 9·e^(−1/s)), of the wrong one log(e^(1/s) + 9)."""
+    from softlabels.evaluate.metrics import accuracy_and_ce, model_logits
+
+    images = np.zeros((3, 32, 32, 3), np.uint8)
+    for n, hot in enumerate((0, 2, 5)):
+        images[n, 0, hot, 0] = 255
+    s = 0.2023
+    logits = model_logits(RedRow(), images, batch_size=2)
+    assert logits.shape == (3, 10) and logits.dtype == torch.float32
+    assert logits[2, 5].item() == pytest.approx((1 - 0.4914) / s, rel=1e-6)
+    assert logits[2, 0].item() == pytest.approx(-0.4914 / s, rel=1e-6)
+    result = accuracy_and_ce(RedRow(), images, [0, 2, 1])
+    assert result["n"] == 3 and result["accuracy"] == pytest.approx(2 / 3, abs=1e-12)
+    right, wrong = math.log(1 + 9 * math.exp(-1 / s)), math.log(math.exp(1 / s) + 9)
+    assert result["ce"] == pytest.approx((2 * right + wrong) / 3, rel=1e-6)
