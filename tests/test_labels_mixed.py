@@ -267,3 +267,26 @@ def test_hmix_pools_confidence_gamma_default_seed_and_input_errors():
         hmix_pools(j.drop(columns="confidence"), STIMULI, "sep")
     with pytest.raises(ValueError, match="expected one of uniform, random, mixup, agg, sep, agg_conf, sep_conf"):
         hmix_pools(j, STIMULI, "median")
+
+
+def test_tau_fit_edges_by_hand():
+    """Class index 0 (airplane) is a valid index; an unknown class name names the judgments table; the
+    symmetric fit counts whole judgments; the fit stays inside its bounds (k ≤ 200, x0 in [0, 1]) where the
+    unbounded least squares leaves them (a step at λ = 0.5: k ≈ 473; λ_h = 0 up to 0.8: k < 0, x0 ≈ 1.6)."""
+    lams = [0.1, 0.3, 0.7, 0.9]
+    by_index = pd.DataFrame({"class1": [0] * 4, "class2": [8] * 4, "lambda_f": lams, "lambda_h": lams})
+    row = fit_class_pair_taus(by_index).iloc[0]
+    assert (row["name_i"], row["name_j"], row["n"]) == ("airplane", "ship", 4)
+    with pytest.raises(ValueError, match="judgments table"):
+        fit_class_pair_taus(by_index.astype({"class1": str}).assign(class1="kitten"))
+    symmetric = fit_class_pair_taus(by_index, symmetric=True)
+    assert symmetric["n"].tolist() == [4] and symmetric["n"].dtype.kind == "i"
+    step = pd.DataFrame({"class1": ["cat"] * 6, "class2": ["dog"] * 6, "lambda_f": [0.1, 0.2, 0.45, 0.55, 0.8, 0.9],
+                         "lambda_h": [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]})  # fmt: skip
+    steep = fit_class_pair_taus(step).iloc[0]
+    assert 1.0 < steep["k"] <= 200.0 and 0.45 < steep["x0"] < 0.55
+    flat = step.iloc[:4].assign(lambda_f=[0.2, 0.4, 0.6, 0.8], lambda_h=0.0)
+    late = fit_class_pair_taus(flat).iloc[0]
+    assert 0.0 < late["k"] <= 200.0 and 0.5 < late["x0"] <= 1.0
+    with pytest.raises(ValueError, match=r"judgments table lacks column\(s\) lambda_f, lambda_h"):
+        fit_class_pair_taus(pd.DataFrame({"class1": ["cat"], "class2": ["dog"]}))

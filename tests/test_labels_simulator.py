@@ -214,3 +214,14 @@ def test_beta_fit_maps_exact_ones_to_0_95_and_zeros_to_1e_5():
     mapped = np.concatenate([x[:300], [0.95, 0.95, 1e-5]])
     assert beta_fit(x) == beta_fit(mapped)
     assert beta_fit(x) != beta_fit(x[:300])
+
+
+def test_glove_reader_skips_blank_lines_and_other_words(tmp_path):
+    """Blank lines and words that are no class name are skipped, wherever they are in the file."""
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(10, 4))
+    glove = tmp_path / "glove.txt"
+    text = "\n\nthe 1 2 3 4\n" + "".join(f"{c} {' '.join(map(str, v))}\n\n" for c, v in zip(CLASSES, vectors))
+    glove.write_text(text)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(semantic_similarity(glove), unit @ unit.T)
