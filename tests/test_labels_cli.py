@@ -230,3 +230,93 @@ def test_semantic_labels_read_the_named_glove_rows(workdir, capsys):
     assert out[0] == "GloVe rows: glove.txt"
     assert out[-1] == "o.json: 3 responses over 2 images (t2_semantic, gamma 0.1, documented path)"
     assert not (workdir / "resources").exists()
+
+
+def test_every_named_path_is_checked_before_any_is_read(workdir, capsys):
+    """A named responses table that is malformed and a named CIFAR-10H file that is missing: the error names the
+    missing file (all named paths are checked first), whichever option it came from."""
+    (workdir / "broken.csv").write_text("not,a,responses,table\n")
+    for option in ("--cifar10h", "--glove"):
+        command = ["fit-simulator"] if option == "--cifar10h" else ["export-labels", "--variety", "t2_semantic"]
+        code = main([*command, "--responses", "broken.csv", option, "absent.file", "--out", "o.json",
+                     *common(workdir)])
+        err = capsys.readouterr().err
+        assert code == 2 and "absent.file: file not found (named on the command line)" in err, err
+    (workdir / "j.csv").write_text("not,a,judgments,table\n")
+    # and a named file that exists but is malformed is reported as such
+    assert main(["fit-taus", "--judgments", "j.csv", "--out", "t.csv", *common(workdir)]) == 2
+    assert "j.csv: missing column(s)" in capsys.readouterr().err
+
+
+def test_without_parsed_tables_the_configured_raw_downloads_are_parsed(workdir, capsys, monkeypatch):
+    """No path named and nothing under results/data: each loader fetches its configured downloads (by their
+    config keys) and parses them with the data stage's parser; the log names the files."""
+    from softlabels.config import load
+    from softlabels.labels import cli
+
+    fetched, parsed = [], []
+    monkeypatch.setattr(cli, "fetch_from_config", lambda key, config: fetched.append(key) or f"raw/{key}.bin")
+
+    def parser(name):
+        return lambda *raws: parsed.append((name, raws)) or name
+
+    monkeypatch.setattr(cli.cifar10s, "parse_cifar10s", parser("cifar10s"))
+    monkeypatch.setattr(cli.hmix, "parse_soft_responses", parser("hmix_soft"))
+    monkeypatch.setattr(cli.hmix, "parse_judgments", parser("judgments"))
+    monkeypatch.setattr(cli.cifar10h, "read_cifar10h", lambda c, p: parsed.append(("cifar10h", (c, p))) or (0, "probs"))
+    config = load()
+    cases = [
+        (cli.load_cifar10s_responses, "cifar10s_responses.csv", ["cifar10s_raw"], "cifar10s"),
+        (cli.load_hmix_soft, "hmix_soft_responses.csv", ["hmix_soft"], "hmix_soft"),
+        (cli.load_hmix_judgments, "hmix_judgments.csv", ["hmix_mixing", "hmix_stimuli"], "judgments"),
+        (cli.load_cifar10h_probs, "cifar10h.npz", ["cifar10h_counts", "cifar10h_probs"], "probs"),
+    ]
+    for load_table, default, keys, result in cases:
+        fetched.clear()
+        parsed.clear()
+        assert load_table(None, config) == result
+        assert fetched == keys
+        assert parsed[0][1] == tuple(f"raw/{k}.bin" for k in keys)
+        assert capsys.readouterr().out == (f"results/data/{default} not found: parsing the raw download(s) "
+                                           f"{', '.join(f'raw/{k}.bin' for k in keys)}\n")
+
+
+def test_parsed_tables_under_results_data_are_read_by_their_key_column(workdir, capsys):
+    from softlabels.config import load
+    from softlabels.labels import cli
+
+    (workdir / "results" / "data").mkdir(parents=True)
+    RESPONSES.to_csv(workdir / "results" / "data" / "cifar10s_responses.csv", index=False)
+    RESPONSES.rename(columns={"image": "stimulus"}).assign(stimulus="mixed_0.5_Cat_1_Dog_2.png").to_csv(
+        workdir / "results" / "data" / "hmix_soft_responses.csv", index=False)
+    config = load()
+    table = cli.load_cifar10s_responses(None, config)
+    assert table["image"].tolist() == [0, 0, 1]
+    assert cli.load_hmix_soft(None, config)["stimulus"].nunique() == 1
+    assert capsys.readouterr().out.splitlines() == ["reading results/data/cifar10s_responses.csv",
+                                                    "reading results/data/hmix_soft_responses.csv"]
+    with pytest.raises(cli.DataError, match="gone.csv: file not found"):
+        cli._input("gone.csv", config, "x.csv", None, None)
+
+
+def test_gamma_on_the_command_line_overrides_the_config_and_is_checked(workdir, capsys):
+    """truck 75 + automobile 25 (A = 1), T2-Clamp, documented path: the stated classes are damped by 1 − γ and
+    γ goes to the one free class, ship. --gamma 0.3 beats labels.gamma (0.1); 0 and 1 are allowed."""
+    argv = ["export-labels", "--responses", "responses.csv", *common(workdir)]
+    truck, auto, ship = (CLASSES.index(c) for c in ("truck", "automobile", "ship"))
+    for gamma in (0.3, 0.0, 1.0):
+        assert main([*argv, "--gamma", str(gamma), "--out", "g.json"]) == 0
+        label = json.loads((workdir / "g.json").read_text())["1"][0]
+        assert [label[truck], label[auto], label[ship]] == pytest.approx(
+            [0.75 * (1 - gamma), 0.25 * (1 - gamma), gamma], abs=1e-9)
+        assert capsys.readouterr().out.splitlines()[-1] == (
+            f"g.json: 3 responses over 2 images (t2_clamp, gamma {gamma}, documented path)")
+    assert main([*argv, "--gamma", "1.5", "--out", "bad.json"]) == 2
+    assert "--gamma must lie in [0, 1], got 1.5" in capsys.readouterr().err
+    assert not (workdir / "bad.json").exists()
+
+
+def test_hmix_export_reports_what_it_wrote(workdir, capsys):
+    assert main(["export-hmix-soft-labels", "--responses", "soft.csv", "--out", "h.json", *common(workdir)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "h.json: 3 responses over 1 stimuli (t2_clamp, gamma 0.1, hmix_release path)")
