@@ -348,3 +348,44 @@ def test_hmix_export_uses_the_release_path_by_default():
                                                                         ALL_BUT("truck", "airplane", "automobile"))]})
     out = hmix_soft_export(df)
     assert out["s.png"][0][C["truck"]] == pytest.approx(1 / 1.1)
+
+
+def test_exports_pass_every_label_option_through_by_hand():
+    """One truck 75 + automobile 25 response with one free class (ship), the rest impossible (A = 1).
+    Documented T2-Clamp (the CIFAR-10S export's default): (0.75, 0.25)·(1 − γ), γ on ship. hmix_release (the H-Mix
+    export's default): (0.75, 0.25, γ) / (1 + γ). T1 keeps only the top class: 0.75, and the 0.25 left goes to the two possible zero classes, automobile and
+    ship."""
+    from softlabels.labels.exports import cifar10s_export, hmix_soft_export
+
+    row = {"top_class": "truck", "top_prob": 75.0, "second_class": "automobile", "second_prob": 25.0,
+           "impossible": "airplane|bird|cat|deer|dog|frog|horse"}
+    table = pd.DataFrame([{"image": 7, **row}])
+    truck, auto, ship = 9, 1, 8
+    pick = lambda data, key: np.array(data[key][0])[[truck, auto, ship]]
+    np.testing.assert_allclose(pick(cifar10s_export(table, "t2_clamp", 0.2), "7"), [0.6, 0.2, 0.2], atol=1e-12)
+    np.testing.assert_allclose(pick(cifar10s_export(table, "t1_clamp", 0.2), "7"), [0.75, 0.125, 0.125], atol=1e-12)
+    np.testing.assert_allclose(pick(cifar10s_export(table, "t2_clamp", 0.2, path="hmix_release"), "7"),
+                               np.array([0.75, 0.25, 0.2]) / 1.2, atol=1e-12)
+    stimuli = table.drop(columns="image").assign(stimulus="mixed_0.5_Cat_1_Dog_2.png")
+    np.testing.assert_allclose(pick(hmix_soft_export(stimuli), "mixed_0.5_Cat_1_Dog_2.png"),
+                               np.array([0.75, 0.25, 0.1]) / 1.1, atol=1e-12)
+    np.testing.assert_allclose(pick(hmix_soft_export(stimuli, "t2_clamp", 0.3, path="documented"),
+                                    "mixed_0.5_Cat_1_Dog_2.png"), [0.525, 0.175, 0.3], atol=1e-12)
+    # semantic: cat 50 (A = 0.5) spreads 0.5 by similarity to cat; Unif base over every zero class, Clamp base
+    # over the possible ones only (frog impossible)
+    cat = pd.DataFrame([{"image": 3, "top_class": "cat", "top_prob": 50.0, "second_class": "", "second_prob": np.nan,
+                         "impossible": "frog"}])
+    similarity = np.eye(10)
+    similarity[3, [0, 6]] = similarity[[0, 6], 3] = 1.0
+    unif = np.array(cifar10s_export(cat, "t1_semantic", 0.1, similarity=similarity)["3"][0])
+    np.testing.assert_allclose(unif[[3, 0, 6]], [0.5, 0.25, 0.25], atol=1e-12)
+    clamp = np.array(cifar10s_export(cat, "t1_semantic", 0.1, similarity=similarity, semantic_base="clamp")["3"][0])
+    np.testing.assert_allclose(clamp[[3, 0, 6]], [0.5, 0.5, 0.0], atol=1e-12)
+    hmix_unif = hmix_soft_export(cat.drop(columns="image").assign(stimulus="s"), "t1_semantic", 0.1,
+                                 similarity=similarity, path="documented")
+    np.testing.assert_allclose(np.array(hmix_unif["s"][0])[[3, 0, 6]], [0.5, 0.25, 0.25], atol=1e-12)
+    hmix_clamp = hmix_soft_export(cat.drop(columns="image").assign(stimulus="s"), "t1_semantic", 0.1,
+                                  similarity=similarity, path="documented", semantic_base="clamp")
+    np.testing.assert_allclose(np.array(hmix_clamp["s"][0])[[3, 0, 6]], [0.5, 0.5, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match="^H-Mix soft responses table lacks column 'stimulus'$"):
+        hmix_soft_export(table)
