@@ -389,3 +389,50 @@ def test_exports_pass_every_label_option_through_by_hand():
     np.testing.assert_allclose(np.array(hmix_clamp["s"][0])[[3, 0, 6]], [0.5, 0.5, 0.0], atol=1e-12)
     with pytest.raises(ValueError, match="^H-Mix soft responses table lacks column 'stimulus'$"):
         hmix_soft_export(table)
+
+
+def test_response_table_errors_name_the_row_column_and_classes():
+    from softlabels.labels.elicited import class_index
+
+    names = ", ".join(CLASSES)
+    with pytest.raises(ValueError, match=rf"^unknown class name 'kitten'; expected one of {names}$"):
+        class_index("kitten")
+    base = {"top_class": "cat", "top_prob": 60.0, "second_class": "dog", "second_prob": 20.0, "impossible": "frog"}
+    table = pd.DataFrame([base, base, base])
+    with pytest.raises(ValueError, match=r"^responses table lacks column\(s\) top_prob, impossible$"):
+        response_labels(table.drop(columns=["top_prob", "impossible"]))
+    for column in ("top_class", "second_class", "impossible"):
+        bad = table.copy()
+        bad.loc[1, column] = "kitten"
+        with pytest.raises(ValueError, match=rf"^responses row 1: unknown class name 'kitten'; expected one of {names}$"):
+            response_labels(bad)
+    bad = table.astype({"top_prob": object})
+    bad.loc[1, "top_prob"] = "sixty"
+    bad.loc[2, "top_prob"] = "seventy"
+    with pytest.raises(ValueError, match=r"^responses row 1: top_prob 'sixty' is not a number$"):
+        response_labels(bad)
+    # a second probability that is no number counts as not given (as an empty cell)
+    unreadable = table.astype({"second_prob": object})
+    unreadable.loc[0, "second_prob"] = "n/a"
+    empty = table.copy()
+    empty.loc[0, "second_prob"] = np.nan
+    np.testing.assert_array_equal(response_labels(unreadable), response_labels(empty))
+
+
+def test_response_labels_defaults_and_options_by_hand():
+    """cat 60 + dog 20, frog impossible (A = 0.8): T2-Clamp leaves 0.2 for the 7 free classes, whatever γ
+    (the default, 0.1, and 0.3 agree). truck 100 (A = 1): documented Clamp damps it to 1 − γ."""
+    table = pd.DataFrame([
+        {"top_class": "cat", "top_prob": 60.0, "second_class": "dog", "second_prob": 20.0, "impossible": "frog"},
+        {"top_class": "truck", "top_prob": 100.0, "second_class": "", "second_prob": np.nan, "impossible": ""},
+    ])
+    default = response_labels(table)
+    np.testing.assert_allclose(default[0, [3, 5, 6, 0]], [0.6, 0.2, 0.0, 0.2 / 7], atol=1e-12)
+    np.testing.assert_allclose(default[1, [9, 0]], [0.9, 0.1 / 9], atol=1e-12)
+    np.testing.assert_allclose(response_labels(table, gamma=0.3)[1, [9, 0]], [0.7, 0.3 / 9], atol=1e-12)
+    similarity = np.eye(10)
+    similarity[9, [1, 8]] = 1.0  # truck ~ automobile, ship
+    unif = response_labels(table, "t2_semantic", gamma=0.3, similarity=similarity)
+    np.testing.assert_allclose(unif[1, [9, 1, 8]], [1.0, 0.0, 0.0], atol=1e-12)  # Unif: nothing left at A = 1
+    clamp = response_labels(table, "t2_semantic", gamma=0.3, similarity=similarity, semantic_base="clamp")
+    np.testing.assert_allclose(clamp[1, [9, 1, 8]], [0.7, 0.15, 0.15], atol=1e-12)
