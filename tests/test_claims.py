@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -401,3 +402,48 @@ def test_setting_keys_of_the_claims_rule_name_every_table_and_protocol_it_reads(
         "claims.list", "claims.targets.claims_chapter3", "tables.table3_1", *tail]
     assert claims_setting_keys(config) == ["claims", "tables.table3_1", "figures.fig4_1", *tail]
     assert claims_setting_keys({"protocols": {}}) == ["claims"]
+
+
+def test_a_claim_reads_exactly_the_runs_of_its_table_with_the_configured_level(base):
+    """table3_1 (all_models): both chapter-3 models × seeds 0-2; runs of other seeds or models are ignored. The
+    table has no `seeds` key, so its main seeds are used. summaries.ci_level 0.9: t_{0.95, ν} instead of
+    t_{0.975, ν}. The provenance joins the devices of the cells' runs only (A on cuda, B on cpu), in order."""
+    config = copy.deepcopy(base)
+    config["protocols"]["chapter3"]["models"] = ["resnet8a", "resnet8b"]
+    config["tables"]["table3_1"] = {k: v for k, v in config["tables"]["table3_1"].items() if k != "seeds"}
+    config["summaries"]["ci_level"] = 0.9
+    a_values = {("resnet8a", 0): 2.0, ("resnet8a", 1): 2.2, ("resnet8a", 2): 2.1,
+                ("resnet8b", 0): 2.4, ("resnet8b", 1): 2.3, ("resnet8b", 2): 2.5}  # fmt: skip
+    d = [0.2, 0.3, 0.1, 0.4, 0.2, 0.3]  # A − B per (model, seed)
+    runs = []
+    for (model, seed), value in a_values.items():
+        runs.append({**run("hard", seed, value, model), "train": {"device": "cuda", "precision": "fp32"}})
+        b = value - d[len(runs) // 2]
+        runs.append({**run("cifar10h_agg", seed, b, model), "train": {"device": "cpu", "precision": "fp32"}})
+    ignored = [{**run(s, seed, 9.0, model), "train": {"device": "mps", "precision": "bf16"}}
+               for s in ("hard", "cifar10h_agg") for model, seed in (("resnet8a", 5), ("resnet34a", 0))]
+    row = C.build_claims(with_claims(config, claim()), "claims", runs + ignored).iloc[0]
+    mean, s = float(np.mean(d)), float(np.std(d, ddof=1))
+    half = stats.t.ppf(0.95, 5) * s / math.sqrt(6)
+    assert row["n_pairs"] == 6 and bool(row["paired"]) and row["seeds"] == "0|1|2"
+    assert row["diff"] == pytest.approx(mean) and row["a_mean"] == pytest.approx(np.mean(list(a_values.values())))
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert row["device"] == "cuda|cpu" and row["precision"] == "fp32"  # A's runs, then B's
+    # one run missing: not run, with every number empty (NaN) and no seeds
+    missing = C.build_claims(with_claims(config, claim()), "claims", runs[1:]).iloc[0]
+    assert missing["verdict"] == "not run" and missing["seeds"] == "" and missing["n_pairs"] == 0
+    assert not bool(missing["paired"])
+    assert all(math.isnan(missing[k]) for k in ("a_mean", "b_mean", "diff", "ci_low", "ci_high"))
+
+
+def test_a_claim_on_a_figure_with_extra_seeds(base):
+    """fig3_6 takes `seeds: extra` (protocols.chapter3.seeds_extra) and the single model."""
+    config = copy.deepcopy(base)
+    config["protocols"]["chapter3"]["seeds_extra"] = [0, 1, 2, 3]
+    model = config["single_model"]["chapter3"]
+    runs = [run("cifar10h_n250", s, 2.0 + 0.1 * s, model) for s in range(4)]
+    runs += [run("cifar10h_n900", s, 1.5 + 0.1 * s, model) for s in range(4)]
+    row = C.build_claims(with_claims(config, claim(table="fig3_6", row_a="cifar10h_n250", row_b="cifar10h_n900")),
+                         "claims", runs).iloc[0]
+    assert row["seeds"] == "0|1|2|3" and row["n_pairs"] == 4 and row["diff"] == pytest.approx(0.5)
+    assert row["verdict"] == "reproduced"
