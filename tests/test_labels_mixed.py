@@ -290,3 +290,12 @@ def test_tau_fit_edges_by_hand():
     assert 0.0 < late["k"] <= 200.0 and 0.5 < late["x0"] <= 1.0
     with pytest.raises(ValueError, match=r"judgments table lacks column\(s\) lambda_f, lambda_h"):
         fit_class_pair_taus(pd.DataFrame({"class1": ["cat"], "class2": ["dog"]}))
+
+
+def test_hmix_pools_read_the_stimuli_npz_file(tmp_path):
+    np.savez(tmp_path / "stimuli.npz", names=np.array(["s0", "s1"]), lambda_f=np.array([0.25, 0.5]),
+             class1=np.array([3, 5]), class2=np.array([9, 6]))
+    with np.load(tmp_path / "stimuli.npz") as arrays:
+        mix = hmix_pools(None, arrays, "mixup").labels[:, 0]
+    np.testing.assert_allclose(mix[0, [3, 9]], [0.25, 0.75])
+    np.testing.assert_allclose(mix[1, [5, 6]], [0.5, 0.5])
