@@ -320,3 +320,22 @@ def test_hmix_export_reports_what_it_wrote(workdir, capsys):
     assert main(["export-hmix-soft-labels", "--responses", "soft.csv", "--out", "h.json", *common(workdir)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         "h.json: 3 responses over 1 stimuli (t2_clamp, gamma 0.1, hmix_release path)")
+
+
+def test_semantic_labels_without_glove_fetch_the_configured_rows(workdir, capsys, monkeypatch):
+    """No --glove: the GloVe rows are the configured download (config key `glove`), fetched with the config."""
+    from softlabels.labels import cli
+
+    (workdir / "glove.txt").write_text("".join(f"{c} {' '.join(map(str, np.eye(10)[n]))}\n"
+                                               for n, c in enumerate(CLASSES)))
+    fetched = []
+
+    def fetch(key, config):
+        fetched.append((key, config["resources_dir"]))
+        return workdir / "glove.txt"
+
+    monkeypatch.setattr(cli, "fetch_from_config", fetch)
+    assert main(["export-labels", "--variety", "t1_semantic", "--responses", "responses.csv", "--out", "o.json",
+                 *common(workdir)]) == 0
+    assert fetched == [("glove", str(workdir / "resources"))]
+    assert capsys.readouterr().out.splitlines()[0] == f"GloVe rows: {workdir / 'glove.txt'}"
