@@ -315,3 +315,51 @@ def test_accuracy_and_ce_on_uint8_images_by_hand():
     assert result["n"] == 3 and result["accuracy"] == pytest.approx(2 / 3, abs=1e-12)
     right, wrong = math.log(1 + 9 * math.exp(-1 / s)), math.log(math.exp(1 / s) + 9)
     assert result["ce"] == pytest.approx((2 * right + wrong) / 3, rel=1e-6)
+
+
+class Reached(Exception):
+    pass
+
+
+class DeviceSpy(nn.Module):
+    """Stops at its first forward call, reporting the device its input is on."""
+
+    def forward(self, x):
+        raise Reached(x.device.type)
+
+
+def test_evaluation_runs_on_the_device_it_is_given():
+    """The model and the images go to `device` (the meta device stands in for a GPU here: nothing computes)."""
+    from softlabels.evaluate.metrics import pixels
+
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    assert pixels(images, "meta").device.type == "meta"
+    with pytest.raises(Reached, match="meta"):
+        evaluate_model(DeviceSpy(), images, np.full((2, 10), 0.1), EVAL_CFG, device="meta")
+
+
+def test_fgsm_moves_the_targets_to_the_images_device(monkeypatch):
+    import torchattacks
+
+    seen = []
+
+    class FakeFGSM:
+        def __init__(self, model, eps):
+            self.eps = eps
+
+        def __call__(self, images, targets):
+            seen.append((images.device.type, targets.device.type, self.eps))
+            return images
+
+    monkeypatch.setattr(torchattacks, "FGSM", FakeFGSM)
+    images = torch.zeros((3, 3, 32, 32), device="meta")
+    fgsm_images(nn.Identity(), images, torch.tensor([0, 1, 2]), 0.25, batch_size=2)
+    assert seen == [("meta", "meta", 0.25), ("meta", "meta", 0.25)]
+
+
+def test_calibration_bins_hold_100_examples_by_default():
+    """200 examples: 100 at confidence 0.6 with half right, 100 at 0.9 (the last bin, skipped). With bins of 100
+    the error is √(100/200 · (0.6 − 0.5)²); bins of 101 would leave one full bin, which is refused."""
+    probs = np.array([[0.6, 0.4]] * 100 + [[0.9, 0.1]] * 100)
+    targets = np.array([0, 1] * 50 + [0] * 100)
+    assert rms_calibration_error(probs, targets) == pytest.approx(math.sqrt(0.5 * 0.01), rel=1e-12)
