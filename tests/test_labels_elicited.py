@@ -436,3 +436,56 @@ def test_response_labels_defaults_and_options_by_hand():
     np.testing.assert_allclose(unif[1, [9, 1, 8]], [1.0, 0.0, 0.0], atol=1e-12)  # Unif: nothing left at A = 1
     clamp = response_labels(table, "t2_semantic", gamma=0.3, similarity=similarity, semantic_base="clamp")
     np.testing.assert_allclose(clamp[1, [9, 1, 8]], [0.7, 0.15, 0.15], atol=1e-12)
+
+
+def test_elicited_inputs_are_checked_with_exact_messages():
+    import re
+
+    from softlabels.labels.elicited import elicited_labels
+
+    def call(top=(0, 9), p1=(0.0, 100.0), second=(-1, 0), p2=(np.nan, 100.0), possible=None, **options):
+        possible = np.ones((len(top), 10), bool) if possible is None else possible
+        return elicited_labels(np.array(top), np.array(p1), np.array(second), np.array(p2), possible, **options)
+
+    assert call().shape == (2, 10)  # class 0 and 9, p1 0 and 100, second -1 (none) and 0, p2 100: all valid
+    shape = "^top, p1, second, p2 must have shape \\[n\\] and possible \\[n, 10\\]$"
+    for bad in ({"p1": (50.0,)}, {"second": (-1,)}, {"p2": (np.nan,)}, {"possible": np.ones((2, 9), bool)}):
+        with pytest.raises(ValueError, match=shape):
+            call(**bad)
+    top = (0, 10, -1, 3, 11, 12, 13, 14)
+    n = len(top)
+    with pytest.raises(ValueError, match=re.escape(f"top class index out of range 0..9: {np.array([10, -1, 11, 12, 13])}")):
+        call(top=top, p1=(50.0,) * n, second=(-1,) * n, p2=(np.nan,) * n)
+    for second in (10, -2):
+        with pytest.raises(ValueError, match=r"^second class index out of range \(use -1 for none\)$"):
+            call(second=(-1, second))
+    p1 = (0.0, 100.0, 101.0, 150.0, np.nan, -1.0, 200.0, 300.0)
+    bad = np.array([101.0, 150.0, np.nan, -1.0, 200.0])
+    with pytest.raises(ValueError, match=re.escape(f"top probability must be a number in [0, 100], got {bad}")):
+        call(top=(0,) * 8, p1=p1, second=(-1,) * 8, p2=(np.nan,) * 8)
+    for p2 in (100.5, np.inf, -0.5):
+        with pytest.raises(ValueError, match=r"^second probability must lie in \[0, 100\] \(or be missing\)$"):
+            call(p2=(np.nan, p2))
+    with pytest.raises(ValueError, match="^unknown redistribution path 'x'; expected one of documented, released_code, hmix_release$"):
+        call(path="x")
+    with pytest.raises(ValueError, match="^unknown semantic base 'x'; expected one of unif, clamp$"):
+        call(semantic_base="x")
+    with pytest.raises(ValueError, match=r"^semantic varieties need `similarity` \(see softlabels.labels.semantic_similarity\)$"):
+        call(variety="t2_semantic")
+    for similarity in (np.eye(9), np.full((10, 10), np.nan)):
+        with pytest.raises(ValueError, match=r"^similarity must be a finite \[10, 10\] matrix, got shape"):
+            call(variety="t2_semantic", similarity=similarity)
+
+
+def test_elicited_defaults_and_stated_mass_just_above_100_by_hand():
+    """Defaults: T2-Clamp, γ = 0.1, the documented path (truck 100 → 0.9). truck 80 + automobile 20.5 (A = 1.005
+    > 1) on the H-Mix release path: each stated class gives up γ/2, ship (the one free class) gets γ, then / A."""
+    from softlabels.labels.elicited import elicited_labels
+
+    possible = np.zeros((1, 10), bool)
+    possible[0, [9, 1, 8]] = True
+    default = elicited_labels(np.array([9]), np.array([100.0]), np.array([-1]), np.array([np.nan]), possible)
+    np.testing.assert_allclose(default[0, [9, 1, 8]], [0.9, 0.05, 0.05], atol=1e-12)
+    over = elicited_labels(np.array([9]), np.array([80.0]), np.array([1]), np.array([20.5]), possible,
+                           path="hmix_release")
+    np.testing.assert_allclose(over[0, [9, 1, 8]], np.array([0.75, 0.155, 0.1]) / 1.005, atol=1e-12)
