@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -378,3 +379,199 @@ def test_thesis_overlap_when_b_is_above_a():
     side = C.thesis_side({"table": "t", "eval_set": "e", "row_a": "a", "row_b": "b", "metric": "ce",
                           "expect": "lower"}, far)  # fmt: skip
     assert side["thesis_overlap"] == "no"  # [0.7, 1.3] and [1.4, 1.8]
+
+
+def test_setting_keys_of_the_claims_rule_name_every_table_and_protocol_it_reads():
+    """The claims rule's rerun trigger (and the keys its command may read): the claims block, each target's
+    tables or figures, every protocol's models and seeds, single_model and the CI level."""
+    from softlabels.report.claims import claim_setting_keys, claims_setting_keys
+
+    config = {
+        "claims": {"list": [{"table": "table3_1"}, {"table": "fig4_1"}, {"table": "table3_1"}],
+                   "targets": {"claims": "all", "claims_chapter3": ["table3_1"]}},
+        "tables": {"table3_1": {}},
+        "figures": {"fig4_1": {}},
+        "protocols": {"chapter3": {}, "chapter4": {}},
+    }
+    per_protocol = ["protocols.chapter3.models", "protocols.chapter4.models", "protocols.chapter3.seeds",
+                    "protocols.chapter4.seeds", "protocols.chapter3.seeds_extra", "protocols.chapter4.seeds_extra"]
+    tail = [*per_protocol, "single_model", "summaries.ci_level"]
+    assert claim_setting_keys(config, "claims") == [
+        "claims.list", "claims.targets.claims", "tables.table3_1", "figures.fig4_1", *tail]
+    assert claim_setting_keys(config, "claims_chapter3") == [
+        "claims.list", "claims.targets.claims_chapter3", "tables.table3_1", *tail]
+    assert claims_setting_keys(config) == ["claims", "tables.table3_1", "figures.fig4_1", *tail]
+    assert claims_setting_keys({"protocols": {}}) == ["claims"]
+
+
+def test_a_claim_reads_exactly_the_runs_of_its_table_with_the_configured_level(base):
+    """table3_1 (all_models): both chapter-3 models × seeds 0-2; runs of other seeds or models are ignored. The
+    table has no `seeds` key, so its main seeds are used. summaries.ci_level 0.9: t_{0.95, ν} instead of
+    t_{0.975, ν}. The provenance joins the devices of the cells' runs only (A on cuda, B on cpu), in order."""
+    config = copy.deepcopy(base)
+    config["protocols"]["chapter3"]["models"] = ["resnet8a", "resnet8b"]
+    config["tables"]["table3_1"] = {k: v for k, v in config["tables"]["table3_1"].items() if k != "seeds"}
+    config["summaries"]["ci_level"] = 0.9
+    a_values = {("resnet8a", 0): 2.0, ("resnet8a", 1): 2.2, ("resnet8a", 2): 2.1,
+                ("resnet8b", 0): 2.4, ("resnet8b", 1): 2.3, ("resnet8b", 2): 2.5}  # fmt: skip
+    d = [0.2, 0.3, 0.1, 0.4, 0.2, 0.3]  # A − B per (model, seed)
+    runs = []
+    for (model, seed), value in a_values.items():
+        runs.append({**run("hard", seed, value, model), "train": {"device": "cuda", "precision": "fp32"}})
+        b = value - d[len(runs) // 2]
+        runs.append({**run("cifar10h_agg", seed, b, model), "train": {"device": "cpu", "precision": "fp32"}})
+    ignored = [{**run(s, seed, 9.0, model), "train": {"device": "mps", "precision": "bf16"}}
+               for s in ("hard", "cifar10h_agg") for model, seed in (("resnet8a", 5), ("resnet34a", 0))]
+    row = C.build_claims(with_claims(config, claim()), "claims", runs + ignored).iloc[0]
+    mean, s = float(np.mean(d)), float(np.std(d, ddof=1))
+    half = stats.t.ppf(0.95, 5) * s / math.sqrt(6)
+    assert row["n_pairs"] == 6 and bool(row["paired"]) and row["seeds"] == "0|1|2"
+    assert row["diff"] == pytest.approx(mean) and row["a_mean"] == pytest.approx(np.mean(list(a_values.values())))
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert row["device"] == "cuda|cpu" and row["precision"] == "fp32"  # A's runs, then B's
+    # one run missing: not run, with every number empty (NaN) and no seeds
+    missing = C.build_claims(with_claims(config, claim()), "claims", runs[1:]).iloc[0]
+    assert missing["verdict"] == "not run" and missing["seeds"] == "" and missing["n_pairs"] == 0
+    assert not bool(missing["paired"])
+    assert all(math.isnan(missing[k]) for k in ("a_mean", "b_mean", "diff", "ci_low", "ci_high"))
+
+
+def test_a_claim_on_a_figure_with_extra_seeds(base):
+    """fig3_6 takes `seeds: extra` (protocols.chapter3.seeds_extra) and the single model."""
+    config = copy.deepcopy(base)
+    config["protocols"]["chapter3"]["seeds_extra"] = [0, 1, 2, 3]
+    model = config["single_model"]["chapter3"]
+    runs = [run("cifar10h_n250", s, 2.0 + 0.1 * s, model) for s in range(4)]
+    runs += [run("cifar10h_n900", s, 1.5 + 0.1 * s, model) for s in range(4)]
+    row = C.build_claims(with_claims(config, claim(table="fig3_6", row_a="cifar10h_n250", row_b="cifar10h_n900")),
+                         "claims", runs).iloc[0]
+    assert row["seeds"] == "0|1|2|3" and row["n_pairs"] == 4 and row["diff"] == pytest.approx(0.5)
+    assert row["verdict"] == "reproduced"
+
+
+def markdown_parts(md: str) -> list:
+    """The page as its text lines and, for each pipe table, the list of its rows' stripped cells (the
+    writer's column padding and the separator row are not content)."""
+    parts, table = [], None
+    for line in md.split("\n"):
+        if line.startswith("|"):
+            if set(line) <= set("|:- "):
+                continue
+            table = table if table is not None else []
+            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            continue
+        if table is not None:
+            parts.append(table)
+            table = None
+        parts.append(line)
+    return parts + ([table] if table is not None else [])
+
+
+def test_claims_page_by_hand():
+    """Three claims, a chapter-4 one first: the page keeps the chapters in claim order, names unknown chapters,
+    eval sets and metrics as they are, writes every number with three decimals, an interval only where there is
+    one, '(unpaired)' for Welch, and the provenance of the claims that ran (the corruption source only where a
+    table reports corruption CE, so not here)."""
+    nan = math.nan
+    common = {"scale": "quick", "inputs": "cifar10 (mirror)", "approximate_inputs": "none"}
+    rows = [
+        {"claim": "c4", "section": "4.4", "chapter": "4", "text": "Mixup helps.", "table": "table4_1",
+         "row_a": "ch4_noaug", "row_b": "ch4_mixup", "eval_set": "cifar10h", "metric": "ce", "expect": "lower",
+         "thesis_a": 1.2, "thesis_b": 1.0, "thesis_diff": 0.2, "thesis_overlap": "no", "a_mean": 1.3,
+         "b_mean": 1.1, "diff": 0.2, "ci_low": 0.05, "ci_high": 0.35, "seeds": "0|1|2", "n_pairs": 3,
+         "paired": True, "verdict": "reproduced", "precision": "fp32", "device": "cpu", **common},
+        {"claim": "c3", "section": "3.3", "chapter": "3", "text": "Soft beats hard.", "table": "table3_1",
+         "row_a": "hard", "row_b": "cifar10h_agg", "eval_set": "corruption", "metric": "fgsm", "expect": "higher",
+         "thesis_a": nan, "thesis_b": nan, "thesis_diff": nan, "thesis_overlap": "unknown", "a_mean": 2.0,
+         "b_mean": 2.5, "diff": 0.5, "ci_low": -0.1, "ci_high": 1.1, "seeds": "0|1", "n_pairs": 2, "paired": False,
+         "verdict": "same direction (2 seeds: too few for a reliable interval)", "precision": "bf16",
+         "device": "cuda", **common},
+        {"claim": "c9", "section": "X.1", "chapter": "X", "text": "Other.", "table": "tableX", "row_a": "a",
+         "row_b": "b", "eval_set": "oddset", "metric": "oddmetric", "expect": "lower", "thesis_a": nan,
+         "thesis_b": nan, "thesis_diff": nan, "thesis_overlap": "unknown", "a_mean": nan, "b_mean": nan, "diff": nan,
+         "ci_low": nan, "ci_high": nan, "seeds": "", "n_pairs": 0, "paired": False, "verdict": "not run",
+         "precision": "none run", "device": "none run", **common},
+    ]
+    frame = pd.DataFrame(rows)[list(C.CLAIM_COLUMNS)]
+    header = ["Claim", "Section", "Finding", "Cells (A → B)", "Thesis A / B", "Thesis diff", "Thesis CIs overlap",
+              "Diff (95% CI)", "Pairs", "Verdict"]
+    assert markdown_parts(C.claims_markdown(frame, "claims")) == [
+        "## Claims of the thesis: target `claims`", "",
+        "Scale `quick`; 3 claims. Verdicts: reproduced 1; same direction 1; other direction 0; opposite 0; not run 1.",
+        "",
+        "Orientation: `diff` and `thesis_diff` are positive in the thesis' direction: A − B where the thesis reports "
+        "B lower than A, B − A where it reports B higher. Reproduced: mean of the per-(model, seed) differences with "
+        "its 95% t-interval (Welch's unpaired interval where the cells' runs differ). Verdicts: reproduced (interval "
+        "above 0), same direction (mean ≥ 0, interval includes 0), other direction (mean < 0, interval includes 0), "
+        "opposite (interval below 0), not run (table not in this target, or runs missing).",
+        "",
+        "Runs: training precision `fp32|bf16`; device `cpu|cuda`. Inputs: cifar10 (mirror).", "",
+        "### Chapter 4", "",
+        [header, ["`c4`", "4.4", "Mixup helps.", "table4_1: `ch4_noaug` → `ch4_mixup`, CIFAR-10H hold-out, CE, B lower",
+                  "1.200 / 1.000", "0.200", "no", "0.200 [0.050, 0.350]", "3", "reproduced"]],
+        "", "### Chapter 3", "",
+        [header, ["`c3`", "3.3", "Soft beats hard.", "table3_1: `hard` → `cifar10h_agg`, CIFAR-10-C, FGSM loss, B higher",
+                  "", "", "unknown", "0.500 [-0.100, 1.100]", "2 (unpaired)",
+                  "same direction (2 seeds: too few for a reliable interval)"]],
+        "", "### X", "",
+        [header, ["`c9`", "X.1", "Other.", "tableX: `a` → `b`, oddset, oddmetric, B lower", "", "", "unknown", "", "",
+                  "not run"]],
+        "",
+    ]
+
+
+def test_forest_plot_draws_each_claim_where_it_belongs(monkeypatch, tmp_path):
+    """The figure's content, read back from its axes: one panel per metric (in CE, Calibration, FGSM order), a
+    grey line at 0, a light line between chapters, per claim that ran its interval (black line, where there is
+    one) and mean (black dot), the thesis difference (red diamond) wherever the thesis gives one, the claims
+    labelled top to bottom by chapter and id."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    captured = {}
+    monkeypatch.setattr(C, "save_figure", lambda fig, png: captured.update(fig=fig, png=png))
+    nan = math.nan
+    frame = pd.DataFrame([
+        {"claim": "c1", "chapter": "3", "metric": "ce", "verdict": "reproduced", "diff": 0.2, "ci_low": 0.1,
+         "ci_high": 0.3, "thesis_diff": 0.25},
+        {"claim": "c2", "chapter": "3", "metric": "fgsm", "verdict": "other direction (1 seed, no interval)",
+         "diff": -0.1, "ci_low": nan, "ci_high": nan, "thesis_diff": nan},
+        {"claim": "c3", "chapter": "4", "metric": "ce", "verdict": "not run", "diff": nan, "ci_low": nan,
+         "ci_high": nan, "thesis_diff": 0.4},
+    ])
+    C.plot_claims(frame, tmp_path / "forest.png")
+    fig = captured["fig"]
+    assert captured["png"] == tmp_path / "forest.png"
+    assert tuple(fig.get_size_inches()) == pytest.approx((4 * 2 + 4, 0.22 * 3 + 1.5))
+    ce, fgsm = fig.axes
+    assert ce.get_title() == "CE (positive = thesis' direction)"
+    assert fgsm.get_title() == "FGSM loss (positive = thesis' direction)"
+    assert ce.title.get_fontsize() == 8
+
+    def drawn(ax):
+        return [(list(np.asarray(line.get_xdata(), float)), list(np.asarray(line.get_ydata(), float)),
+                 line.get_marker(), line.get_color(), line.get_linewidth() if line.get_marker() in ("None", None)
+                 else line.get_markersize()) for line in ax.lines]
+
+    frame_lines = [([0.0, 0.0], [0.0, 1.0], "None", "grey", 0.8), ([0.0, 1.0], [0.5, 0.5], "None", "lightgrey", 0.8)]
+    assert drawn(ce) == frame_lines + [([0.1, 0.3], [2.0, 2.0], "None", "black", 1.0),
+                                       ([0.2], [2.0], "o", "black", 3.0), ([0.25], [2.0], "D", "tab:red", 3.0),
+                                       ([0.4], [0.0], "D", "tab:red", 3.0)]
+    legend_entries = [([], [], "o", "black", 6.0), ([], [], "D", "tab:red", 6.0)]
+    assert drawn(fgsm) == frame_lines + [([-0.1], [1.0], "o", "black", 3.0)] + legend_entries
+    assert [t.get_text() for t in fgsm.get_legend().get_texts()] == ["reproduced (95% CI)", "thesis"]
+    assert ce.get_legend() is None
+    labels = [t.get_text() for t in ce.get_yticklabels()]
+    assert labels == ["Chapter 3 · c1", "Chapter 3 · c2", "Chapter 4 · c3"]  # at y = 2, 1, 0: top to bottom
+    assert list(ce.get_yticks()) == [2, 1, 0] and ce.get_ylim() == (-1.0, 3.0)
+    assert all(t.get_fontsize() == 6 for t in ce.get_yticklabels())
+
+
+def test_forest_plot_of_claims_without_a_known_metric_has_one_ce_panel(monkeypatch, tmp_path):
+    captured = {}
+    monkeypatch.setattr(C, "save_figure", lambda fig, png: captured.update(fig=fig))
+    frame = pd.DataFrame([{"claim": "c1", "chapter": "3", "metric": "accuracy", "verdict": "not run",
+                           "diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "thesis_diff": math.nan}])
+    C.plot_claims(frame, tmp_path / "f.png")
+    (ax,) = captured["fig"].axes
+    assert ax.get_title() == "CE (positive = thesis' direction)" and len(ax.lines) == 3  # the 0 line + legend

@@ -348,3 +348,144 @@ def test_hmix_export_uses_the_release_path_by_default():
                                                                         ALL_BUT("truck", "airplane", "automobile"))]})
     out = hmix_soft_export(df)
     assert out["s.png"][0][C["truck"]] == pytest.approx(1 / 1.1)
+
+
+def test_exports_pass_every_label_option_through_by_hand():
+    """One truck 75 + automobile 25 response with one free class (ship), the rest impossible (A = 1).
+    Documented T2-Clamp (the CIFAR-10S export's default): (0.75, 0.25)·(1 − γ), γ on ship. hmix_release (the H-Mix
+    export's default): (0.75, 0.25, γ) / (1 + γ). T1 keeps only the top class: 0.75, and the 0.25 left goes to the two possible zero classes, automobile and
+    ship."""
+    from softlabels.labels.exports import cifar10s_export, hmix_soft_export
+
+    row = {"top_class": "truck", "top_prob": 75.0, "second_class": "automobile", "second_prob": 25.0,
+           "impossible": "airplane|bird|cat|deer|dog|frog|horse"}
+    table = pd.DataFrame([{"image": 7, **row}])
+    truck, auto, ship = 9, 1, 8
+    pick = lambda data, key: np.array(data[key][0])[[truck, auto, ship]]
+    np.testing.assert_allclose(pick(cifar10s_export(table, "t2_clamp", 0.2), "7"), [0.6, 0.2, 0.2], atol=1e-12)
+    np.testing.assert_allclose(pick(cifar10s_export(table, "t1_clamp", 0.2), "7"), [0.75, 0.125, 0.125], atol=1e-12)
+    np.testing.assert_allclose(pick(cifar10s_export(table, "t2_clamp", 0.2, path="hmix_release"), "7"),
+                               np.array([0.75, 0.25, 0.2]) / 1.2, atol=1e-12)
+    stimuli = table.drop(columns="image").assign(stimulus="mixed_0.5_Cat_1_Dog_2.png")
+    np.testing.assert_allclose(pick(hmix_soft_export(stimuli), "mixed_0.5_Cat_1_Dog_2.png"),
+                               np.array([0.75, 0.25, 0.1]) / 1.1, atol=1e-12)
+    np.testing.assert_allclose(pick(hmix_soft_export(stimuli, "t2_clamp", 0.3, path="documented"),
+                                    "mixed_0.5_Cat_1_Dog_2.png"), [0.525, 0.175, 0.3], atol=1e-12)
+    # semantic: cat 50 (A = 0.5) spreads 0.5 by similarity to cat; Unif base over every zero class, Clamp base
+    # over the possible ones only (frog impossible)
+    cat = pd.DataFrame([{"image": 3, "top_class": "cat", "top_prob": 50.0, "second_class": "", "second_prob": np.nan,
+                         "impossible": "frog"}])
+    similarity = np.eye(10)
+    similarity[3, [0, 6]] = similarity[[0, 6], 3] = 1.0
+    unif = np.array(cifar10s_export(cat, "t1_semantic", 0.1, similarity=similarity)["3"][0])
+    np.testing.assert_allclose(unif[[3, 0, 6]], [0.5, 0.25, 0.25], atol=1e-12)
+    clamp = np.array(cifar10s_export(cat, "t1_semantic", 0.1, similarity=similarity, semantic_base="clamp")["3"][0])
+    np.testing.assert_allclose(clamp[[3, 0, 6]], [0.5, 0.5, 0.0], atol=1e-12)
+    hmix_unif = hmix_soft_export(cat.drop(columns="image").assign(stimulus="s"), "t1_semantic", 0.1,
+                                 similarity=similarity, path="documented")
+    np.testing.assert_allclose(np.array(hmix_unif["s"][0])[[3, 0, 6]], [0.5, 0.25, 0.25], atol=1e-12)
+    hmix_clamp = hmix_soft_export(cat.drop(columns="image").assign(stimulus="s"), "t1_semantic", 0.1,
+                                  similarity=similarity, path="documented", semantic_base="clamp")
+    np.testing.assert_allclose(np.array(hmix_clamp["s"][0])[[3, 0, 6]], [0.5, 0.5, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match="^H-Mix soft responses table lacks column 'stimulus'$"):
+        hmix_soft_export(table)
+
+
+def test_response_table_errors_name_the_row_column_and_classes():
+    from softlabels.labels.elicited import class_index
+
+    names = ", ".join(CLASSES)
+    with pytest.raises(ValueError, match=rf"^unknown class name 'kitten'; expected one of {names}$"):
+        class_index("kitten")
+    base = {"top_class": "cat", "top_prob": 60.0, "second_class": "dog", "second_prob": 20.0, "impossible": "frog"}
+    table = pd.DataFrame([base, base, base])
+    with pytest.raises(ValueError, match=r"^responses table lacks column\(s\) top_prob, impossible$"):
+        response_labels(table.drop(columns=["top_prob", "impossible"]))
+    for column in ("top_class", "second_class", "impossible"):
+        bad = table.copy()
+        bad.loc[1, column] = "kitten"
+        with pytest.raises(ValueError, match=rf"^responses row 1: unknown class name 'kitten'; expected one of {names}$"):
+            response_labels(bad)
+    bad = table.astype({"top_prob": object})
+    bad.loc[1, "top_prob"] = "sixty"
+    bad.loc[2, "top_prob"] = "seventy"
+    with pytest.raises(ValueError, match=r"^responses row 1: top_prob 'sixty' is not a number$"):
+        response_labels(bad)
+    # a second probability that is no number counts as not given (as an empty cell)
+    unreadable = table.astype({"second_prob": object})
+    unreadable.loc[0, "second_prob"] = "n/a"
+    empty = table.copy()
+    empty.loc[0, "second_prob"] = np.nan
+    np.testing.assert_array_equal(response_labels(unreadable), response_labels(empty))
+
+
+def test_response_labels_defaults_and_options_by_hand():
+    """cat 60 + dog 20, frog impossible (A = 0.8): T2-Clamp leaves 0.2 for the 7 free classes, whatever γ
+    (the default, 0.1, and 0.3 agree). truck 100 (A = 1): documented Clamp damps it to 1 − γ."""
+    table = pd.DataFrame([
+        {"top_class": "cat", "top_prob": 60.0, "second_class": "dog", "second_prob": 20.0, "impossible": "frog"},
+        {"top_class": "truck", "top_prob": 100.0, "second_class": "", "second_prob": np.nan, "impossible": ""},
+    ])
+    default = response_labels(table)
+    np.testing.assert_allclose(default[0, [3, 5, 6, 0]], [0.6, 0.2, 0.0, 0.2 / 7], atol=1e-12)
+    np.testing.assert_allclose(default[1, [9, 0]], [0.9, 0.1 / 9], atol=1e-12)
+    np.testing.assert_allclose(response_labels(table, gamma=0.3)[1, [9, 0]], [0.7, 0.3 / 9], atol=1e-12)
+    similarity = np.eye(10)
+    similarity[9, [1, 8]] = 1.0  # truck ~ automobile, ship
+    unif = response_labels(table, "t2_semantic", gamma=0.3, similarity=similarity)
+    np.testing.assert_allclose(unif[1, [9, 1, 8]], [1.0, 0.0, 0.0], atol=1e-12)  # Unif: nothing left at A = 1
+    clamp = response_labels(table, "t2_semantic", gamma=0.3, similarity=similarity, semantic_base="clamp")
+    np.testing.assert_allclose(clamp[1, [9, 1, 8]], [0.7, 0.15, 0.15], atol=1e-12)
+
+
+def test_elicited_inputs_are_checked_with_exact_messages():
+    import re
+
+    from softlabels.labels.elicited import elicited_labels
+
+    def call(top=(0, 9), p1=(0.0, 100.0), second=(-1, 0), p2=(np.nan, 100.0), possible=None, **options):
+        possible = np.ones((len(top), 10), bool) if possible is None else possible
+        return elicited_labels(np.array(top), np.array(p1), np.array(second), np.array(p2), possible, **options)
+
+    assert call().shape == (2, 10)  # class 0 and 9, p1 0 and 100, second -1 (none) and 0, p2 100: all valid
+    shape = "^top, p1, second, p2 must have shape \\[n\\] and possible \\[n, 10\\]$"
+    for bad in ({"p1": (50.0,)}, {"second": (-1,)}, {"p2": (np.nan,)}, {"possible": np.ones((2, 9), bool)}):
+        with pytest.raises(ValueError, match=shape):
+            call(**bad)
+    top = (0, 10, -1, 3, 11, 12, 13, 14)
+    n = len(top)
+    with pytest.raises(ValueError, match=re.escape(f"top class index out of range 0..9: {np.array([10, -1, 11, 12, 13])}")):
+        call(top=top, p1=(50.0,) * n, second=(-1,) * n, p2=(np.nan,) * n)
+    for second in (10, -2):
+        with pytest.raises(ValueError, match=r"^second class index out of range \(use -1 for none\)$"):
+            call(second=(-1, second))
+    p1 = (0.0, 100.0, 101.0, 150.0, np.nan, -1.0, 200.0, 300.0)
+    bad = np.array([101.0, 150.0, np.nan, -1.0, 200.0])
+    with pytest.raises(ValueError, match=re.escape(f"top probability must be a number in [0, 100], got {bad}")):
+        call(top=(0,) * 8, p1=p1, second=(-1,) * 8, p2=(np.nan,) * 8)
+    for p2 in (100.5, np.inf, -0.5):
+        with pytest.raises(ValueError, match=r"^second probability must lie in \[0, 100\] \(or be missing\)$"):
+            call(p2=(np.nan, p2))
+    with pytest.raises(ValueError, match="^unknown redistribution path 'x'; expected one of documented, released_code, hmix_release$"):
+        call(path="x")
+    with pytest.raises(ValueError, match="^unknown semantic base 'x'; expected one of unif, clamp$"):
+        call(semantic_base="x")
+    with pytest.raises(ValueError, match=r"^semantic varieties need `similarity` \(see softlabels.labels.semantic_similarity\)$"):
+        call(variety="t2_semantic")
+    for similarity in (np.eye(9), np.full((10, 10), np.nan)):
+        with pytest.raises(ValueError, match=r"^similarity must be a finite \[10, 10\] matrix, got shape"):
+            call(variety="t2_semantic", similarity=similarity)
+
+
+def test_elicited_defaults_and_stated_mass_just_above_100_by_hand():
+    """Defaults: T2-Clamp, γ = 0.1, the documented path (truck 100 → 0.9). truck 80 + automobile 20.5 (A = 1.005
+    > 1) on the H-Mix release path: each stated class gives up γ/2, ship (the one free class) gets γ, then / A."""
+    from softlabels.labels.elicited import elicited_labels
+
+    possible = np.zeros((1, 10), bool)
+    possible[0, [9, 1, 8]] = True
+    default = elicited_labels(np.array([9]), np.array([100.0]), np.array([-1]), np.array([np.nan]), possible)
+    np.testing.assert_allclose(default[0, [9, 1, 8]], [0.9, 0.05, 0.05], atol=1e-12)
+    over = elicited_labels(np.array([9]), np.array([80.0]), np.array([1]), np.array([20.5]), possible,
+                           path="hmix_release")
+    np.testing.assert_allclose(over[0, [9, 1, 8]], np.array([0.75, 0.155, 0.1]) / 1.005, atol=1e-12)

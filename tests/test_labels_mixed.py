@@ -216,3 +216,86 @@ def test_tau_inputs_are_checked():
         class_pair_tau(0.5, 3, 5, reversed_rows)
     with pytest.raises(ValueError, match="^τ table rows must have class_i < class_j$"):
         class_pair_tau(0.5, 3, 5, reversed_rows.assign(class_i=[3], class_j=[3]))
+
+
+# ---------------------------------------------------------------------------------- edges, by hand (issue 19)
+def test_class_indices_read_as_floats_index_the_same_classes():
+    """A class column read from a CSV with a gap is float: 3.0 and 9.0 still name cat and truck."""
+    np.testing.assert_array_equal(mixup_label(np.array([3.0]), np.array([9.0]), np.array([0.25])),
+                                  mixup_label(np.array([3]), np.array([9]), np.array([0.25])))
+    np.testing.assert_allclose(mixup_label(3, 9, 0.25)[[3, 9]], [0.25, 0.75])
+
+
+def test_confidence_and_gamma_ranges_are_checked_at_their_bounds():
+    with pytest.raises(ValueError, match=r"confidence must lie in \[0, 1\]"):
+        confidence_smoothed_label(3, 9, 0.5, 1.5)
+    with pytest.raises(ValueError, match=r"confidence must lie in \[0, 1\]"):
+        confidence_smoothed_label(3, 9, 0.5, -0.1)
+    for gamma in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"confidence gamma must lie in \(0, 1\], got"):
+            confidence_smoothed_label(3, 9, 0.5, 1.0, gamma=gamma)
+    # γ = 1 is allowed: s = 1 at any confidence, the uniform label
+    np.testing.assert_allclose(confidence_smoothed_label(3, 9, 0.5, 0.7, gamma=1.0), np.full(10, 0.1))
+
+
+def test_hmix_pools_take_the_arrays_of_the_stimuli_file_over_the_names():
+    """With λ_f and classes in the stimuli arrays, the names need not parse (their fields are not read)."""
+    arrays = {"names": np.array(["s0", "s1"]), "lambda_f": np.array([0.25, 0.5]), "class1": np.array([3, 5]),
+              "class2": np.array([9, 6])}
+    mix = hmix_pools(None, arrays, "mixup").labels[:, 0]
+    np.testing.assert_allclose(mix[0, [3, 9]], [0.25, 0.75])
+    np.testing.assert_allclose(mix[1, [5, 6]], [0.5, 0.5])
+    with pytest.raises(ValueError, match="stimulus name 's0'"):
+        hmix_pools(None, {"names": arrays["names"], "lambda_f": arrays["lambda_f"]}, "mixup")
+
+
+def test_hmix_pools_confidence_gamma_default_seed_and_input_errors():
+    j = judgments()
+    # STIMULI[0]: λ_h 0.2 and 0.4 at confidence 1 and 0; γ = 0.1: s = 0.1^ω
+    agg = hmix_pools(j, STIMULI, "agg_conf", conf_gamma=0.1).labels[0, 0]
+    s = 0.1**0.5
+    np.testing.assert_allclose(agg[[3, 9, 0]], [(1 - s) * 0.3 + s / 10, (1 - s) * 0.7 + s / 10, s / 10], rtol=1e-6)
+    sep = hmix_pools(j, STIMULI, "sep_conf", conf_gamma=0.1).labels[0]
+    np.testing.assert_allclose(sep[0, [3, 9]], [0.9 * 0.2 + 0.01, 0.9 * 0.8 + 0.01], rtol=1e-6)
+    np.testing.assert_allclose(sep[1], np.full(10, 0.1), rtol=1e-6)
+    from softlabels.labels.baselines import random_labels
+
+    np.testing.assert_allclose(hmix_pools(None, STIMULI, "random").labels[:, 0], random_labels(2, 0), rtol=1e-6)
+    with pytest.raises(ValueError, match="H-Mix variant 'agg' needs the judgments table"):
+        hmix_pools(None, STIMULI, "agg")
+    with pytest.raises(ValueError, match=r"judgments table lacks column\(s\) confidence"):
+        hmix_pools(j.drop(columns="confidence"), STIMULI, "sep")
+    with pytest.raises(ValueError, match="expected one of uniform, random, mixup, agg, sep, agg_conf, sep_conf"):
+        hmix_pools(j, STIMULI, "median")
+
+
+def test_tau_fit_edges_by_hand():
+    """Class index 0 (airplane) is a valid index; an unknown class name names the judgments table; the
+    symmetric fit counts whole judgments; the fit stays inside its bounds (k ≤ 200, x0 in [0, 1]) where the
+    unbounded least squares leaves them (a step at λ = 0.5: k ≈ 473; λ_h = 0 up to 0.8: k < 0, x0 ≈ 1.6)."""
+    lams = [0.1, 0.3, 0.7, 0.9]
+    by_index = pd.DataFrame({"class1": [0] * 4, "class2": [8] * 4, "lambda_f": lams, "lambda_h": lams})
+    row = fit_class_pair_taus(by_index).iloc[0]
+    assert (row["name_i"], row["name_j"], row["n"]) == ("airplane", "ship", 4)
+    with pytest.raises(ValueError, match="judgments table"):
+        fit_class_pair_taus(by_index.astype({"class1": str}).assign(class1="kitten"))
+    symmetric = fit_class_pair_taus(by_index, symmetric=True)
+    assert symmetric["n"].tolist() == [4] and symmetric["n"].dtype.kind == "i"
+    step = pd.DataFrame({"class1": ["cat"] * 6, "class2": ["dog"] * 6, "lambda_f": [0.1, 0.2, 0.45, 0.55, 0.8, 0.9],
+                         "lambda_h": [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]})  # fmt: skip
+    steep = fit_class_pair_taus(step).iloc[0]
+    assert 1.0 < steep["k"] <= 200.0 and 0.45 < steep["x0"] < 0.55
+    flat = step.iloc[:4].assign(lambda_f=[0.2, 0.4, 0.6, 0.8], lambda_h=0.0)
+    late = fit_class_pair_taus(flat).iloc[0]
+    assert 0.0 < late["k"] <= 200.0 and 0.5 < late["x0"] <= 1.0
+    with pytest.raises(ValueError, match=r"judgments table lacks column\(s\) lambda_f, lambda_h"):
+        fit_class_pair_taus(pd.DataFrame({"class1": ["cat"], "class2": ["dog"]}))
+
+
+def test_hmix_pools_read_the_stimuli_npz_file(tmp_path):
+    np.savez(tmp_path / "stimuli.npz", names=np.array(["s0", "s1"]), lambda_f=np.array([0.25, 0.5]),
+             class1=np.array([3, 5]), class2=np.array([9, 6]))
+    with np.load(tmp_path / "stimuli.npz") as arrays:
+        mix = hmix_pools(None, arrays, "mixup").labels[:, 0]
+    np.testing.assert_allclose(mix[0, [3, 9]], [0.25, 0.75])
+    np.testing.assert_allclose(mix[1, [5, 6]], [0.5, 0.5])

@@ -199,3 +199,53 @@ def test_cifar10s_subset_is_fixed_and_a_subset():
 def test_cifar10s_unknown_image_is_an_error():
     with pytest.raises(ValueError, match="image 99"):
         cifar10s_pools(responses(), [11, 99], "t2_clamp", "all", seed=0, gamma=0.1)
+
+
+# ---------------------------------------------------------------------------------- edges, by hand (issue 19)
+def test_no_pools_and_pools_of_one_candidate_keep_their_shape():
+    empty = LabelPools.from_lists([])
+    assert empty.labels.shape == (0, 1, 10) and empty.sizes.shape == (0,)
+    ones = pools_of([onehot(4)], [onehot(7)])
+    assert ones.labels.shape == (2, 1, 10)  # P is the largest pool, not padded beyond it
+
+
+def test_concat_pads_the_smaller_pool_with_zeros_whatever_p_is():
+    """P = 10 equals K: the padding must follow the pool axis, never the class axis."""
+    ten = pools_of([onehot(k) for k in range(10)])
+    two = pools_of([onehot(5), onehot(6)], [onehot(7)], [onehot(8)])
+    both = two.concat(ten)
+    assert both.labels.shape == (4, 10, 10) and both.sizes.tolist() == [2, 1, 1, 10]
+    np.testing.assert_array_equal(both.labels[0, :2], [onehot(5), onehot(6)])
+    np.testing.assert_array_equal(both.labels[:3, 2:], 0)
+    np.testing.assert_array_equal(both.labels[1, 1:], 0)
+    np.testing.assert_array_equal(both.labels[3], np.eye(10))
+    with pytest.raises(ValueError, match="cannot concatenate pools with different numbers of classes"):
+        two.concat(LabelPools.single(np.full((1, 4), 0.25)))
+
+
+def test_cifar10s_pools_pass_gamma_path_similarity_and_base_to_every_label():
+    """Image 11's first response is cat 50, dog 10, frog impossible: A = 0.6, 7 free classes get 0.4/7 each
+    (both paths agree below 100). A truck 75 + automobile 25 response (A = 1) shows γ and the path:
+    documented: damped by 1 − γ, γ over the free classes; hmix_release: γ/n_free on top, / (1 + γ)."""
+    df = pd.DataFrame([{"image": 20, "top_class": "truck", "top_prob": 75.0, "second_class": "automobile",
+                        "second_prob": 25.0, "impossible": "airplane|bird|cat|deer|dog|frog|horse"}])
+    truck, auto, ship = 9, 1, 8
+    documented = cifar10s_pools(df, [20], "t2_clamp", "all", seed=0, gamma=0.2).labels[0, 0]
+    np.testing.assert_allclose(documented[[truck, auto, ship]], [0.75 * 0.8, 0.25 * 0.8, 0.2], rtol=1e-6)
+    release = cifar10s_pools(df, [20], "t2_clamp", "all", seed=0, gamma=0.2, path="hmix_release").labels[0, 0]
+    np.testing.assert_allclose(release[[truck, auto, ship]], np.array([0.75, 0.25, 0.2]) / 1.2, rtol=1e-6)
+    # Semantic on Unif: the leftover 0.4 of cat 50 + dog 10 goes to the zero entries by similarity to cat
+    similarity = np.eye(10)
+    similarity[3, 0] = similarity[0, 3] = 1.0  # airplane is the only class similar to cat
+    semantic = cifar10s_pools(responses(), [11], "t2_semantic", "all", seed=0, gamma=0.1,
+                              similarity=similarity).labels[0, 0]
+    np.testing.assert_allclose(semantic[[3, 5, 0]], [0.5, 0.1, 0.4], rtol=1e-6)
+    # Semantic on Clamp: the same mass, only over the possible zero-valued classes (frog is impossible)
+    similarity[3, 6] = similarity[6, 3] = 1.0
+    on_clamp = cifar10s_pools(responses(), [11], "t2_semantic", "all", seed=0, gamma=0.1, similarity=similarity,
+                              semantic_base="clamp").labels[0, 0]
+    np.testing.assert_allclose(on_clamp[[3, 5, 0, 6]], [0.5, 0.1, 0.4, 0.0], atol=1e-6)
+    t1 = cifar10s_pools(responses(), [11], "t1_unif", "all", seed=0, gamma=0.1).labels[0, 0]
+    np.testing.assert_allclose(t1[[3, 5]], [0.5, 0.5 / 9], rtol=1e-6)  # T1 ignores the second class
+    with pytest.raises(ValueError, match="responses table lacks column 'image'"):
+        cifar10s_pools(df.drop(columns="image"), [20], "t2_clamp", "all", seed=0, gamma=0.1)

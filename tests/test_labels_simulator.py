@@ -144,3 +144,84 @@ def test_use_beta_scale_changes_the_draws():
     ratio_plain = plain[:, 3] / second
     ratio_scaled = scaled[:, 3] / scaled[:, np.arange(10) != 3].sum(1)
     np.testing.assert_allclose(ratio_scaled, ratio_plain * 5.0, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------- by hand (issue 19)
+def sharp(mean: float, scale: float = 1.0) -> BetaFit:
+    """A Beta so concentrated (a + b = 10⁶) that every draw is `mean` to within about 1e-3."""
+    return BetaFit(mean * 1e6, (1 - mean) * 1e6, 0.0, scale)
+
+
+def test_simulated_labels_by_hand_with_sharp_betas():
+    """Low entropy (one-hot cat): p1 = 0.7, K_p = 2, p2 = 0.2 on the closest class (dog), the Clamp remainder 0.1
+    on the next (frog). High entropy (airplane/truck 50:50): p1 = 0.4, K_p = 1, p2 = 0.5 on the closest class,
+    nothing left to spread, so renormalised by 0.9. The hard label is drawn from the CIFAR-10H probs: both
+    airplane and truck occur."""
+    low = GroupParams(10, 0.7, 0.0, sharp(0.7), sharp(0.2), [0, 0, 1] + [0] * 7)
+    high = GroupParams(10, 0.4, 0.0, sharp(0.4), sharp(0.5), [0, 1] + [0] * 8)
+    params = SimulatorParams(0.25, 0.1, low, high)
+    probs = np.zeros((400, 10))
+    probs[:200, 3] = 1.0
+    probs[200:, [0, 9]] = 0.5
+    sim = np.eye(10)
+    sim[3, [5, 6]] = [0.9, 0.8]
+    sim[0, 8] = sim[9, 1] = 0.9
+    labels = simulate_labels(params, probs, sim, seed=3)
+    expected_low = np.zeros(10)
+    expected_low[[3, 5, 6]] = [0.7, 0.2, 0.1]
+    np.testing.assert_allclose(labels[:200], np.tile(expected_low, (200, 1)), atol=5e-3)
+    hard = np.where(labels[200:, 0] > 0, 0, 9)  # p2 = 0.5 > p1 = 0.4: the argmax is the closest class
+    assert 70 < (hard == 0).sum() < 130
+    closest = np.where(hard == 0, 8, 1)
+    rows = np.arange(200, 400)
+    np.testing.assert_allclose(labels[rows, hard], 0.4 / 0.9, atol=5e-3)
+    np.testing.assert_allclose(labels[rows, closest], 0.5 / 0.9, atol=5e-3)
+    np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-9)
+
+
+def test_simulated_k_p_follows_the_unnormalised_histogram_and_the_last_class_is_drawn():
+    """n_also_possible counts [1, 0, 3]: K_p = 0 for a quarter of the rows (one-hot labels), 2 for the rest.
+    A CIFAR-10H row with all its mass on the last class (truck) always draws truck."""
+    group = GroupParams(10, 0.7, 0.0, sharp(0.7), sharp(0.2), [1, 0, 3] + [0] * 7)
+    params = SimulatorParams(0.25, 0.1, group, group)
+    probs = np.zeros((800, 10))
+    probs[:, 9] = 1.0
+    labels = simulate_labels(params, probs, np.eye(10), seed=0)
+    assert set(labels.argmax(1)) == {9}
+    one_hot = (labels.max(1) == 1.0).mean()
+    assert 0.19 < one_hot < 0.31
+
+
+def test_scaled_betas_are_clipped_at_100_percent():
+    """use_beta_scale with scale 2: p1 = 2·0.7 = 1.4 is clipped to 1.0 before the label is built; with
+    p2 = 0.2 on the closest class (K_p = 1), A = 1.2 and nothing is free: (1, 0.2) / 1.2."""
+    group = GroupParams(10, 0.7, 0.0, sharp(0.7, scale=2.0), sharp(0.2), [0, 1] + [0] * 8)
+    params = SimulatorParams(0.25, 0.1, group, group)
+    probs = np.zeros((200, 10))
+    probs[:, 3] = 1.0
+    sim = np.eye(10)
+    sim[3, 5] = 0.9
+    labels = simulate_labels(params, probs, sim, seed=0, use_beta_scale=True)
+    assert labels[:, 3].mean() == pytest.approx(1 / 1.2, abs=3e-4)
+    assert labels[:, 5].mean() == pytest.approx(0.2 / 1.2, abs=3e-4)
+
+
+def test_beta_fit_maps_exact_ones_to_0_95_and_zeros_to_1e_5():
+    """The mapping is applied before the fit: the fit of data with exact 1s and 0s is the fit of the data with
+    0.95 and 1e-5 in their place."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.beta(3.0, 3.0, 300), [1.0, 1.0, 0.0]])
+    mapped = np.concatenate([x[:300], [0.95, 0.95, 1e-5]])
+    assert beta_fit(x) == beta_fit(mapped)
+    assert beta_fit(x) != beta_fit(x[:300])
+
+
+def test_glove_reader_skips_blank_lines_and_other_words(tmp_path):
+    """Blank lines and words that are no class name are skipped, wherever they are in the file."""
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(10, 4))
+    glove = tmp_path / "glove.txt"
+    text = "\n\nthe 1 2 3 4\n" + "".join(f"{c} {' '.join(map(str, v))}\n\n" for c, v in zip(CLASSES, vectors))
+    glove.write_text(text)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(semantic_similarity(glove), unit @ unit.T)

@@ -288,3 +288,78 @@ def test_rms_calibration_computes_in_float64_for_float32_input():
     expected = math.sqrt(sum(10 / 40 * (conf[lo:lo + 10].mean() - correct[lo:lo + 10].mean()) ** 2
                              for lo in range(0, 40, 10)))  # fmt: skip
     assert rms_calibration_error(probs, labels, bin_size=10, skip_last_bin=False) == pytest.approx(expected, rel=1e-13)
+
+
+class RedRow(nn.Module):
+    """Logits = the normalised red values of the first pixel row's first ten pixels (no parameters)."""
+
+    def forward(self, x):
+        return x[:, 0, 0, :10]
+
+
+def test_accuracy_and_ce_on_uint8_images_by_hand():
+    """A pixel at 255 among zeros gives logit a = (1 − m)/s there and b = −m/s elsewhere (m, s: the red
+    channel's CIFAR mean and std, 0.4914 and 0.2023). Two images right, one wrong (label 1, argmax 5):
+    accuracy 2/3; CE of a right one log(1 + 9·e^(−1/s)), of the wrong one log(e^(1/s) + 9)."""
+    from softlabels.evaluate.metrics import accuracy_and_ce, model_logits
+
+    images = np.zeros((3, 32, 32, 3), np.uint8)
+    for n, hot in enumerate((0, 2, 5)):
+        images[n, 0, hot, 0] = 255
+    s = 0.2023
+    logits = model_logits(RedRow(), images, batch_size=2)
+    assert logits.shape == (3, 10) and logits.dtype == torch.float32
+    assert logits[2, 5].item() == pytest.approx((1 - 0.4914) / s, rel=1e-6)
+    assert logits[2, 0].item() == pytest.approx(-0.4914 / s, rel=1e-6)
+    result = accuracy_and_ce(RedRow(), images, [0, 2, 1])
+    assert result["n"] == 3 and result["accuracy"] == pytest.approx(2 / 3, abs=1e-12)
+    right, wrong = math.log(1 + 9 * math.exp(-1 / s)), math.log(math.exp(1 / s) + 9)
+    assert result["ce"] == pytest.approx((2 * right + wrong) / 3, rel=1e-6)
+
+
+class Reached(Exception):
+    pass
+
+
+class DeviceSpy(nn.Module):
+    """Stops at its first forward call, reporting the device its input is on."""
+
+    def forward(self, x):
+        raise Reached(x.device.type)
+
+
+def test_evaluation_runs_on_the_device_it_is_given():
+    """The model and the images go to `device` (the meta device stands in for a GPU here: nothing computes)."""
+    from softlabels.evaluate.metrics import pixels
+
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    assert pixels(images, "meta").device.type == "meta"
+    with pytest.raises(Reached, match="meta"):
+        evaluate_model(DeviceSpy(), images, np.full((2, 10), 0.1), EVAL_CFG, device="meta")
+
+
+def test_fgsm_moves_the_targets_to_the_images_device(monkeypatch):
+    import torchattacks
+
+    seen = []
+
+    class FakeFGSM:
+        def __init__(self, model, eps):
+            self.eps = eps
+
+        def __call__(self, images, targets):
+            seen.append((images.device.type, targets.device.type, self.eps))
+            return images
+
+    monkeypatch.setattr(torchattacks, "FGSM", FakeFGSM)
+    images = torch.zeros((3, 3, 32, 32), device="meta")
+    fgsm_images(nn.Identity(), images, torch.tensor([0, 1, 2]), 0.25, batch_size=2)
+    assert seen == [("meta", "meta", 0.25), ("meta", "meta", 0.25)]
+
+
+def test_calibration_bins_hold_100_examples_by_default():
+    """200 examples: 100 at confidence 0.6 with half right, 100 at 0.9 (the last bin, skipped). With bins of 100
+    the error is √(100/200 · (0.6 − 0.5)²); bins of 101 would leave one full bin, which is refused."""
+    probs = np.array([[0.6, 0.4]] * 100 + [[0.9, 0.1]] * 100)
+    targets = np.array([0, 1] * 50 + [0] * 100)
+    assert rms_calibration_error(probs, targets) == pytest.approx(math.sqrt(0.5 * 0.01), rel=1e-12)

@@ -41,9 +41,11 @@ EQUIVALENT = Path(__file__).with_name("equivalent.txt")
 SURVIVORS = REPO / "results" / "mutation" / "survivors.txt"
 
 #: module -> mutant-name globs. Of the trainer only the per-member CPU parts: the learning-rate schedule and the
-#: per-member gradient clipping (their function names are kept stable for this selection).
+#: per-member gradient clipping (their function names are kept stable for this selection). Of labels/cli.py the
+#: argparse declarations (`register`: option names and help texts) are left out: the commands' behaviour, what
+#: they read, write and print, is in through the `run_*` functions and the loaders.
 MODULES = {
-    "labels": ["softlabels.labels.*"],
+    "labels": ["softlabels.labels.[!c]*", "softlabels.labels.cli.x_[!r]*", "softlabels.labels.cli.x_run_*"],
     "metrics": ["softlabels.evaluate.metrics.*"],
     "claims": ["softlabels.report.claims.*"],
     "reproduction": ["softlabels.report.reproduction.*"],

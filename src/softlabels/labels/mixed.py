@@ -66,10 +66,9 @@ def parse_stimulus_name(name: str) -> dict:
 def _stimulus_table(stimuli) -> pd.DataFrame:
     """name, lambda_f, class1, class2 of each stimulus: from a mapping with those arrays (hmix_stimuli.npz)
     or from the names alone."""
-    if isinstance(stimuli, Mapping) or hasattr(stimuli, "files"):
+    if isinstance(stimuli, Mapping):  # a dict, or the NpzFile of hmix_stimuli.npz (a Mapping too)
         names = [str(n) for n in np.asarray(stimuli["names"])]
-        keys = getattr(stimuli, "files", None) or list(stimuli.keys())
-        if all(k in keys for k in ("lambda_f", "class1", "class2")):
+        if all(k in stimuli for k in ("lambda_f", "class1", "class2")):
             return pd.DataFrame(
                 {
                     "name": names,
