@@ -16,6 +16,7 @@ from conftest import run_snakemake
 from softlabels import config as cfg
 from softlabels.cli import main
 from softlabels.report import claims as C
+from softlabels.report.tables import UNRECORDED
 from softlabels.report.thesis import load_thesis_values, thesis_value
 
 
@@ -575,3 +576,45 @@ def test_forest_plot_of_claims_without_a_known_metric_has_one_ce_panel(monkeypat
     C.plot_claims(frame, tmp_path / "f.png")
     (ax,) = captured["fig"].axes
     assert ax.get_title() == "CE (positive = thesis' direction)" and len(ax.lines) == 3  # the 0 line + legend
+
+
+def test_claims_without_runs_say_none_run_and_the_scale(base):
+    """No run at all: every claim is `not run`, its provenance fields say `none run`, its scale is the config's;
+    without a `summaries` block the interval level is 95 %."""
+    frame = C.build_claims(with_claims(base, claim(), claim(id="c2")), "claims", [])
+    assert list(frame.columns) == list(C.CLAIM_COLUMNS)
+    for column in ("precision", "device", "inputs", "approximate_inputs"):
+        assert frame[column].tolist() == ["none run", "none run"]
+    assert frame["scale"].tolist() == ["smoke", "smoke"] and frame["verdict"].tolist() == ["not run"] * 2
+    runs = [run("hard", s, v) for s, v in enumerate((2.0, 2.2, 2.1))]
+    runs += [run("cifar10h_agg", s, v) for s, v in enumerate((1.8, 1.9, 2.0))]
+    config = with_claims(base, claim())
+    del config["summaries"]
+    row = C.build_claims(config, "claims", runs).iloc[0]
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    assert row["ci_high"] == pytest.approx(0.2 + half)
+    assert row["device"] == UNRECORDED and row["inputs"] == UNRECORDED  # the runs record no provenance
+
+
+def test_the_cli_names_unknown_targets_and_bad_metrics_and_writes_where_told(tmp_path, capsys):
+    import json
+
+    code = main(["claims", "claims_x", "--config", "scale=smoke"])
+    assert code == 2
+    assert ("claims target 'claims_x' is not defined under 'claims.targets' (known: claims, claims_chapter3)"
+            in capsys.readouterr().err)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["claims", "claims", "--metrics", str(bad), "--out-csv", str(tmp_path / "c.csv"),
+                 "--config", "scale=smoke"]) == 2
+    assert "bad.json" in capsys.readouterr().err and not (tmp_path / "c.csv").exists()
+    good = tmp_path / "hard.json"
+    good.write_text(json.dumps({"scheme": "hard", "model": "resnet8a", "seed": 0, "cifar10h": {"ce": 2.0}}))
+    out = {k: tmp_path / f"o.{k}" for k in ("csv", "md", "html", "png")}
+    assert main(["claims", "claims_chapter3", "--metrics", str(good), "--out-csv", str(out["csv"]), "--out-md",
+                 str(out["md"]), "--out-html", str(out["html"]), "--out-png", str(out["png"]),
+                 "--config", "scale=smoke"]) == 0
+    assert out["md"].read_text().startswith("## Claims of the thesis: target `claims_chapter3`\n")
+    html = out["html"].read_text()
+    assert "<h2>Claims of the thesis: target <code>claims_chapter3</code></h2>" in html and "<table>" in html
+    assert all(path.stat().st_size > 0 for path in out.values())

@@ -42,12 +42,13 @@ SURVIVORS = REPO / "results" / "mutation" / "survivors.txt"
 
 #: module -> mutant-name globs. Of the trainer only the per-member CPU parts: the learning-rate schedule and the
 #: per-member gradient clipping (their function names are kept stable for this selection). Of labels/cli.py the
-#: argparse declarations (`register`: option names and help texts) are left out: the commands' behaviour, what
-#: they read, write and print, is in through the `run_*` functions and the loaders.
+#: argparse declarations (`register`: option names and help texts) are left out, and so is claims.py's
+#: `register_claims`: the commands' behaviour, what they read, write and print, is in through the `run_*`
+#: functions, the loaders and `_cmd_claims`.
 MODULES = {
     "labels": ["softlabels.labels.[!c]*", "softlabels.labels.cli.x_[!r]*", "softlabels.labels.cli.x_run_*"],
     "metrics": ["softlabels.evaluate.metrics.*"],
-    "claims": ["softlabels.report.claims.*"],
+    "claims": ["softlabels.report.claims.x_[!r]*"],  # every function but register_claims
     "reproduction": ["softlabels.report.reproduction.*"],
     "trainer": ["softlabels.train.trainer.x_learning_rate__mutmut_*", "softlabels.train.trainer.x_clip_rows___mutmut_*"],
 }

@@ -37,7 +37,6 @@ from softlabels.data.io import save_figure, write_csv, write_text
 from softlabels.report.html import html_page, markdown_table, markdown_to_html
 from softlabels.report.tables import (
     EVAL_SET_TITLES,
-    UNRECORDED,
     approximate_notes,
     provenance_markdown,
     read_metrics,
@@ -235,9 +234,9 @@ def build_claims(config: Mapping, target: str, runs: Sequence[Mapping], thesis: 
     level = config.get("summaries", {}).get("ci_level", 0.95)
     rows = [evaluate_claim(c, config, runs, tables, thesis, level) for c in config["claims"]["list"]]
     frame = pd.DataFrame.from_records(rows)
-    for column in CLAIM_COLUMNS:
+    for column in CLAIM_COLUMNS:  # a column only the claims that ran have (provenance): none ran
         if column not in frame:
-            frame[column] = UNRECORDED if column in ("precision", "device", "inputs", "approximate_inputs") else ""
+            frame[column] = ""
     frame["scale"] = config.get("scale", "")
     for column in ("precision", "device", "inputs", "approximate_inputs"):
         frame[column] = frame[column].fillna("").replace("", "none run")
