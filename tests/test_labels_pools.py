@@ -249,3 +249,32 @@ def test_cifar10s_pools_pass_gamma_path_similarity_and_base_to_every_label():
     np.testing.assert_allclose(t1[[3, 5]], [0.5, 0.5 / 9], rtol=1e-6)  # T1 ignores the second class
     with pytest.raises(ValueError, match="responses table lacks column 'image'"):
         cifar10s_pools(df.drop(columns="image"), [20], "t2_clamp", "all", seed=0, gamma=0.1)
+
+
+def test_cifar10h_counts_are_checked_with_exact_messages():
+    with pytest.raises(ValueError, match=r"^counts must be \[N, 10\], got shape \(2, 9\)$"):
+        cifar10h_pools(np.ones((2, 9)), "all", seed=0)
+    with pytest.raises(ValueError, match=r"^counts must be \[N, 10\], got shape \(10,\)$"):
+        cifar10h_pools(np.ones(10), "all", seed=0)
+    for bad in (-1.0, 0.5):
+        counts = np.ones((2, 10))
+        counts[1, 3] = bad
+        with pytest.raises(ValueError, match="^counts must be non-negative integers$"):
+            cifar10h_pools(counts, "all", seed=0)
+    with pytest.raises(ValueError, match="^image_ids must have length 2$"):
+        cifar10h_pools(np.ones((2, 10)), "all", seed=0, image_ids=[7])
+    empty = np.ones((3, 10))
+    empty[[1, 2]] = 0
+    with pytest.raises(ValueError, match="^CIFAR-10H image 41 has no annotations$"):
+        cifar10h_pools(empty, "all", seed=0, image_ids=[40, 41, 42])
+
+
+def test_cifar10h_pools_pad_unequal_counts_with_zero_rows():
+    """Image 0 has 3 votes (cat, cat, dog), image 1 one (truck): image 1's pool holds one one-hot and zero rows."""
+    counts = np.zeros((2, 10))
+    counts[0, [3, 5]] = [2, 1]
+    counts[1, 9] = 1
+    pools = cifar10h_pools(counts, "all", seed=0)
+    assert pools.sizes.tolist() == [3, 1] and pools.labels.dtype == np.float32
+    np.testing.assert_array_equal(pools.labels[0], np.eye(10)[[3, 3, 5]])
+    np.testing.assert_array_equal(pools.labels[1], np.vstack([np.eye(10)[9], np.zeros((2, 10))]))

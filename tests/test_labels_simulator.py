@@ -225,3 +225,53 @@ def test_glove_reader_skips_blank_lines_and_other_words(tmp_path):
     glove.write_text(text)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     np.testing.assert_allclose(semantic_similarity(glove), unit @ unit.T)
+
+
+def test_fit_simulator_defaults_checks_and_spread_by_hand():
+    """Defaults γ = 0.1 and threshold 0.25; γ reaches the labels the fit is made on (dog 100 is damped to 1 − γ);
+    top_sd is the sample standard deviation; an image index past the CIFAR-10H rows, or a group with fewer
+    than two responses, is refused with its message."""
+    import statistics
+
+    df, probs = toy_data()
+    params = fit_simulator(df, probs)
+    assert (params.threshold, params.gamma) == (0.25, 0.1)
+    low_tops = [(90.0 + r % 5) / 100 for r in range(12)]  # cat 90..94 + one free class (dog): A < 1
+    assert params.low.top_sd == pytest.approx(statistics.stdev(low_tops), rel=1e-9)
+    hundred = df.assign(top_prob=np.where(df["image"] == 0, 100.0, df["top_prob"]))
+    assert fit_simulator(hundred, probs, gamma=0.3).low.top_mean == pytest.approx(0.7, abs=1e-12)
+    with pytest.raises(ValueError, match="^response image index outside the 2 CIFAR-10H rows$"):
+        fit_simulator(df.assign(image=np.where(df["image"] == 1, 2, df["image"])), probs[:2])
+    with pytest.raises(ValueError, match=r"^too few responses in the high-entropy group \(1\) to fit the simulator$"):
+        fit_simulator(df[(df["image"] == 0) | (df.index == 1)], probs)
+
+
+def test_simulated_labels_threshold_gamma_and_clipping_by_hand():
+    """An image whose entropy equals the threshold is high-entropy (≥). γ of the fitted parameters makes the
+    labels: p1 0.8 + p2 0.3 (A = 1.1 > 1) is scaled by 1/A, damped by 1 − γ (γ = 0.3) and γ goes to the one
+    free class. A tiny p1 (0.5 %) is not raised (p1 + p2 renormalised); a scaled p2 above 100 % is clipped."""
+    probs = np.zeros((100, 10))
+    probs[:, [3, 5]] = 0.5
+    threshold = float(entropy(probs[:1])[0])
+    low = GroupParams(10, 0.0, 0.0, sharp(0.1), sharp(0.1), [0, 1] + [0] * 8)
+    high = GroupParams(10, 0.0, 0.0, sharp(0.8), sharp(0.3), [0, 0, 1] + [0] * 7)
+    sim = np.eye(10)
+    sim[3, [0, 1]] = sim[5, [0, 1]] = [0.9, 0.8]
+    labels = simulate_labels(SimulatorParams(threshold, 0.3, low, high), probs, sim, seed=0)
+    hard = np.where(labels[:, 3] > labels[:, 5], 3, 5)
+    assert 30 < (hard == 3).sum() < 70
+    np.testing.assert_allclose(labels[np.arange(100), hard], 0.8 / 1.1 * 0.7, atol=3e-3)
+    np.testing.assert_allclose(labels[:, 0], 0.3 / 1.1 * 0.7, atol=3e-3)
+    np.testing.assert_allclose(labels[:, 1], 0.3, atol=3e-3)
+    tiny = GroupParams(10, 0.0, 0.0, sharp(0.005), sharp(0.5), [0, 1] + [0] * 8)
+    one_hot = np.zeros((50, 10))
+    one_hot[:, 3] = 1.0
+    small = simulate_labels(SimulatorParams(0.25, 0.1, tiny, tiny), one_hot, sim, seed=0)
+    np.testing.assert_allclose(small[:, 3], 0.005 / 0.505, atol=1e-3)
+    scaled = GroupParams(10, 0.0, 0.0, sharp(0.7), sharp(0.5, scale=3.0), [0, 1] + [0] * 8)
+    clipped = simulate_labels(SimulatorParams(0.25, 0.1, scaled, scaled), one_hot, sim, seed=0, use_beta_scale=True)
+    np.testing.assert_allclose(clipped[:, 0], 1.0 / 1.7, atol=1e-3)  # p2 1.5 → 1.0, then (0.7, 1.0) / 1.7
+    with pytest.raises(ValueError, match=r"^CIFAR-10H probs must be \[n, 10\], got \(50, 9\)$"):
+        simulate_labels(SimulatorParams(0.25, 0.1, tiny, tiny), one_hot[:, :9], sim, seed=0)
+    with pytest.raises(ValueError, match=r"^similarity must be \[10, 10\], got \(9, 9\)$"):
+        simulate_labels(SimulatorParams(0.25, 0.1, tiny, tiny), one_hot, np.eye(9), seed=0)
