@@ -489,3 +489,14 @@ def test_elicited_defaults_and_stated_mass_just_above_100_by_hand():
     over = elicited_labels(np.array([9]), np.array([80.0]), np.array([1]), np.array([20.5]), possible,
                            path="hmix_release")
     np.testing.assert_allclose(over[0, [9, 1, 8]], np.array([0.75, 0.155, 0.1]) / 1.005, atol=1e-12)
+
+
+def test_variety_and_impossible_index_messages_are_exact():
+    names = ", ".join(VARIETIES)
+    with pytest.raises(ValueError, match=rf"^unknown label variety 't3_unif'; expected one of {names}$"):
+        response_label(3, 50, -1, None, variety="t3_unif")
+    for k in (10, -1):
+        with pytest.raises(ValueError, match=rf"^impossible class index out of range 0..9: \[{k}\]$"):
+            response_label(3, 50, -1, None, impossible=[k])
+    label = response_label(3, 50, -1, None, impossible=[9])  # 9 is the last valid index: truck impossible
+    assert label[9] == 0.0 and label[0] > 0.0

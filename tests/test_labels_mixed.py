@@ -299,3 +299,26 @@ def test_hmix_pools_read_the_stimuli_npz_file(tmp_path):
         mix = hmix_pools(None, arrays, "mixup").labels[:, 0]
     np.testing.assert_allclose(mix[0, [3, 9]], [0.25, 0.75])
     np.testing.assert_allclose(mix[1, [5, 6]], [0.5, 0.5])
+
+
+def test_mixed_label_messages_are_exact():
+    for lam in (1.5, -0.1):
+        with pytest.raises(ValueError, match=r"^mixing factor must lie in \[0, 1\]$"):
+            mixup_label(3, 9, lam)
+    with pytest.raises(ValueError, match=r"^confidence must lie in \[0, 1\]$"):
+        confidence_smoothed_label(3, 9, 0.5, 1.5)
+    with pytest.raises(ValueError, match=r"^judgments table lacks column\(s\) lambda_h, confidence$"):
+        hmix_pools(judgments().drop(columns=["lambda_h", "confidence"]), STIMULI, "sep")
+    for name in ("mixed_0.5_Kitten_1_Dog_2.png", "mixed_0.5_Dog_1_Kitten_2.png"):
+        with pytest.raises(ValueError, match=rf"^stimulus {name}: unknown class name 'Kitten'; expected one of"):
+            parse_stimulus_name(name)
+
+
+def test_tau_messages_name_the_table_and_the_pair():
+    with pytest.raises(ValueError, match="^judgments table: unknown class name 'kitten'"):
+        fit_class_pair_taus(pd.DataFrame({"class1": ["kitten", "cat"], "class2": ["dog", "dog"],
+                                          "lambda_f": [0.2, 0.8], "lambda_h": [0.2, 0.8]}))
+    taus = pd.DataFrame({"class_i": [3], "class_j": [5], "k": [2.0], "x0": [0.5]})
+    # the first pair is a same class (no τ needed), the second has no fit: the error names the second
+    with pytest.raises(ValueError, match=r"^no fitted τ for class pair \(automobile, bird\)$"):
+        class_pair_tau(np.array([0.5, 0.5]), np.array([3, 1]), np.array([3, 2]), taus)

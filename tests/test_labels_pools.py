@@ -278,3 +278,14 @@ def test_cifar10h_pools_pad_unequal_counts_with_zero_rows():
     assert pools.sizes.tolist() == [3, 1] and pools.labels.dtype == np.float32
     np.testing.assert_array_equal(pools.labels[0], np.eye(10)[[3, 3, 5]])
     np.testing.assert_array_equal(pools.labels[1], np.vstack([np.eye(10)[9], np.zeros((2, 10))]))
+
+
+def test_pool_messages_are_exact_and_an_empty_take_keeps_one_slot():
+    with pytest.raises(ValueError, match="^cannot concatenate pools with different numbers of classes$"):
+        pools_of([onehot(1)]).concat(LabelPools.single(np.full((1, 4), 0.25)))
+    with pytest.raises(ValueError, match="^responses table lacks column 'image'$"):
+        cifar10s_pools(responses().drop(columns="image"), [11], "t2_clamp", "all", seed=0, gamma=0.1)
+    with pytest.raises(ValueError, match=r"^LabelPools.sizes must have shape \[2\], got \(3,\)$"):
+        LabelPools(np.zeros((2, 3, 10)), np.array([1, 1, 1]))
+    none = pools_of([onehot(1), onehot(2)], [onehot(3)]).take(np.array([], dtype=np.int64))
+    assert none.labels.shape == (0, 1, 10) and len(none) == 0
