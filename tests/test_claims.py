@@ -618,3 +618,59 @@ def test_the_cli_names_unknown_targets_and_bad_metrics_and_writes_where_told(tmp
     html = out["html"].read_text()
     assert "<h2>Claims of the thesis: target <code>claims_chapter3</code></h2>" in html and "<table>" in html
     assert all(path.stat().st_size > 0 for path in out.values())
+
+
+def test_claims_use_the_given_thesis_values_and_unpaired_seeds_union(base):
+    """A thesis table passed in is the one used (here with hand-set values); Welch cells list every seed of
+    either cell; a claim that did not run, beside one that did, has no seeds and is not paired."""
+    thesis = load_thesis_values()
+    mask = (thesis["table"] == "table3_1") & (thesis["eval_set"] == "cifar10h") & (thesis["metric"] == "ce")
+    thesis.loc[mask & (thesis["row"] == "hard"), ["value", "ci"]] = [3.0, 0.1]
+    thesis.loc[mask & (thesis["row"] == "cifar10h_agg"), ["value", "ci"]] = [2.0, 0.1]
+    config = copy.deepcopy(base)
+    config["protocols"]["chapter3"]["seeds"] = [0, 1, 2, 3]
+    runs = [run("hard", s, 2.0 + 0.1 * s) for s in (0, 1, 2, 3)] + [run("cifar10h_agg", s, 1.5) for s in (0, 1, 2, 3)]
+    both = with_claims(config, claim(), claim(id="c2", table="table3_2", row_a="cifar10h_sep", row_b="cifar10s_sep"))
+    frame = C.build_claims(both, "claims", runs, thesis=thesis).set_index("claim")
+    assert (frame.loc["c1", "thesis_a"], frame.loc["c1", "thesis_b"]) == (3.0, 2.0)
+    assert frame.loc["c1", "thesis_diff"] == pytest.approx(1.0) and frame.loc["c1", "thesis_overlap"] == "no"
+    assert frame.loc["c2", "seeds"] == "" and bool(frame.loc["c2", "paired"]) is False
+    # cells of different protocols (B moved to chapter 4, seeds 0 and 5): Welch, and the seeds of both cells
+    config = copy.deepcopy(base)
+    config["schemes"]["cifar10h_agg"]["protocol"] = "chapter4"
+    for name, seeds in (("chapter3", [0, 1, 2]), ("chapter4", [0, 5])):
+        config["protocols"][name]["seeds"], config["protocols"][name]["models"] = seeds, ["resnet8a"]
+    runs = [run("hard", s, 2.0 + 0.1 * s) for s in (0, 1, 2)] + [run("cifar10h_agg", s, 1.5) for s in (0, 5)]
+    row = C.build_claims(with_claims(config, claim()), "claims", runs, thesis=thesis).iloc[0]
+    assert bool(row["paired"]) is False and row["seeds"] == "0|1|2|5" and row["n_pairs"] == 2
+
+
+def test_forest_plot_shares_the_claim_axis_and_separates_chapters_from_the_first_row(monkeypatch, tmp_path):
+    captured = {}
+    monkeypatch.setattr(C, "save_figure", lambda fig, png: captured.update(fig=fig))
+    nan = math.nan
+    frame = pd.DataFrame([
+        {"claim": "a", "chapter": "Z", "metric": "ce", "verdict": "not run", "diff": nan, "ci_low": nan,
+         "ci_high": nan, "thesis_diff": nan},
+        {"claim": "b", "chapter": "4", "metric": "fgsm", "verdict": "reproduced", "diff": 0.3, "ci_low": 0.1,
+         "ci_high": 0.5, "thesis_diff": nan},
+    ])
+    C.plot_claims(frame, tmp_path / "f.png")
+    ce, fgsm = captured["fig"].axes
+    assert [t.get_text() for t in ce.get_yticklabels()] == ["Z · a", "Chapter 4 · b"]
+    assert fgsm.get_ylim() == (-1.0, 2.0)  # the claim axis is shared by the panels
+    separators = [line for line in ce.lines if line.get_color() == "lightgrey"]
+    assert [list(line.get_ydata()) for line in separators] == [[0.5, 0.5]]  # between row 0 (y 1) and row 1 (y 0)
+    assert all(g.get_alpha() == 0.3 for g in ce.get_xgridlines()) and ce.get_xgridlines()[0].get_visible()
+    assert not ce.get_ygridlines()[0].get_visible()
+    assert all(t.get_fontsize() == 7 for t in fgsm.get_legend().get_texts())
+
+
+def test_claims_page_names_the_note_of_an_approximate_input(base):
+    runs = [run("hard", s, 2.0 + 0.1 * s) for s in range(3)] + [run("cifar10h_agg", s, 1.5) for s in range(3)]
+    for r in runs:
+        r["provenance"] = {"precision": "fp32", "device": "cpu", "corruption_source": "generate",
+                           "inputs": {"cifar10h": {"origin": "mirror", "approximate": True}}}
+    frame = C.build_claims(with_claims(base, claim()), "claims", runs)
+    md = C.claims_markdown(frame, "claims", {"cifar10h": "rebuilt from the counts"})
+    assert "(cifar10h: rebuilt from the counts)" in md

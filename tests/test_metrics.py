@@ -363,3 +363,15 @@ def test_calibration_bins_hold_100_examples_by_default():
     probs = np.array([[0.6, 0.4]] * 100 + [[0.9, 0.1]] * 100)
     targets = np.array([0, 1] * 50 + [0] * 100)
     assert rms_calibration_error(probs, targets) == pytest.approx(math.sqrt(0.5 * 0.01), rel=1e-12)
+
+
+def test_every_evaluation_entry_point_honours_its_device():
+    from softlabels.evaluate.metrics import accuracy_and_ce, model_logits
+
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    with pytest.raises(Reached, match="meta"):
+        model_logits(DeviceSpy(), images, device="meta")
+    with pytest.raises(Reached, match="meta"):
+        accuracy_and_ce(DeviceSpy(), images, [0, 1], device="meta")
+    # the targets follow the logits to their device
+    assert soft_cross_entropy(torch.zeros((2, 10), device="meta"), np.array([1, 2])).device.type == "meta"
