@@ -255,7 +255,11 @@ def test_without_parsed_tables_the_configured_raw_downloads_are_parsed(workdir, 
     from softlabels.labels import cli
 
     fetched, parsed = [], []
-    monkeypatch.setattr(cli, "fetch_from_config", lambda key, config: fetched.append(key) or f"raw/{key}.bin")
+    def fetch(key, config):  # the configured download: needs the config (here its resources_dir)
+        fetched.append(key)
+        return f"{config['resources_dir']}/{key}.bin"
+
+    monkeypatch.setattr(cli, "fetch_from_config", fetch)
 
     def parser(name):
         return lambda *raws: parsed.append((name, raws)) or name
@@ -276,9 +280,9 @@ def test_without_parsed_tables_the_configured_raw_downloads_are_parsed(workdir, 
         parsed.clear()
         assert load_table(None, config) == result
         assert fetched == keys
-        assert parsed[0][1] == tuple(f"raw/{k}.bin" for k in keys)
+        assert parsed[0][1] == tuple(f"resources/{k}.bin" for k in keys)
         assert capsys.readouterr().out == (f"results/data/{default} not found: parsing the raw download(s) "
-                                           f"{', '.join(f'raw/{k}.bin' for k in keys)}\n")
+                                           f"{', '.join(f'resources/{k}.bin' for k in keys)}\n")
 
 
 def test_parsed_tables_under_results_data_are_read_by_their_key_column(workdir, capsys):
@@ -339,3 +343,38 @@ def test_semantic_labels_without_glove_fetch_the_configured_rows(workdir, capsys
                  *common(workdir)]) == 0
     assert fetched == [("glove", str(workdir / "resources"))]
     assert capsys.readouterr().out.splitlines()[0] == f"GloVe rows: {workdir / 'glove.txt'}"
+
+
+def test_labels_outputs_are_compact_json_and_the_fit_is_printed(workdir, capsys):
+    """The exports are written compactly (one line, as the released files); fit-simulator prints the fitted
+    parameters (indented by one space) and takes its threshold and γ from the config."""
+    simulator_inputs(workdir)
+    (workdir / "labels.yaml").write_text("labels:\n  simulator_entropy_threshold: 0.5\n  gamma: 0.2\n")
+    from softlabels.config import default_config_path
+
+    configs = ["--configfile", str(default_config_path()), "--configfile", "labels.yaml"]
+    assert main(["fit-simulator", "--responses", "four.csv", "--out", "sim.json", *common(workdir), *configs]) == 0
+    out = capsys.readouterr().out.splitlines()
+    params = json.loads((workdir / "sim.json").read_text())
+    assert (params["threshold"], params["gamma"]) == (0.5, 0.2)
+    assert json.loads("\n".join(out[1:])) == params and out[2].startswith(' "')
+    assert (workdir / "sim.json").read_text().count("\n") == 1
+    for command in (["export-labels", "--responses", "responses.csv"], ["export-hmix-soft-labels", "--responses", "soft.csv"]):
+        assert main([*command, "--out", "e.json", *common(workdir)]) == 0
+        assert (workdir / "e.json").read_text().count("\n") == 1
+    capsys.readouterr()
+
+
+def test_labels_commands_report_bad_label_inputs(workdir, capsys):
+    bad = RESPONSES.assign(top_class=["cat", "kitten", "truck"])
+    bad.to_csv(workdir / "bad.csv", index=False)
+    bad.drop(columns="image").assign(stimulus="mixed_0.5_Cat_1_Dog_2.png").to_csv(workdir / "bad_soft.csv", index=False)
+    for command in (["export-labels", "--responses", "bad.csv"], ["export-hmix-soft-labels", "--responses", "bad_soft.csv"]):
+        assert main([*command, "--out", "e.json", *common(workdir)]) == 2
+        assert f"{command[-1]}, line 3: column top_class: unknown or empty class name 'kitten'" in capsys.readouterr().err
+        assert not (workdir / "e.json").exists()
+    from softlabels.config import load
+    from softlabels.labels import cli
+
+    with pytest.raises(cli.DataError, match="^absent.txt: file not found \\(named on the command line\\)$"):
+        cli.load_similarity("absent.txt", load())
