@@ -160,6 +160,13 @@ def check_inputs_before_any_job():
         stop(message)
 
 
+def paper_on_cpu_refused():
+    """The paper scale on a CPU without `allow_paper_on_cpu: true`: a run that trains stops before any job."""
+    from softlabels.train.plan import paper_on_cpu
+
+    return paper_on_cpu(config) and not config.get("allow_paper_on_cpu")
+
+
 def note_stops_of_dry_run():
     """At the end of a dry run (`-n`, where onstart never runs): print each stop a real run of the same plan
     would make before its first job, so that the dry run shows it too."""
@@ -169,12 +176,11 @@ def note_stops_of_dry_run():
         pending = {job.rule.name for job in workflow.dag.needrun_jobs(exclude_finished=False)}
     except Exception:  # no DAG (the dry run failed earlier) or Snakemake-internal change: nothing to add
         return
-    from softlabels.train.plan import PAPER_ON_CPU, paper_on_cpu
+    from softlabels.train.plan import PAPER_ON_CPU
 
     messages = stops_before_any_job(pending)
-    if any(r.startswith("train_chapter") for r in pending) and paper_on_cpu(config):
-        if not config.get("allow_paper_on_cpu"):
-            messages.append(PAPER_ON_CPU.format(estimate="its training takes days here"))
+    if any(r.startswith("train_chapter") for r in pending) and paper_on_cpu_refused():
+        messages.append(PAPER_ON_CPU.format(estimate="its training takes days here"))
     for message in messages:
         print(f"softlabels: a real run would stop before any job: {message}", file=sys.stderr, flush=True)
 
@@ -435,7 +441,7 @@ def runs_to_train(groups):
 def print_training_plan():
     """The plan printed once when a workflow run starts (not in dry runs): runs and group jobs to do, the
     device, the time estimated from a measured step (`plan_measure_step: false` skips the measurement)."""
-    from softlabels.train.plan import paper_on_cpu, training_plan_text
+    from softlabels.train.plan import training_plan_text
     from softlabels.train.groups import TrainingGroup
 
     try:
@@ -461,7 +467,7 @@ def print_training_plan():
         other_jobs=others,
     )
     print(text, file=sys.stderr, flush=True)
-    if any(g.members for g in groups) and paper_on_cpu(config) and not config.get("allow_paper_on_cpu"):
+    if any(g.members for g in groups) and paper_on_cpu_refused():
         warning = text.splitlines()[-1].removeprefix("  WARNING: ")
         stop(f"stopped before any job: {warning}")
 
