@@ -6,6 +6,7 @@ so `pytest -m "not slow and not mirror"` runs the fast unit tests."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def compact_markdown(markdown: str) -> str:
+    """Markdown with the table rows' padding removed and separator rows as |---|: the page's content, not how
+    the table writer aligns its columns."""
+    lines = []
+    for line in markdown.split("\n"):
+        if line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if all(re.fullmatch(r":?-+:?", cell) for cell in cells):
+                cells = ["---"] * len(cells)
+                line = "|" + "|".join(cells) + "|"
+            else:
+                line = "| " + " | ".join(cells) + " |"
+        lines.append(line)
+    return "\n".join(lines)
 
 def _mirror_path() -> Path | None:
     value = os.environ.get("SOFTLABELS_DATA_MIRROR", "")

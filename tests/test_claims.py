@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import run_snakemake
+from conftest import compact_markdown, run_snakemake
 from softlabels import config as cfg
 from softlabels.cli import main
 from softlabels.report import claims as C
@@ -450,24 +450,6 @@ def test_a_claim_on_a_figure_with_extra_seeds(base):
     assert row["verdict"] == "reproduced"
 
 
-def markdown_parts(md: str) -> list:
-    """The page as its text lines and, for each pipe table, the list of its rows' stripped cells (the
-    writer's column padding and the separator row are not content)."""
-    parts, table = [], None
-    for line in md.split("\n"):
-        if line.startswith("|"):
-            if set(line) <= set("|:- "):
-                continue
-            table = table if table is not None else []
-            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-            continue
-        if table is not None:
-            parts.append(table)
-            table = None
-        parts.append(line)
-    return parts + ([table] if table is not None else [])
-
-
 def test_claims_page_by_hand():
     """Three claims, a chapter-4 one first: the page keeps the chapters in claim order, names unknown chapters,
     eval sets and metrics as they are, writes every number with three decimals, an interval only where there is
@@ -496,7 +478,12 @@ def test_claims_page_by_hand():
     frame = pd.DataFrame(rows)[list(C.CLAIM_COLUMNS)]
     header = ["Claim", "Section", "Finding", "Cells (A → B)", "Thesis A / B", "Thesis diff", "Thesis CIs overlap",
               "Diff (95% CI)", "Pairs", "Verdict"]
-    assert markdown_parts(C.claims_markdown(frame, "claims")) == [
+
+    def table(*rows):
+        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                *("| " + " | ".join(row) + " |" for row in rows)]
+
+    assert compact_markdown(C.claims_markdown(frame, "claims")) == "\n".join([
         "## Claims of the thesis: target `claims`", "",
         "Scale `quick`; 3 claims. Verdicts: reproduced 1; same direction 1; other direction 0; opposite 0; not run 1.",
         "",
@@ -508,17 +495,17 @@ def test_claims_page_by_hand():
         "",
         "Runs: training precision `fp32|bf16`; device `cpu|cuda`. Inputs: cifar10 (mirror).", "",
         "### Chapter 4", "",
-        [header, ["`c4`", "4.4", "Mixup helps.", "table4_1: `ch4_noaug` → `ch4_mixup`, CIFAR-10H hold-out, CE, B lower",
-                  "1.200 / 1.000", "0.200", "no", "0.200 [0.050, 0.350]", "3", "reproduced"]],
+        *table(["`c4`", "4.4", "Mixup helps.", "table4_1: `ch4_noaug` → `ch4_mixup`, CIFAR-10H hold-out, CE, B lower",
+                "1.200 / 1.000", "0.200", "no", "0.200 [0.050, 0.350]", "3", "reproduced"]),
         "", "### Chapter 3", "",
-        [header, ["`c3`", "3.3", "Soft beats hard.", "table3_1: `hard` → `cifar10h_agg`, CIFAR-10-C, FGSM loss, B higher",
-                  "", "", "unknown", "0.500 [-0.100, 1.100]", "2 (unpaired)",
-                  "same direction (2 seeds: too few for a reliable interval)"]],
+        *table(["`c3`", "3.3", "Soft beats hard.", "table3_1: `hard` → `cifar10h_agg`, CIFAR-10-C, FGSM loss, B higher",
+                "", "", "unknown", "0.500 [-0.100, 1.100]", "2 (unpaired)",
+                "same direction (2 seeds: too few for a reliable interval)"]),
         "", "### X", "",
-        [header, ["`c9`", "X.1", "Other.", "tableX: `a` → `b`, oddset, oddmetric, B lower", "", "", "unknown", "", "",
-                  "not run"]],
+        *table(["`c9`", "X.1", "Other.", "tableX: `a` → `b`, oddset, oddmetric, B lower", "", "", "unknown", "", "",
+                "not run"]),
         "",
-    ]
+    ])
 
 
 def test_forest_plot_draws_each_claim_where_it_belongs(monkeypatch, tmp_path):

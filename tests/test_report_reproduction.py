@@ -10,24 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import compact_markdown as compact
 from softlabels.cli import main
 from softlabels.report import reproduction as R
-
-
-def compact(markdown: str) -> str:
-    """Markdown with the table rows' padding removed and separator rows as |---|: the page's content, not how
-    the table writer aligns its columns."""
-    lines = []
-    for line in markdown.split("\n"):
-        if line.startswith("|"):
-            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-            if all(re.fullmatch(r":?-+:?", cell) for cell in cells):
-                cells = ["---"] * len(cells)
-                line = "|" + "|".join(cells) + "|"
-            else:
-                line = "| " + " | ".join(cells) + " |"
-        lines.append(line)
-    return "\n".join(lines)
 
 
 def table_csv(path, name, cells, approximate="cifar10", scale="paper"):
