@@ -291,10 +291,40 @@ def claims_markdown(frame: pd.DataFrame, target: str, notes: Mapping[str, str] |
     if not ran.empty:
         lines += provenance_markdown(ran.assign(corruption_source="", eval_set=ran["eval_set"].where(
             ran["eval_set"] != "corruption", "")), notes)
-    for chapter, block in frame.groupby("chapter", sort=False):
-        lines += [f"### {CHAPTER_TITLES.get(chapter, chapter)}", ""]
-        lines += [markdown_table(pd.DataFrame([_claim_cells(r) for _, r in block.iterrows()])), ""]
+    groups = [(title, frame[frame["thesis_overlap"] == key]) for key, title in OVERLAP_GROUPS]
+    groups = [(title, block) for title, block in groups if not block.empty]
+    lines += ["### Verdicts by the thesis' own intervals", "",
+              "A claim is *strong* when the thesis' 95% intervals of its two cells do not overlap, *weak* when they "
+              "do: a weak claim is one the thesis itself could not separate from noise.", "",
+              markdown_table(overlap_counts(frame)), ""]
+    for title, block in groups:
+        counts = verdict_counts(block)
+        lines += [f"### {title}", "", f"{len(block)} claim{'' if len(block) == 1 else 's'}. Verdicts: "
+                  + "; ".join(f"{v} {n}" for v, n in counts.items()) + ".", ""]
+        for chapter, part in block.groupby("chapter", sort=False):
+            lines += [f"#### {CHAPTER_TITLES.get(chapter, chapter)}", ""]
+            lines += [markdown_table(pd.DataFrame([_claim_cells(r) for _, r in part.iterrows()])), ""]
     return "\n".join(lines)
+
+
+#: The claims page's groups: the value of `thesis_overlap` and the group's heading.
+OVERLAP_GROUPS = (("no", "Strong claims: the thesis' intervals do not overlap"),
+                  ("yes", "Weak claims: the thesis' intervals overlap"),
+                  ("unknown", "Claims without thesis intervals"))
+
+
+def overlap_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Verdict counts per chapter and overlap group (strong, weak, no intervals), with each group's total."""
+    names = {"no": "strong", "yes": "weak", "unknown": "no intervals"}
+    rows = []
+    for key, _ in OVERLAP_GROUPS:
+        block = frame[frame["thesis_overlap"] == key]
+        if block.empty:
+            continue
+        parts = [(CHAPTER_TITLES.get(c, c), part) for c, part in block.groupby("chapter", sort=False)]
+        for chapter, part in parts + [("all", block)]:
+            rows.append({"Claims": names[key], "Part": chapter, "n": len(part), **verdict_counts(part)})
+    return pd.DataFrame(rows)
 
 
 def plot_claims(frame: pd.DataFrame, png: str | Path) -> None:
