@@ -2,13 +2,15 @@
 
     python benchmarks/quick_claims.py --data-mirror /path/to/mirror                 # claims_chapter3, quick
     python benchmarks/quick_claims.py --data-mirror /path/to/mirror --target claims --out docs/results/quick
+    python benchmarks/quick_claims.py --data-mirror /path/to/mirror --target all --out docs/results/quick/all
 
 Runs `snakemake --cores N <target> --config scale=<scale> data_mirror=<mirror>` with this checkout's Snakefile
 and config.yaml in a new, empty working directory (so nothing built earlier is reused), then copies
-`results/tables/<target>.{md,csv}` to `<out>/claims.{md,csv}` (with the mirror's absolute path written as
+`results/tables/<claims>.{md,csv}` (the claims table the target builds: `<target>` itself, `claims` for `all`)
+to `<out>/claims.{md,csv}` (with the mirror's absolute path written as
 `<mirror>`, as in the recorded command: the provenance still names each input file and its approximation
-flag) and writes `<out>/run.json`: the command, the
-commit, the wall time, the cores, the CPU model and the start time. Run it alone on the machine: the wall
+flag) and writes `<out>/run.json`: the command, the commit, the wall time, the cores, the CPU model, the start
+time and the training plan the run printed at its start. Run it alone on the machine: the wall
 time is the figure it records. Stops (and writes nothing under `--out`) when the build fails or the
 working tree has uncommitted changes to tracked files (the commit would not say what ran).
 """
@@ -57,7 +59,10 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", help="fresh working directory (default: a new temporary folder)")
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "quick"))
     p.add_argument("--allow-dirty", action="store_true", help="record a run of uncommitted changes")
+    p.add_argument("--claims", default=None,
+                   help="the claims table to copy (default: the target, or `claims` when the target is `all`)")
     args = p.parse_args(argv)
+    claims = args.claims or ("claims" if args.target == "all" else args.target)
 
     mirror = Path(args.data_mirror).resolve()
     if not (mirror / "MANIFEST.tsv").is_file():
@@ -84,7 +89,9 @@ def main(argv=None) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    copy_results(workdir, args.target, mirror, out)
+    copy_results(workdir, claims, mirror, out)
+    plan = [line.strip() for line in log_path.read_text().splitlines()
+            if line.startswith(("training plan:", "  estimated time:"))]
     record = {
         "command": f"snakemake --cores {args.cores} {args.target} --config scale={args.scale} data_mirror=<mirror>",
         "target": args.target,
@@ -96,6 +103,7 @@ def main(argv=None) -> int:
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "started": started.isoformat(timespec="seconds"),
+        "plan": plan,
         "workdir": "fresh (empty) working directory",
         "mirror_path": "written as <mirror> in claims.md and claims.csv",
     }
