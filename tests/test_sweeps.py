@@ -130,7 +130,8 @@ def test_selection_marks_the_best_value_under_each_criterion():
 def test_point_spec_sets_the_swept_key_and_refuses_a_key_that_misses_the_run():
     config = cfg.load(None, {"scale": "smoke"})
     spec = S.point_spec(config, "gamma", "0.1", 0)
-    assert spec["labels"]["gamma"] == 0.1 and spec["validation"]["limit"] == 100
+    assert spec["labels"]["gamma"] == 0.1 and spec["validation"] == {"source": "unused_split", "fraction": 0.3,
+                                                                      "seed": 7, "limit": 100}
     spec = S.point_spec(config, "entwc_kappa", "0.0", 0)
     assert spec["scheme_spec"]["kappa"] == 0.0 and spec["sweep"]["key"] == "schemes.ch5_entwc_hard.kappa"
     config["sweeps"]["grids"]["gamma"]["key"] = "schemes.ch5_entwc_hard.kappa"
@@ -173,7 +174,10 @@ def test_sweep_table_smoke_build(tmp_path, data_mirror, snakemake_runner):
     target = "results/tables/sweep_gamma.csv"
     # a copy of config.yaml named on every call, so that the edits below change nothing but the edited key
     config_file = tmp_path / "config.yaml"
-    config_file.write_text((REPO / "config.yaml").read_text())
+    smoke_validation = "      validation: {source: unused_split, limit: 100}\n"
+    assert smoke_validation in (REPO / "config.yaml").read_text()
+    config_file.write_text((REPO / "config.yaml").read_text().replace(
+        smoke_validation, "      validation: {source: cifar10_train, limit: 100}\n"))
     config = ["--configfile", str(config_file), "--config", "scale=smoke", f"data_mirror={mirror}"]
     done = snakemake_runner(work, "--cores", "2", target, *config)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -197,12 +201,15 @@ def test_sweep_table_smoke_build(tmp_path, data_mirror, snakemake_runner):
         assert metrics["cifar10h"]["n"] == 200  # the scheme's own evaluation sets are kept
     with np.load(work / "results/data/cifar10_train.npz") as f:
         assert f["images"].shape == (400, 32, 32, 3)
+    with np.load(work / "results/data/validation.npz") as f:
+        assert str(f["source"]) == "cifar10_train" and len(f["labels"]) == 100
+    assert "validation split: part of the CIFAR-10 training set (100 images)" in md
     # opt-in: `all` does not ask for the sweeps
     dry = snakemake_runner(work, "-n", "--cores", "2", *config)
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert not re.search(r"^(rule )?sweep_(run|table)\b", dry.stdout + dry.stderr, flags=re.M)
     opt_in = snakemake_runner(work, "-n", "--cores", "2", "sweeps", *config)
-    assert re.search(r"^sweep_run\s+12$", opt_in.stdout, flags=re.M), opt_in.stdout[-2000:]  # the 6 other sweeps
+    assert re.search(r"^sweep_run\s+10$", opt_in.stdout, flags=re.M), opt_in.stdout[-2000:]  # the 5 other sweeps
     again = snakemake_runner(work, "-n", "--cores", "2", target, *config)
     assert "Nothing to be done" in again.stdout + again.stderr
     # another criterion re-selects without training again; another epoch count retrains
@@ -223,3 +230,75 @@ def test_sweeps_target_stops_on_the_offline_mirror_archive(tmp_path, data_mirror
     out = tmp_path / "train.npz"
     assert main(["parse-cifar10-train", "--archive", str(data_mirror / ARCHIVE), "--out", str(out)]) == 2
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_sweeps_build_offline_from_the_mirror(tmp_path, data_mirror):
+    """`snakemake sweeps` at smoke scale with the network cut (`unshare -rn`): the validation images come from the
+    mirror's CIFAR-10 test batch (the training-split images no smoke run trains on), so every sweep table and its
+    selection are built without a download."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0:
+        from conftest import missing_precondition
+
+        missing_precondition("needs `unshare -rn` (user and network namespaces) to cut the network")
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = ["unshare", "-rn", sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
+           "--configfile", str(REPO / "config.yaml"), "--cores", "2", "sweeps", "--config", "scale=smoke",
+           f"data_mirror={data_mirror}"]
+    env = {**__import__("os").environ, "PATH": str(Path(sys.executable).parent) + ":" + __import__("os").environ["PATH"]}
+    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    config = cfg.load(None, {"scale": "smoke"})
+    names = sorted(S.active_grids(config))
+    assert names == ["entwc_alpha", "entwc_kappa", "gamma", "label_smoothing_beta", "lr_resnet8a", "mixmaxent_alpha"]
+    with np.load(work / "results/data/validation.npz") as f:
+        assert str(f["source"]) == "unused_split" and len(f["labels"]) == 100
+    for name in names:
+        table = pd.read_csv(work / f"results/tables/sweep_{name}.csv")
+        assert (table["validation_source"] == "unused_split").all() and (table["n_validation"] == 100).all()
+        selection = json.loads((work / f"results/sweeps/{name}/selected.json").read_text())
+        assert selection["sweep"] == name and selection["value"] == float(table.loc[table["selected"], "value"].item())
+    assert not (work / "results/data/cifar10_train.npz").exists()
+    md = (work / "results/tables/sweep_gamma.md").read_text()
+    assert "validation split: training-split images no run trains on (100 images)" in md
+
+
+@pytest.mark.slow
+def test_selected_values_reach_the_runs_through_the_dag(tmp_path, data_mirror, snakemake_runner):
+    """With sweeps.apply (as the quick preset), Table 5.1 at smoke scale first builds the sweeps of its schemes'
+    selected settings, then trains each run with the values they selected: the runs' spec.json hold the value and
+    name the sweep, a run without a selected setting holds none, and a changed selection retrains exactly the runs
+    that use it."""
+    overlay = tmp_path / "apply.yaml"
+    overlay.write_text("scales:\n  smoke:\n    sweeps: {apply: true}\n")
+    work = tmp_path / "work"
+    target = "results/tables/table5_1.csv"
+    config = ["--configfile", str(REPO / "config.yaml"), str(overlay), "--config", "scale=smoke",
+              f"data_mirror={data_mirror}"]
+    done = snakemake_runner(work, "--cores", "2", target, *config)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "(of them 6 hyperparameter-sweep point(s))" in done.stderr, done.stderr[:3000]
+    chosen = {name: json.loads((work / f"results/sweeps/{name}/selected.json").read_text())["value"]
+              for name in ("mixmaxent_alpha", "entwc_alpha", "entwc_kappa")}
+    runs_dir = work / "results/runs"
+    spec = json.loads((runs_dir / "ch5_mixmaxent_hard/resnet8a/seed0/spec.json").read_text())
+    assert spec["scheme_spec"]["alpha"] == chosen["mixmaxent_alpha"]
+    assert spec["selected"] == {"scheme_spec.alpha": {"sweep": "mixmaxent_alpha", "value": chosen["mixmaxent_alpha"]}}
+    entwc = json.loads((runs_dir / "ch5_entwc_hard/resnet8a/seed0/metrics.json").read_text())["spec"]
+    assert (entwc["scheme_spec"]["alpha"], entwc["scheme_spec"]["kappa"]) == (chosen["entwc_alpha"], chosen["entwc_kappa"])
+    mixup = json.loads((runs_dir / "ch5_mixup_hard/resnet8a/seed0/spec.json").read_text())
+    assert "selected" not in mixup and mixup["scheme_spec"]["alpha"] == 1.0
+    # another selection: only the runs that use it train again
+    path = work / "results/sweeps/mixmaxent_alpha/selected.json"
+    record = json.loads(path.read_text())
+    record["value"] = next(v for v in record["values"] if v != record["value"])
+    path.write_text(json.dumps(record))
+    again = snakemake_runner(work, "-n", "--cores", "2", target, *config)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert re.search(r"^train_chapter5\s+1$", again.stdout, flags=re.M), again.stdout[-2000:]
+    assert "resnet8a.ch5_mixmaxent_hard.seed0" in again.stdout and "sweep_run" not in again.stdout

@@ -130,6 +130,9 @@ def check_references(config: Mapping[str, Any]) -> None:
                 if row not in schemes:
                     raise ConfigError(f"key '{group}.{name}.rows': scheme '{row}' is not defined under 'schemes'")
     for pname, proto in config["protocols"].items():
+        if pname == "chapter3" and proto.get("augmenting_pairs") is not None:
+            raise ConfigError("key 'protocols.chapter3.augmenting_pairs' does not apply to chapter 3 (only to the "
+                              "chapter4 and chapter5 protocols, which train on the H-Mix augmenting set's images)")
         for model in proto["models"]:
             if model not in proto["base_lr"]:
                 raise ConfigError(f"key 'protocols.{pname}.base_lr': no learning rate for model '{model}'")
@@ -138,6 +141,7 @@ def check_references(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"key 'schemes.{sname}.protocol': protocol '{scheme['protocol']}' is not defined")
         check_scheme_keys(sname, scheme)
     check_claims(config)
+    check_sweeps(config)
     evaluation = config.get("evaluation", {})
     calibration = evaluation.get("calibration", {})
     if calibration.get("skip_last_bin"):  # the calibration metric needs two bins when it skips the last one
@@ -149,6 +153,29 @@ def check_references(config: Mapping[str, Any]) -> None:
             if n is not None and bin_size and n < 2 * bin_size:
                 raise ConfigError(f"key '{key}': {n} evaluation images leave fewer than two calibration bins of "
                                   f"{bin_size} (skip_last_bin drops one); use at least {2 * bin_size}")
+
+
+def check_sweeps(config: Mapping[str, Any]) -> None:
+    """Refuse a sweep (config `sweeps.grids`) whose scheme is not defined or whose key or `apply_to` key is not
+    set, and, with `sweeps.apply`, a key two sweeps select; each message names the sweep."""
+    grids = (config.get("sweeps") or {}).get("grids") or {}
+    owner: dict[str, str] = {}
+    missing = object()
+    for name, grid in grids.items():
+        if grid is None:
+            continue
+        if grid["scheme"] not in config["schemes"]:
+            raise ConfigError(f"key 'sweeps.grids.{name}.scheme': scheme '{grid['scheme']}' is not defined under "
+                              f"'schemes'")
+        for key in [grid["key"], *(grid.get("apply_to") or [])]:
+            if setting(config, key, missing) is missing:
+                raise ConfigError(f"key 'sweeps.grids.{name}': {key} is not set in the configuration")
+        if config["sweeps"].get("apply"):
+            for key in grid.get("apply_to") or [grid["key"]]:
+                if key in owner:
+                    raise ConfigError(f"key 'sweeps.grids.{name}.apply_to': {key} is selected by sweep "
+                                      f"'{owner[key]}' too (sweeps.apply: true needs one sweep per key)")
+                owner[key] = name
 
 
 #: Metrics a claim may compare on each evaluation set (on `corruption` the only metric is the mean corruption CE).

@@ -343,15 +343,32 @@ def group_of(wildcards):
 
 
 def train_data_files(protocol):
-    """Input files of a run of `protocol` (TRAIN_DATA of train.smk), flattened: what its run_key digests."""
+    """Input files of a run of `protocol` (TRAIN_DATA of train.smk), flattened."""
     paths = []
     for value in TRAIN_DATA[protocol].values():
         paths += [value] if isinstance(value, str) else list(value)
     return paths
 
 
+def group_selection_files(group):
+    """The selection files of the sweeps whose values the group's runs use (config sweeps.apply)."""
+    sweeps = {sweep for run in group_runs(group) for sweep in spec_sweeps(RUN_SPECS[run])}
+    return [selection_file(sweep) for sweep in sorted(sweeps)]
+
+
+def group_input_files(group):
+    """Input files of a group job: its protocol's data and its sweeps' selections; what its run keys digest."""
+    return train_data_files(group.protocol) + group_selection_files(group)
+
+
 def group_data(wildcards):
-    return train_data_files(wildcards.protocol)
+    return group_input_files(group_of(wildcards))
+
+
+def group_selections(wildcards):
+    """The --selections option of `softlabels train-group` (empty when the runs use configured values only)."""
+    files = group_selection_files(group_of(wildcards))
+    return f"--selections {' '.join(files)}" if files else ""
 
 
 def protocol_resource(name):
@@ -382,20 +399,19 @@ def group_arguments(wildcards):
 
 
 def current_run_keys(group, digests):
-    """{run: run_key} of the group's members and aliases under this config, from the input `digests` of its
-    protocol."""
-    return {run: run_key(RUN_SPECS[run], digests[group.protocol]) for run in group_runs(group)}
+    """{run: run_key} of the group's members and aliases under this config, from its input `digests`."""
+    return {run: run_key(RUN_SPECS[run], digests) for run in group_runs(group)}
 
 
-def input_digests():
-    """sha256 of each protocol's input files, {protocol: [digest]}; a protocol with a missing input is left
-    out (its group jobs wait for that input, and run after it is made)."""
+def input_digests(groups):
+    """sha256 of each group's input files, {group name: [digest]}; a group with a missing input is left out
+    (its job waits for that input, and runs after it is made)."""
     by_path = {}
     digests = {}
-    for protocol in TRAIN_DATA:
-        paths = train_data_files(protocol)
+    for group in groups:
+        paths = group_input_files(group)
         if all(os.path.exists(p) for p in paths):
-            digests[protocol] = [by_path.setdefault(p, file_digest(p)) for p in paths]
+            digests[group.name] = [by_path.setdefault(p, file_digest(p)) for p in paths]
     return digests
 
 
@@ -428,10 +444,10 @@ def discard_stale_group_records():
 
 def runs_to_train(groups):
     """The members of `groups` that are not current (all of them where an input is not made yet)."""
-    digests = input_digests()
+    digests = input_digests(groups)
     todo = []
     for group in groups:
-        keys = current_run_keys(group, digests) if group.protocol in digests else {}
+        keys = current_run_keys(group, digests[group.name]) if group.name in digests else {}
         todo += [
             run for run in group.members if run not in keys or not run_is_current(run_dir(*run), keys[run])
         ]
@@ -457,14 +473,23 @@ def print_training_plan():
         TrainingGroup(g.name, g.protocol, g.model, [r for r in g.members if r in todo], g.aliases)
         for g in pending
     ]
-    others = 0 if jobs is None else sum(1 for j in jobs if not j.rule.name.startswith("train_chapter"))
+    # sweep points are trained one per job: each a group of one in the plan
+    points = [j.wildcards for j in jobs or [] if j.rule.name == "sweep_run"]
+    specs = dict(RUN_SPECS)
+    for w in points:
+        run = (f"sweep {w.sweep}={w.value}", w.model, int(w.seed))
+        specs[run] = point_spec(config, w.sweep, w.value, int(w.seed))
+        groups.append(TrainingGroup(f"sweep.{w.sweep}.{w.value}", specs[run]["protocol_name"], w.model, [run], []))
+    training = ("train_chapter", "sweep_run")
+    others = 0 if jobs is None else sum(1 for j in jobs if not j.rule.name.startswith(training))
     text = training_plan_text(
         config,
         groups,
-        RUN_SPECS,
+        specs,
         measure=config.get("plan_measure_step", True),
         cores=workflow.resource_settings.cores,
         other_jobs=others,
+        sweep_points=len(points),
     )
     print(text, file=sys.stderr, flush=True)
     if any(g.members for g in groups) and paper_on_cpu_refused():
@@ -501,7 +526,8 @@ def report_category(name):
 
 
 # Helpers of the sweeps stage (sweeps.smk; TRAIN_DATA and DATA come from train.smk and data.smk).
-from softlabels.train.sweeps import point_spec, sweep_dir, sweep_points
+from softlabels.train.sweeps import point_spec, sweep_dir, sweep_points, validation_settings
+from softlabels.train.selections import active_grids, selection_file, spec_sweeps
 
 
 def sweep_protocol(wildcards):
@@ -512,8 +538,19 @@ def sweep_run_inputs(wildcards):
     return {
         **TRAIN_DATA[sweep_protocol(wildcards)],
         "provenance": PROVENANCE,
-        "cifar10_train": f"{DATA}/cifar10_train.npz",
+        "validation": f"{DATA}/validation.npz",
     }
+
+
+def validation_split_inputs(wildcards):
+    """The files `softlabels validation-split` reads: the training batches (source cifar10_train), or the parsed
+    test set, split, responses and stimuli that say which split images the runs train on (unused_split)."""
+    if config["sweeps"]["validation"].get("source", "cifar10_train") == "cifar10_train":
+        return {"train": f"{DATA}/cifar10_train.npz"}
+    inputs = {key: TRAIN_DATA["chapter4"][key] for key in ("cifar10", "splits", "cifar10h", "cifar10s", "hmix_stimuli")}
+    if config.get("own_responses"):
+        inputs["own"] = CHAPTER3_RESPONSES
+    return inputs
 
 
 def glove_option(wildcards, input):

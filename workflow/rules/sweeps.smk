@@ -1,13 +1,20 @@
-# Rules of the hyperparameter sweeps (opt-in: not part of `all`; `snakemake sweeps` builds every table):
+# Rules of the hyperparameter sweeps (opt-in targets unless config sweeps.apply is true; `snakemake sweeps`
+# builds every table):
 #   results/data/cifar10_train.npz                       the CIFAR-10 training batches data_batch_1..5
+#                                                        (sweeps.validation.source: cifar10_train)
+#   results/data/validation.npz                          the validation split (images, labels, indices, source)
 #   results/sweeps/{sweep}/{value}/{model}/seed{seed}/   spec.json, metrics.json (+ the validation block),
 #                                                        train_log.csv of one sweep point
 #   results/tables/sweep_{sweep}.csv + .md + .html       validation accuracy and CE per value, the selected
 #                                                        value marked, the thesis' choice beside it
+#   results/sweeps/{sweep}/selected.json                 the selected value, which the runs of the tables and
+#                                                        claims use when sweeps.apply is true (train.smk)
 # A sweep point trains the sweep's scheme under the configuration with one key set to the value (config
 # `sweeps`, softlabels.train.sweeps). It runs one job per point (`softlabels train`), not in fused groups.
-SWEEPS = list((config.get("sweeps") or {}).get("grids") or {})
+SWEEPS = list(active_grids(config))
 SWEEP_TABLES = [f"results/tables/sweep_{name}.csv" for name in SWEEPS]
+if config["sweeps"].get("apply"):
+    FINAL_OUTPUTS.extend(SWEEP_TABLES)
 
 
 wildcard_constraints:
@@ -32,6 +39,26 @@ rule parse_cifar10_train:
         run_options=run_options(),
     shell:
         "softlabels parse-cifar10-train --archive {input} --out {output} --settings {params.settings:q} "
+        "--run-options {params.run_options:q} > {log} 2>&1"
+
+
+rule validation_split:
+    input:
+        unpack(validation_split_inputs),
+    output:
+        f"{DATA}/validation.npz",
+    log:
+        "logs/data/validation_split.log",
+    conda:
+        "../../envs/softlabels.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        settings=settings(*validation_settings(config)),
+        run_options=run_options(),
+    shell:
+        "softlabels validation-split --data-dir {DATA} --out {output} --settings {params.settings:q} "
         "--run-options {params.run_options:q} > {log} 2>&1"
 
 
@@ -71,6 +98,7 @@ rule sweep_table:
         csv="results/tables/sweep_{sweep}.csv",
         md="results/tables/sweep_{sweep}.md",
         html="results/tables/sweep_{sweep}.html",
+        selection="results/sweeps/{sweep}/selected.json",
     log:
         "logs/tables/sweep_{sweep}.log",
     localrule: True
@@ -86,7 +114,7 @@ rule sweep_table:
         run_options=run_options(),
     shell:
         "softlabels sweep-table --sweep {wildcards.sweep} --metrics {input} --out-csv {output.csv} "
-        "--out-md {output.md} --out-html {output.html} --settings {params.settings:q} "
+        "--out-md {output.md} --out-html {output.html} --out-selection {output.selection} --settings {params.settings:q} "
         "--run-options {params.run_options:q} > {log} 2>&1"
 
 

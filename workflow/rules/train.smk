@@ -92,6 +92,7 @@ rule train_chapter3:
         runtime=protocol_resource("runtime_min"),
     params:
         runs=group_arguments,
+        selections=group_selections,
         # The members' specs: what the job trains, and its rerun trigger (an edit that changes a run's spec).
         specs=group_specs,
         settings=lambda wildcards: settings(f"protocols.{wildcards.protocol}.cudnn_benchmark"),
@@ -99,6 +100,7 @@ rule train_chapter3:
         run_options=run_options(),
     shell:
         "softlabels train-group {params.runs} --specs {params.specs:q} --record {output} --inputs {input.data} "
+        "{params.selections} "
         "--data-dir results/data --glove {params.glove} --threads {threads} --settings {params.settings:q} "
         "--run-options {params.run_options:q} > {log} 2>&1"
 

@@ -35,18 +35,29 @@ from softlabels.train.run_data import (
     cifar10_test_eval_set,
 )
 
-#: Keys of `labels` / `evaluation` that chapter-3 runs depend on (copied into their spec.json).
+#: Keys of `labels` / `evaluation` that chapter-3 runs depend on (copied into their spec.json). Every run reads
+#: the first three (its CIFAR-10S hold-out labels are T2-Clamp means); the others only where `label_keys` says.
 LABEL_KEYS = (
     "gamma",
     "redistribution_path",
+    "annotator_subsample_seed",
     "semantic_base",
     "label_smoothing_beta",
     "label_smoothing_normalised",
-    "annotator_subsample_seed",
+    "label_smoothing_scope",
 )
 EVALUATION_KEYS = ("calibration", "fgsm", "cifar10s_holdout", "cifar10h_holdout_limit")
 
 
+def label_keys(scheme: Mapping) -> tuple[str, ...]:
+    """The `labels` keys a run of `scheme` reads: label smoothing's keys for `labels: label_smoothing`,
+    `semantic_base` for the semantic varieties, the hold-out's three keys always. So an edit of β retrains
+    only the label-smoothing runs."""
+    smoothing = scheme["labels"] == "label_smoothing"
+    semantic = scheme["labels"] == "cifar10s" and "semantic" in scheme.get("variety", "t2_clamp")
+    wanted = {"semantic_base": semantic, "label_smoothing_beta": smoothing, "label_smoothing_normalised": smoothing,
+              "label_smoothing_scope": smoothing}
+    return tuple(k for k in LABEL_KEYS if wanted.get(k, True))
 def cifar10s_holdout(cifar10s_images: np.ndarray, size: int, seed: int) -> np.ndarray:
     """The held-out CIFAR-10S images, drawn as cambridge-mlg/cifar-10s does: Python `random.seed(seed)`, then
     `random.sample(list(set(images)), size)`; returned in sample order."""
@@ -131,7 +142,7 @@ def soft_label_pools(spec: Mapping, data: RunData, images: np.ndarray):
                 lab["gamma"],
                 similarity=similarity,
                 path=lab["redistribution_path"],
-                semantic_base=lab["semantic_base"],
+                **({"semantic_base": lab["semantic_base"]} if similarity is not None else {}),
             )
     else:
         raise ValueError(f"key 'schemes.{spec['scheme']}.labels': unknown label source '{kind}'")
@@ -139,6 +150,17 @@ def soft_label_pools(spec: Mapping, data: RunData, images: np.ndarray):
     if scheme.get("aggregate", "none") == "mean":
         pools = pools.mean()
     return pools, annotators
+
+
+def hard_image_pools(spec: Mapping, data: RunData, images: np.ndarray):
+    """Labels of the images without soft labels: their hard CIFAR-10 label, label-smoothed as well when the
+    scheme is label smoothing with `labels.label_smoothing_scope: all` (appendix B.2: "applied to all N
+    examples"; `soft_images`, the released code, leaves them hard)."""
+    lab = spec["labels"]
+    if spec["scheme_spec"]["labels"] == "label_smoothing" and lab["label_smoothing_scope"] == "all":
+        return L.label_smoothing_pools(data.labels[images], lab["label_smoothing_beta"],
+                                       normalised=lab["label_smoothing_normalised"])
+    return L.hard_pools(data.labels[images])
 
 
 def cifar10s_eval_targets(spec: Mapping, data: RunData, images: np.ndarray) -> np.ndarray:
@@ -172,7 +194,7 @@ def build_chapter3_set(spec: Mapping, data: RunData) -> RunSets:
     """Chapter-3 run: soft-labelled CIFAR-10S training images + hard-labelled rest, two evaluation sets."""
     split = chapter3_split(spec, data)
     soft_pools, annotators = soft_label_pools(spec, data, split["soft"])
-    pools = soft_pools.concat(L.hard_pools(data.labels[split["hard"]])) if len(split["hard"]) else soft_pools
+    pools = soft_pools.concat(hard_image_pools(spec, data, split["hard"])) if len(split["hard"]) else soft_pools
     indices = np.concatenate([split["soft"], split["hard"]])
     info = {
         "n_train": int(len(indices)),

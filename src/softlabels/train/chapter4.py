@@ -4,7 +4,8 @@
 The 7000 split images (`splits.train`, file order; when a scale sets `hard_image_limit`, a class-balanced
 subset of that size, `softlabels.train.run_data.split_images`) with their hard CIFAR-10 labels, plus, when the
 scheme's `augment` is set, the 810 first-collection H-Mix stimuli (`hmix_stimuli.npz`, rebuilt as
-round(λ_f·img1 + (1−λ_f)·img2)) labelled by `softlabels.labels.hmix_pools(variant=augment)`: uniform, random,
+round(λ_f·img1 + (1−λ_f)·img2); with `augmenting_pairs`, the stimuli of that many image pairs per class pair,
+whose endpoint images the hard subset then holds, `softlabels.train.run_data.augmenting_positions`) labelled by `softlabels.labels.hmix_pools(variant=augment)`: uniform, random,
 mixup (λ_f), agg (λ̄_h), sep (λ_h^m, one judgment drawn per use), agg_conf / sep_conf (confidence smoothing
 with `labels.confidence_gamma`). No augmentation; plain soft cross-entropy. Evaluation: the CIFAR-10H hold-out.
 """
@@ -16,30 +17,33 @@ from typing import Mapping
 import numpy as np
 
 from softlabels import labels as L
-from softlabels.train.run_data import RunData, RunSets, cifar10h_eval_set, cifar10h_holdout_images, split_images
+from softlabels.train.run_data import (
+    RunData,
+    RunSets,
+    augmenting_positions,
+    cifar10h_eval_set,
+    cifar10h_holdout_images,
+    split_images,
+)
 
-#: Keys of `labels` / `evaluation` that chapter-4 runs depend on (copied into their spec.json).
+#: Keys of `labels` / `evaluation` that chapter-4 runs depend on (copied into their spec.json; `label_keys`).
 LABEL_KEYS = ("confidence_gamma",)
+
+
+def label_keys(scheme: Mapping) -> tuple[str, ...]:
+    """The `labels` keys a run of `scheme` reads: the confidence smoothing's γ for the *_conf labels only."""
+    return LABEL_KEYS if str(scheme.get("augment")).endswith("_conf") else ()
 EVALUATION_KEYS = ("calibration", "fgsm", "cifar10h_holdout_limit")
-
-
-def augmenting_positions(stimuli: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Positions (in `hmix_stimuli.npz` order) of the chapter-4 augmenting set: the first-collection stimuli."""
-    return np.flatnonzero(np.asarray(stimuli["first_collection"], dtype=bool))
 
 
 def augmenting_set(spec: Mapping, data: RunData):
     """(images uint8 [n,32,32,3], LabelPools, stimulus names) of the scheme's `augment` labels."""
     stimuli = data.hmix_stimuli()
-    keep = augmenting_positions(stimuli)
+    keep = augmenting_positions(stimuli, spec["protocol"].get("augmenting_pairs"))
     names = np.asarray(stimuli["names"])[keep]
-    pools = L.hmix_pools(
-        data.hmix_judgments(),
-        names,
-        spec["scheme_spec"]["augment"],
-        int(spec["seed"]),
-        spec["labels"]["confidence_gamma"],
-    )
+    augment = spec["scheme_spec"]["augment"]
+    smoothing = {"conf_gamma": spec["labels"]["confidence_gamma"]} if augment.endswith("_conf") else {}
+    pools = L.hmix_pools(data.hmix_judgments(), names, augment, int(spec["seed"]), **smoothing)
     return np.asarray(stimuli["images"])[keep], pools, names
 
 

@@ -49,6 +49,14 @@ LABEL_KEYS = (
 EVALUATION_KEYS = ("calibration", "fgsm", "cifar10h_holdout_limit", "corruption")
 
 
+def label_keys(scheme: Mapping) -> tuple[str, ...]:
+    """The `labels` keys a run of `scheme` reads: the CIFAR-10S construction and the simulator for soft
+    endpoints, `tau_stimuli` for τ mixing; none for plain hard endpoints."""
+    soft = scheme.get("endpoints", "hard") == "soft"
+    tau = scheme.get("target_mix", "linear") == "tau"
+    return tuple(k for k in LABEL_KEYS if (k == "tau_stimuli" and tau) or (k != "tau_stimuli" and soft))
+
+
 def expanded_cifar10s_pools(spec: Mapping, data: RunData, images: np.ndarray):
     """Soft endpoint labels of `images` (in that order): CIFAR-10S responses where elicited, the simulator
     elsewhere (module docstring). Returns (pools, number of real CIFAR-10S images)."""

@@ -310,7 +310,7 @@ def copy_alias(canonical_dir: Path, alias_dir: Path, alias_spec: Mapping, key: s
 def _cmd_train(args: argparse.Namespace) -> int:
     from softlabels.cli import UserError
 
-    spec = load_spec(args.spec)
+    spec = resolved(load_spec(args.spec), selections_of(args.selections))
     out_dir = Path(args.out_dir) if args.out_dir else Path(args.spec).parent
     provenance = load_provenance(_provenance_path(args))
     _, failures = train_runs([(spec, out_dir)], args.data_dir, args.glove, args.threads, provenance)
@@ -348,6 +348,30 @@ def _group_of(args: argparse.Namespace) -> tuple[list, list]:
     return members, aliases
 
 
+def selections_of(paths: Sequence[str]) -> dict:
+    """{sweep: selection record} of the selection files given (`--selections`); UserError naming a bad file."""
+    from softlabels.cli import UserError
+    from softlabels.train.selections import read_selection
+
+    try:
+        records = [read_selection(path) for path in paths]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return {record["sweep"]: record for record in records}
+
+
+def resolved(spec: Mapping, selections: Mapping) -> dict:
+    """The spec a run trains under: each selected setting's marker replaced by its sweep's value (the run key
+    is made from the spec with the markers); UserError naming the sweep when its selection is missing."""
+    from softlabels.cli import UserError
+    from softlabels.train.selections import resolve_selected
+
+    try:
+        return resolve_selected(spec, selections)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _cmd_train_group(args: argparse.Namespace) -> int:
     """Train the members that are not current (`softlabels.train.plan.run_is_current`), copy the aliases whose
     run was trained now or which are not current, and write the group record (--record), the job's output."""
@@ -359,6 +383,7 @@ def _cmd_train_group(args: argparse.Namespace) -> int:
     runs_root = Path(args.runs_dir)
     digests = [file_digest(path) for path in args.inputs]
     given = json.loads(args.specs) if args.specs else None
+    selections = selections_of(args.selections)
 
     def spec_of(run):
         if given is not None:  # the workflow's specs, with this run's device
@@ -381,7 +406,7 @@ def _cmd_train_group(args: argparse.Namespace) -> int:
     runs = []
     for run in todo:
         out_dir = runs_root / run_dir(*run)
-        spec = spec_of(run)
+        spec = resolved(spec_of(run), selections)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "spec.json", spec)
         runs.append((spec, out_dir))
@@ -394,7 +419,8 @@ def _cmd_train_group(args: argparse.Namespace) -> int:
                                  keys=[keys[run] for run in todo])
     for alias, canonical in aliases:  # a diverged canonical run's record is copied too
         if canonical in todo or not run_is_current(runs_root / run_dir(*alias), keys[alias]):
-            copy_alias(runs_root / run_dir(*canonical), runs_root / run_dir(*alias), spec_of(alias), keys[alias])
+            copy_alias(runs_root / run_dir(*canonical), runs_root / run_dir(*alias), resolved(spec_of(alias), selections),
+                       keys[alias])
     if args.record:
         text = lambda run: "/".join(map(str, run))
         write_json(args.record, {
@@ -447,6 +473,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--spec", required=True, help="run spec (from `softlabels make-spec` or the workflow)")
     p.add_argument("--out-dir", default=None, help="where metrics.json, train_log.csv, checkpoint.pt go (default: the spec's folder)")
+    p.add_argument("--selections", nargs="*", default=[], metavar="FILE",
+                   help="selection files of the sweeps a spec's selected settings name (config sweeps.apply)")
     _add_data_arguments(p)
     p.set_defaults(func=_cmd_train)
 
@@ -467,6 +495,9 @@ def register(subparsers) -> None:
                         "the configuration), each given the configured device")
     p.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
                    help="the input files the runs read: their sha256 enter each run's run_key")
+    p.add_argument("--selections", nargs="*", default=[], metavar="FILE",
+                   help="selection files of the sweeps whose values the runs use (config sweeps.apply; also "
+                        "among --inputs)")
     _add_data_arguments(p)
     add_config_arguments(p)
     p.set_defaults(func=_cmd_train_group)

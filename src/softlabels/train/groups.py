@@ -88,8 +88,8 @@ def config_groups(config: Mapping, runs) -> tuple[list, dict, dict]:
 def approximate_train_size(spec: Mapping) -> int:
     """Training images of a run from its spec alone (the builders give the exact number): chapter 3:
     `n_soft`, else the soft images (CIFAR-10S minus the hold-out: 1000 − size) + `hard_image_limit` (or
-    the 6000 other split images); chapter 4: `hard_image_limit` or 7000, + 810 stimuli with `augment`;
-    chapter 5: `hard_image_limit` or 7000."""
+    the 6000 other split images); chapter 4: `hard_image_limit` or 7000, + the augmenting set with `augment`
+    (810 stimuli, or 3 · 45 · `augmenting_pairs`); chapter 5: `hard_image_limit` or 7000."""
     scheme, protocol = spec["scheme_spec"], spec["protocol"]
     limit = protocol.get("hard_image_limit")
     if spec["protocol_name"] == "chapter3":
@@ -97,4 +97,6 @@ def approximate_train_size(spec: Mapping) -> int:
             return int(scheme["n_soft"])
         return 1000 - int(spec["evaluation"]["cifar10s_holdout"]["size"]) + int(limit if limit is not None else 6000)
     n = int(limit if limit is not None else 7000)
-    return n + (810 if spec["protocol_name"] == "chapter4" and scheme.get("augment") else 0)
+    pairs = protocol.get("augmenting_pairs")
+    stimuli = 810 if pairs is None else 3 * 45 * int(pairs)
+    return n + (stimuli if spec["protocol_name"] == "chapter4" and scheme.get("augment") else 0)

@@ -170,9 +170,10 @@ def paper_on_cpu(config: Mapping) -> bool:
 
 
 def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measure: bool = True,
-                       cores: int | None = None, other_jobs: int = 0) -> str:
+                       cores: int | None = None, other_jobs: int = 0, sweep_points: int = 0) -> str:
     """The plan of a workflow run (module docstring); `cores`: Snakemake's --cores (jobs side by side);
-    `other_jobs`: the run's jobs besides training (each costs about one job start)."""
+    `other_jobs`: the run's jobs besides training (each costs about one job start); `sweep_points`: how many
+    of the groups are hyperparameter-sweep points (one run each)."""
     from softlabels.train.groups import approximate_train_size
     from softlabels.train.trainer import resolve_device
 
@@ -180,8 +181,9 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
     training = [g for g in groups if g.members]
     runs = sum(len(g.members) for g in training)
     copies = sum(len(g.aliases) for g in groups)
-    lines = [f"training plan: {runs} run(s) to train in {len(training)} group job(s), {copies} shared run(s) "
-             f"copied, on {device} (scale {config['scale']})"]
+    sweeps = f" (of them {sweep_points} hyperparameter-sweep point(s))" if sweep_points else ""
+    lines = [f"training plan: {runs} run(s) to train in {len(training)} group job(s){sweeps}, {copies} shared "
+             f"run(s) copied, on {device} (scale {config['scale']})"]
     if not training:
         return lines[0]
     cpu = device.type == "cpu"

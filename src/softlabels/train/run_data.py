@@ -7,11 +7,13 @@ protocols share live here too:
 - the CIFAR-10H hold-out: the 3000 `splits.test` images (a class-balanced `cifar10h_holdout_limit` of them when
   set, `softlabels.data.splits.balanced_prefix`) with the CIFAR-10H distribution as target
   (docs/protocol.md#evaluation);
-- the validation split of a hyperparameter-sweep run (thesis §3.3, appendix B.2): of the N CIFAR-10 training
-  images (`cifar10_train.npz`), the last ⌊N·fraction⌋ of `torch.randperm(N)` under `torch.manual_seed(seed)`,
-  i.e. the second part of `torch.utils.data.random_split(train, [1 − fraction, fraction])` after seeding
-  (15,000 images at 0.3); a class-balanced `limit` of them when set; one-hot targets; evaluated by accuracy =
-  mean 1[argmax p(x) = y] and CE = −(1/n) Σ log p_y(x).
+- the validation split of a hyperparameter-sweep run (thesis §3.3, appendix B.2), `sweeps.validation.source`:
+  `cifar10_train`, of the N CIFAR-10 training images (`cifar10_train.npz`), the last ⌊N·fraction⌋ of
+  `torch.randperm(N)` under `torch.manual_seed(seed)`, i.e. the second part of
+  `torch.utils.data.random_split(train, [1 − fraction, fraction])` after seeding (15,000 images at 0.3), as the
+  authors' code; or `unused_split`, the images of `splits.train` that no run of the configuration trains on
+  (CIFAR-10 test images, so the offline mirror holds them). A class-balanced `limit` of them when set; one-hot
+  targets; evaluated by accuracy = mean 1[argmax p(x) = y] and CE = −(1/n) Σ log p_y(x).
 """
 
 from __future__ import annotations
@@ -128,10 +130,37 @@ class RunSets:
 # ----------------------------------------------------------------------------------------------------------
 # Images every protocol draws on
 # ----------------------------------------------------------------------------------------------------------
+def augmenting_positions(stimuli: Mapping[str, np.ndarray], pairs: int | None = None) -> np.ndarray:
+    """Positions (in `hmix_stimuli.npz` order) of the chapter-4 augmenting set: the 810 first-collection
+    stimuli, 18 per class pair (6 image pairs, each mixed at 3 values of λ_f). With `pairs` (config
+    `protocols.<p>.augmenting_pairs`), only the first `pairs` image pairs of each class pair, ordered by their
+    (smaller, larger) CIFAR-10 index, with all their stimuli (3 · 45 · pairs in all)."""
+    keep = np.flatnonzero(np.asarray(stimuli["first_collection"], dtype=bool))
+    if pairs is None:
+        return keep
+    i1, i2 = np.asarray(stimuli["image1"])[keep], np.asarray(stimuli["image2"])[keep]
+    c1, c2 = np.asarray(stimuli["class1"])[keep], np.asarray(stimuli["class2"])[keep]
+    frame = pd.DataFrame({"pos": keep, "class_pair": list(zip(np.minimum(c1, c2), np.maximum(c1, c2))),
+                          "image_pair": list(zip(np.minimum(i1, i2), np.maximum(i1, i2)))})
+    rank = frame.groupby("class_pair")["image_pair"].rank(method="dense").astype(int)
+    return np.sort(frame["pos"].to_numpy()[rank.to_numpy() <= int(pairs)])
+
+
+def augmenting_endpoints(stimuli: Mapping[str, np.ndarray], pairs: int | None = None) -> np.ndarray:
+    """The CIFAR-10 test images mixed in the augmenting set (`augmenting_positions`), sorted."""
+    keep = augmenting_positions(stimuli, pairs)
+    return np.unique(np.concatenate([np.asarray(stimuli["image1"])[keep], np.asarray(stimuli["image2"])[keep]]))
+
+
 def split_images(spec: Mapping, data: RunData) -> np.ndarray:
     """The training split of a chapter-4/5 run: `splits.train` (file order); with `hard_image_limit` (quick and
-    smoke scales) a class-balanced subset of that size (`softlabels.data.splits.balanced_prefix`)."""
-    return balanced_prefix(data.split_train, data.labels, spec["protocol"].get("hard_image_limit"))
+    smoke scales) a class-balanced subset of that size (`softlabels.data.splits.balanced_prefix`). With
+    `augmenting_pairs` as well, the subset holds the endpoint images of the kept stimuli first (at paper
+    scale every endpoint is a training image, so the augmenting set mixes images the model trains on)."""
+    protocol = spec["protocol"]
+    pairs = protocol.get("augmenting_pairs")
+    first = augmenting_endpoints(data.hmix_stimuli(), pairs) if pairs is not None else None
+    return balanced_prefix(data.split_train, data.labels, protocol.get("hard_image_limit"), first=first)
 
 
 def cifar10h_holdout_images(spec: Mapping, data: RunData) -> np.ndarray:
@@ -167,10 +196,13 @@ def validation_indices(labels: np.ndarray, fraction: float, seed: int, limit: in
     return balanced_prefix(perm[n - n_val :], labels, limit)
 
 
-def validation_eval_set(block: Mapping, data_dir: str | Path) -> EvalSet:
-    """The validation split (config block `sweeps.validation`) as an `EvalSet` whose evaluation gives accuracy
-    and CE against the hard labels."""
-    path = Path(data_dir) / "cifar10_train.npz"
+VALIDATION_FILE = "validation.npz"
+
+
+def authors_validation(train_npz: str | Path, block: Mapping) -> dict[str, np.ndarray]:
+    """`source: cifar10_train`: the validation part of the CIFAR-10 training set (`validation_indices`) read
+    from `cifar10_train.npz`: {images, labels, indices (training-set positions)}."""
+    path = Path(train_npz)
     if not path.exists():
         raise FileNotFoundError(f"missing input {path} (rule parse_cifar10_train: `softlabels parse-cifar10-train`)")
     with np.load(path) as f:
@@ -178,7 +210,54 @@ def validation_eval_set(block: Mapping, data_dir: str | Path) -> EvalSet:
     idx = validation_indices(labels, block["fraction"], block["seed"], block.get("limit"))
     if len(idx) == 0:
         raise ValueError(f"{path}: the validation split (fraction {block['fraction']}) holds no image")
-    x, y = images[idx], labels[idx]
+    return {"images": images[idx], "labels": labels[idx], "indices": idx}
+
+
+def trained_split_images(data: RunData, protocols: Mapping[str, Mapping], own_images=None) -> np.ndarray:
+    """The images of `splits.train` some run of the configuration trains on (or, for the CIFAR-10S hold-out,
+    evaluates on): every CIFAR-10S image and own-response image (`own_images`), chapter 3's hard images
+    (`hard_image_limit` of those outside CIFAR-10S), and the training images of chapters 4 and 5
+    (`split_images`, the augmenting set's endpoints included)."""
+    soft = np.union1d(data.cifar10s_images(), np.asarray(own_images if own_images is not None else [], np.int64))
+    used = [soft]
+    if "chapter3" in protocols:
+        outside = data.split_train[~np.isin(data.split_train, soft)]
+        used.append(balanced_prefix(outside, data.labels, protocols["chapter3"].get("hard_image_limit")))
+    for name in ("chapter4", "chapter5"):
+        if name in protocols:
+            used.append(split_images({"protocol": protocols[name]}, data))
+    return np.unique(np.concatenate(used))
+
+
+def unused_split_validation(data: RunData, protocols: Mapping[str, Mapping], block: Mapping,
+                            own_images=None) -> dict[str, np.ndarray]:
+    """`source: unused_split`: a class-balanced `limit` of the `splits.train` images that no run trains on
+    (`trained_split_images`), in file order: CIFAR-10 test images that the offline mirror holds and the
+    CIFAR-10H hold-out does not use. ValueError naming the keys when fewer are left than the limit asks."""
+    unused = data.split_train[~np.isin(data.split_train, trained_split_images(data, protocols, own_images))]
+    limit = block.get("limit")
+    if len(unused) == 0 or (limit is not None and len(unused) < limit):
+        raise ValueError(
+            f"key 'sweeps.validation.limit': {limit} validation images asked for, but only {len(unused)} of the 7000 "
+            "training-split images are not trained on at these settings (protocols.<p>.hard_image_limit); lower "
+            "the limit or use sweeps.validation.source: cifar10_train")
+    idx = balanced_prefix(unused, data.labels, limit)
+    return {"images": data.images[idx], "labels": data.labels[idx], "indices": idx}
+
+
+def validation_eval_set(block: Mapping, data_dir: str | Path) -> EvalSet:
+    """The validation split of a sweep run (`validation.npz`, made by `softlabels validation-split` from the
+    config block `sweeps.validation`) as an `EvalSet` whose evaluation gives accuracy and CE against the hard
+    labels. The file must have been made from `block`'s source."""
+    path = Path(data_dir) / VALIDATION_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"missing input {path} (rule validation_split: `softlabels validation-split`)")
+    with np.load(path) as f:
+        x, y, source = f["images"], f["labels"].astype(np.int64), str(f["source"])
+        idx = f["indices"]
+    if source != block.get("source", "cifar10_train"):
+        raise ValueError(f"{path} holds the {source} validation split, the run asks for "
+                         f"sweeps.validation.source: {block.get('source')}; rebuild it")
     targets = one_hot(y, dtype=np.float32)
 
     def evaluate(model, device) -> dict:

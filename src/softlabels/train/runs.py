@@ -17,21 +17,23 @@ from typing import Callable, Mapping
 
 from softlabels.train import chapter3, chapter4, chapter5
 from softlabels.train.run_data import RunData, RunSets, validation_eval_set
+from softlabels.train.selections import mark_selected
 
 #: Keys of a protocol block that list which runs exist (or how jobs are cut and what they ask the scheduler
 #: for, and cuDNN's algorithm search) rather than how one run is trained; left out of a run's spec so that adding a seed or a model re-runs nothing else.
 RUN_LIST_KEYS = ("models", "seeds", "seeds_extra", "resources", "group_size", "cudnn_benchmark")
-#: (builder, label keys, evaluation keys) of each protocol: the keys of `labels`/`evaluation` its runs depend
-#: on go into spec.json, so an edit of another key re-runs nothing.
+#: (builder, label keys of a scheme, evaluation keys) of each protocol: the keys of `labels`/`evaluation` a run
+#: depends on go into its spec.json, so an edit of another key re-runs nothing.
 PROTOCOLS = {
-    "chapter3": (chapter3.build_chapter3_set, chapter3.LABEL_KEYS, chapter3.EVALUATION_KEYS),
-    "chapter4": (chapter4.build_chapter4_set, chapter4.LABEL_KEYS, chapter4.EVALUATION_KEYS),
-    "chapter5": (chapter5.build_chapter5_set, chapter5.LABEL_KEYS, chapter5.EVALUATION_KEYS),
+    "chapter3": (chapter3.build_chapter3_set, chapter3.label_keys, chapter3.EVALUATION_KEYS),
+    "chapter4": (chapter4.build_chapter4_set, chapter4.label_keys, chapter4.EVALUATION_KEYS),
+    "chapter5": (chapter5.build_chapter5_set, chapter5.label_keys, chapter5.EVALUATION_KEYS),
 }
 
 
-def protocol_entry(protocol: str) -> tuple[Callable[[Mapping, RunData], RunSets], tuple[str, ...], tuple[str, ...]]:
-    """(builder, label keys, evaluation keys) of a protocol (`PROTOCOLS`)."""
+def protocol_entry(protocol: str) -> tuple[Callable[[Mapping, RunData], RunSets], Callable[[Mapping], tuple[str, ...]],
+                                           tuple[str, ...]]:
+    """(builder, label keys of a scheme, evaluation keys) of a protocol (`PROTOCOLS`)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"no training-set builder for protocol '{protocol}' (known: {', '.join(sorted(PROTOCOLS))})")
     return PROTOCOLS[protocol]
@@ -42,11 +44,13 @@ def _subset(block: Mapping, keys: tuple[str, ...] | None) -> dict:
     return block if keys is None else {k: block[k] for k in keys if k in block}
 
 
-def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
+def run_spec(config: Mapping, scheme: str, model: str, seed: int, selections: bool = True) -> dict:
     """The effective settings of run (scheme, model, seed): everything that changes its result.
 
     The protocol block keeps only this model's learning rate and drops the run lists (models, seeds), and the
-    labels/evaluation blocks keep the keys the protocol registered, so unrelated edits do not re-run it.
+    labels/evaluation blocks keep the keys the protocol says the scheme reads, so unrelated edits do not re-run it.
+    With `sweeps.apply`, each setting a sweep selects holds that sweep's marker instead of the configured value
+    (`softlabels.train.selections`; `selections=False`: the configured values, as the sweep points use).
     """
     if scheme not in config["schemes"]:
         raise ValueError(f"scheme '{scheme}' is not defined under 'schemes'")
@@ -56,9 +60,9 @@ def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
     if model not in protocol["base_lr"]:
         raise ValueError(f"key 'protocols.{protocol_name}.base_lr': no learning rate for model '{model}'")
     protocol["base_lr"] = {model: protocol["base_lr"][model]}
-    label_keys, evaluation_keys = protocol_entry(protocol_name)[1:]
+    scheme_label_keys, evaluation_keys = protocol_entry(protocol_name)[1:]
     own = {"own_responses": config["own_responses"]} if protocol_name == "chapter3" and config.get("own_responses") else {}
-    return {
+    spec = {
         "scheme": scheme,
         "model": model,
         "seed": int(seed),
@@ -67,10 +71,11 @@ def run_spec(config: Mapping, scheme: str, model: str, seed: int) -> dict:
         "scheme_spec": scheme_spec,
         "protocol_name": protocol_name,
         "protocol": protocol,
-        "labels": _subset(config["labels"], label_keys),
+        "labels": _subset(config["labels"], scheme_label_keys(scheme_spec)),
         "evaluation": _subset(config["evaluation"], evaluation_keys),
         **own,
     }
+    return mark_selected(spec, config) if selections else spec
 
 
 def responses_file(spec: Mapping) -> str:

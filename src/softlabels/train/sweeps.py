@@ -1,15 +1,17 @@
-"""Hyperparameter sweeps on a validation split of the CIFAR-10 training set (thesis §3.3, §5.2, appendix B.2).
+"""Hyperparameter sweeps on a validation split (thesis §3.3, §5.2, appendix B.2).
 
 A sweep (`sweeps.grids.<name>` of the configuration) varies one dotted config key over a list of values; a sweep
-point is the run spec of the sweep's scheme (`softlabels.train.runs.run_spec`) computed from the configuration
-with that key set to the value, plus a `validation` block. The run trains as the scheme's runs do and is also
-evaluated on the validation split of the CIFAR-10 training set (`build_run_sets` adds the set when the spec
-has the block; `softlabels.train.run_data.validation_eval_set`: its accuracy and CE). Selection: the value with
+point is the run spec of the sweep's scheme (`softlabels.train.runs.run_spec`, with the configured values of
+every other setting) computed from the configuration with that key set to the value, plus a `validation` block.
+The run trains as the scheme's runs do and is also evaluated on the validation split (`validation.npz`, made by
+`softlabels validation-split` from `sweeps.validation`: part of the CIFAR-10 training set, or the split images no
+run trains on; `softlabels.train.run_data.validation_eval_set`: its accuracy and CE). Selection: the value with
 the highest mean validation accuracy (`criterion: accuracy`) or the lowest mean validation CE (`criterion: ce`)
-over the seeds; ties go to the value listed first.
+over the seeds; ties go to the value listed first. The selection is written beside the table
+(`selected.json`), and with `sweeps.apply` the runs of the tables and claims use it
+(`softlabels.train.selections`).
 
-Runs live under `results/sweeps/{sweep}/{value}/{model}/seed{seed}/`.
-"""
+Runs live under `results/sweeps/{sweep}/{value}/{model}/seed{seed}/`."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from softlabels.cli import UserError, add_config_arguments, config_from_args
@@ -30,7 +33,11 @@ from softlabels.report.html import html_page, markdown_to_html
 from softlabels.report.tables import approximate_notes, row_provenance
 from softlabels.report.thesis import load_thesis_values
 from softlabels.train.runs import run_spec
+from softlabels.train.selections import active_grids, apply_keys
 
+#: How the sweep tables name each validation source (config `sweeps.validation.source`).
+VALIDATION_SOURCES = {"cifar10_train": "part of the CIFAR-10 training set",
+                      "unused_split": "training-split images no run trains on"}
 #: Metrics of the validation set, with the direction that is better.
 CRITERIA = {"accuracy": max, "ce": min}
 
@@ -39,7 +46,7 @@ CRITERIA = {"accuracy": max, "ce": min}
 # Sweep points
 # ----------------------------------------------------------------------------------------------------------
 def grid(config: Mapping, sweep: str) -> Mapping:
-    grids = (config.get("sweeps") or {}).get("grids") or {}
+    grids = active_grids(config)
     if sweep not in grids:
         raise ConfigError(f"key 'sweeps.grids.{sweep}' is not set (known: {', '.join(sorted(grids)) or 'none'})")
     return grids[sweep]
@@ -93,10 +100,11 @@ def point_spec(config: Mapping, sweep: str, value: str, seed: int) -> dict:
     model = sweep_model(config, sweep)
     changed = _with_value(config, g["key"], matches[0], f"sweeps.grids.{sweep}.key")
     try:
-        spec = run_spec(changed, g["scheme"], model, int(seed))
+        spec = run_spec(changed, g["scheme"], model, int(seed), selections=False)
     except ValueError as exc:
         raise ConfigError(f"sweeps.grids.{sweep}: {exc}") from None
-    if spec == run_spec(_with_value(config, g["key"], _other(matches[0]), sweep), g["scheme"], model, int(seed)):
+    other = _with_value(config, g["key"], _other(matches[0]), sweep)
+    if spec == run_spec(other, g["scheme"], model, int(seed), selections=False):
         raise ConfigError(f"key 'sweeps.grids.{sweep}.key': {g['key']} does not change the runs of scheme "
                           f"'{g['scheme']}' with model {model}")
     spec["sweep"] = {"name": sweep, "key": g["key"], "value": matches[0]}
@@ -158,6 +166,7 @@ def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thes
         first = value_runs[0]
         row.update({
             "n_validation": first["validation"]["n"],
+            "validation_source": first["spec"].get("validation", {}).get("source", "cifar10_train"),
             "scheme": first["scheme"],
             "model": first["model"],
             "seeds": " ".join(str(r["seed"]) for r in sorted(value_runs, key=lambda r: r["seed"])),
@@ -179,6 +188,18 @@ def build_sweep_table(config: Mapping, sweep: str, runs: Sequence[Mapping], thes
     return frame
 
 
+def selection_record(config: Mapping, sweep: str, frame) -> dict:
+    """What `softlabels.train.selections` reads: the value the sweep selected and how it was chosen."""
+    g = grid(config, sweep)
+    chosen = frame.loc[frame["selected"], "value"].iloc[0]
+    value = next(v for v in g["values"] if value_name(v) == chosen)
+    first = frame.iloc[0]
+    return {"sweep": sweep, "key": g["key"], "apply_to": apply_keys(g), "value": value,
+            "criterion": config["sweeps"]["criterion"], "values": list(g["values"]), "scheme": g["scheme"],
+            "model": first["model"], "seeds": first["seeds"], "validation_source": first["validation_source"],
+            "n_validation": int(first["n_validation"])}
+
+
 def sweep_markdown(frame) -> str:
     def fmt(m, ci):
         return "n/a" if not math.isfinite(m) else (f"{m:.4f}" if not math.isfinite(ci) else f"{m:.4f} ± {ci:.4f}")
@@ -188,8 +209,9 @@ def sweep_markdown(frame) -> str:
     lines = [
         f"# Sweep {first['sweep']}: {first['key']}",
         "",
-        f"Scheme {first['scheme']}, model {first['model']}; validation split of the CIFAR-10 training set "
-        f"({first['n_validation']} images); mean ± 95 % CI over seeds. Selected by validation "
+        f"Scheme {first['scheme']}, model {first['model']}; validation split: "
+        f"{VALIDATION_SOURCES[first['validation_source']]} ({first['n_validation']} images); mean ± 95 % CI over "
+        f"seeds. Selected by validation "
         f"{first['criterion']} ({'highest' if first['criterion'] == 'accuracy' else 'lowest'} mean): "
         f"**{frame.loc[frame['selected'], 'value'].iloc[0]}**; the thesis chose "
         f"{'n/a' if not math.isfinite(thesis) else f'{thesis:g}'}.",
@@ -242,6 +264,8 @@ def _cmd_sweep_table(args: argparse.Namespace) -> int:
     except (KeyError, ValueError) as exc:
         raise UserError(f"sweep {args.sweep}: {exc}") from None
     markdown = sweep_markdown(frame)
+    if args.out_selection:
+        write_json(args.out_selection, selection_record(config, args.sweep, frame))
     write_csv(args.out_csv, frame)
     write_text(args.out_md, markdown)
     if args.out_html:
@@ -249,7 +273,66 @@ def _cmd_sweep_table(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The settings `validation-split` reads besides `sweeps.validation` when the source is `unused_split`: what
+#: decides which split images the runs train on.
+UNUSED_SPLIT_KEYS = ("protocols.chapter3.hard_image_limit", "protocols.chapter4.hard_image_limit",
+                     "protocols.chapter4.augmenting_pairs", "protocols.chapter5.hard_image_limit",
+                     "protocols.chapter5.augmenting_pairs", "own_responses")
+
+
+def validation_settings(config: Mapping) -> list[str]:
+    """The settings the validation split depends on (its rule declares them)."""
+    source = config["sweeps"]["validation"].get("source", "cifar10_train")
+    return ["sweeps.validation", *(UNUSED_SPLIT_KEYS if source == "unused_split" else ())]
+
+
+def make_validation_split(config: Mapping, data_dir: str | Path, train_npz: str | Path | None = None) -> dict:
+    """The arrays of `validation.npz` (images, labels, indices, source) for `sweeps.validation`."""
+    from softlabels.train import run_data as R
+
+    block = config["sweeps"]["validation"]
+    source = block.get("source", "cifar10_train")
+    if source == "cifar10_train":
+        split = R.authors_validation(train_npz or Path(data_dir) / "cifar10_train.npz", block)
+    else:
+        data = R.RunData.from_dir(data_dir)
+        protocols = {name: {"hard_image_limit": setting(config, f"protocols.{name}.hard_image_limit", None),
+                            "augmenting_pairs": setting(config, f"protocols.{name}.augmenting_pairs", None)}
+                     for name in ("chapter3", "chapter4", "chapter5")}
+        own = None
+        if config.get("own_responses"):
+            from softlabels.data.cifar10s import read_responses
+
+            own = read_responses(Path(data_dir) / "own_responses.csv", key="image")["image"].unique()
+        split = R.unused_split_validation(data, protocols, block, own)
+    return {**split, "source": source}
+
+
+def _cmd_validation_split(args: argparse.Namespace) -> int:
+    from softlabels.data.io import save_npz
+
+    config = config_from_args(args)
+    try:
+        arrays = make_validation_split(config, args.data_dir, args.train_npz)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    save_npz(args.out, arrays)
+    print(f"validation split ({arrays['source']}): {len(arrays['labels'])} images, "
+          f"{np.bincount(arrays['labels'], minlength=10).tolist()} per class -> {args.out}")
+    return 0
+
+
 def register(subparsers) -> None:
+    p = subparsers.add_parser("validation-split", help="the validation split of the hyperparameter sweeps",
+                              description="Images and labels of the sweeps' validation split (config "
+                              "sweeps.validation): part of the CIFAR-10 training set (source cifar10_train) or the "
+                              "training-split images no run trains on (unused_split).")
+    p.add_argument("--data-dir", default="results/data", help="parsed inputs (default: results/data)")
+    p.add_argument("--train-npz", default=None, help="cifar10_train.npz (source cifar10_train; default: in DATA_DIR)")
+    p.add_argument("--out", required=True)
+    add_config_arguments(p)
+    p.set_defaults(func=_cmd_validation_split)
+
     p = subparsers.add_parser("make-sweep-spec", help="write the spec.json of one hyperparameter-sweep run",
                               description="The scheme's run spec with the swept key set to VALUE, plus the "
                               "validation split (config 'sweeps').")
@@ -270,5 +353,7 @@ def register(subparsers) -> None:
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-html", default=None, help="the .md layout as a self-contained HTML page")
+    p.add_argument("--out-selection", default=None,
+                   help="JSON of the selected value, which the runs use when config sweeps.apply is true")
     add_config_arguments(p)
     p.set_defaults(func=_cmd_sweep_table)
