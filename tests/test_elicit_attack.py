@@ -1,11 +1,16 @@
 """The findings of an outside attack pass on the elicitation app (issue 28), one test (or two) each; every one of
 them fails on the code the pass attacked:
 
-1. `check` took a mixing pair of two image sizes, whose images then answered 500.
+1. `check` took a mixing pair of two image sizes, whose images then answered 500;
+2. integers beyond float range (`rt_ms`, `top_prob`, ...) answered 500;
+3. a trailing slash (`/admin/progress/?token=T`) redirected the admin token to the Host header's address;
+6. cross-origin `text/plain` POSTs were processed.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import sys
 from pathlib import Path
 
@@ -14,11 +19,22 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from elicit.fixtures import (  # noqa: E402
+    ADMIN_TOKEN,
+    call,
     fake_cifar10,
+    joined,
+    mixing_study,
+    soft_answer,
+    soft_study,
     write_study,
 )
 
 from softlabels.cli import main as cli_main  # noqa: E402
+from softlabels.elicit.server import start_server  # noqa: E402
+from softlabels.elicit.store import Store  # noqa: E402
+from softlabels.elicit.study import load_study  # noqa: E402
+
+ADMIN_ROUTES = ["/admin/progress", "/admin/export.csv", "/admin/attention.csv"]
 
 
 @pytest.fixture
@@ -41,5 +57,102 @@ def test_check_refuses_a_mixing_pair_of_two_sizes(tmp_path, capsys):
     assert cli_main(["elicit", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "mixing.pairs[0]" in err and "'cat/a.png' (8×8 px)" in err and "'dog/a.png' (16×12 px)" in err, err
+
+
+# ------------------------------------------------------------------------------------------- 2. huge integers
+@pytest.mark.parametrize("task", ["soft_label", "mixing"])
+def test_integers_beyond_float_range_get_400_naming_the_field(tmp_path, source, task):
+    if task == "soft_label":
+        study = load_study(soft_study(tmp_path, source, range(10)))
+        answer = soft_answer(list(study.classes))
+    else:
+        study = load_study(mixing_study(tmp_path, source, [(3, 8)], lambdas=(0.25, 0.5, 0.75)))
+        answer = {"share": 40, "confidence": 70}
+    store = Store(tmp_path / "huge.sqlite", study)
+    server = start_server(store, ADMIN_TOKEN, quiet=True)
+    try:
+        _, batch = call(f"{server.url}/api/batch", joined(server.sign, "p1"))
+        base = {"submission_id": "huge-00001", "participant": "p1", "sig": server.sign("p1"), "batch": batch["batch"],
+                "position": 0, "answer": answer, "rt_ms": 900}  # fmt: skip
+        for value in (10**400, -(10**400), 2**1024, 10**4000):
+            for field in ("rt_ms", "batch", "position"):
+                status, reply = call(f"{server.url}/api/response", {**base, field: value})
+                assert status == 400 and f"'{field}'" in reply["error"], (field, status, reply)
+            for field in answer:
+                status, reply = call(f"{server.url}/api/response", {**base, "answer": {**answer, field: value}})
+                assert status == 400 and f"'{field}'" in reply["error"], (field, status, reply)
+        assert store.responses() == []
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------------------------------------- 3. redirects
+def raw_get(url: str, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """(status, headers in lower case, body) of one GET, redirects not followed."""
+    host, port = url.split("//")[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        res = conn.getresponse()
+        return res.status, {k.lower(): v for k, v in res.getheaders()}, res.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("redirects")
+    store = Store(tmp / "r.sqlite", load_study(soft_study(tmp, fake_cifar10(tmp / "cifar.npz"), range(10))))
+    server = start_server(store, ADMIN_TOKEN, quiet=True)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("route", ADMIN_ROUTES)
+def test_no_admin_route_redirects_the_token(served, route):
+    """With and without a trailing slash, a token in the query and a Host header of the attacker's: the page or a
+    404, never a redirect."""
+    for path, expected in ((route, 200), (route + "/", 404), (route + "//", 404)):
+        status, headers, _ = raw_get(served.url, f"{path}?token={ADMIN_TOKEN}", {"Host": "attacker.example"})
+        assert status == expected and "location" not in headers, (path, status, headers.get("location"))
+
+
+def test_no_participant_route_redirects(served):
+    sig = served.sign("p1")
+    for path in ("/api/study/", "/static/app.js/", "/index.html/", f"/api/image/1/0/?participant=p1&sig={sig}"):
+        status, headers, _ = raw_get(served.url, path, {"Host": "attacker.example"})
+        assert status == 404 and "location" not in headers, (path, status, headers.get("location"))
+
+
+# ------------------------------------------------------------------------------------------- 6. Content-Type
+def test_json_endpoints_take_application_json_only(tmp_path, source):
+    study = load_study(soft_study(tmp_path, source, range(10)))
+    store = Store(tmp_path / "ct.sqlite", study)
+    server = start_server(store, ADMIN_TOKEN, quiet=True)
+    host, port = server.address
+
+    def post(path: str, body: bytes, content_type: str | None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(host, port, timeout=20)
+        try:
+            headers = {"Origin": "https://attacker.example"} | ({"Content-Type": content_type} if content_type else {})
+            conn.request("POST", path, body=body, headers=headers)
+            res = conn.getresponse()
+            return res.status, res.read()
+        finally:
+            conn.close()
+
+    batch_body = joined(server.sign, "p1")
+    try:
+        for content_type in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                             "multipart/form-data; boundary=x", None, "application/jsonp", "text/json"):  # fmt: skip
+            for path, body in (("/api/batch", batch_body), ("/api/response", {**batch_body, "batch": 1})):
+                status, reply = post(path, json.dumps(body).encode(), content_type)
+                assert status == 415 and b"Content-Type must be application/json" in reply, (content_type, reply)
+        assert store.batches() == []
+        for content_type in ("application/json; charset=utf-8", "Application/JSON"):
+            status, reply = post("/api/batch", json.dumps(batch_body).encode(), content_type)
+            assert status == 200, reply
+    finally:
+        server.stop()
 
 

@@ -12,6 +12,8 @@ Researcher routes (admin token as ?token= or an `Authorization: Bearer` header; 
   GET  /admin/progress            the progress page
   GET  /admin/export.csv          the export table (as `softlabels elicit export` writes it)
   GET  /admin/attention.csv       participants who failed attention checks, with their failures
+A path is served only as written: `/admin/progress/` is a 404, never a redirect (Starlette's redirect_slashes
+would send the token in the query string to an address built from the Host header).
 
 Hardening (every limit is a `softlabels elicit serve` flag, see `ServerOptions`):
 - a request's line, headers and body must arrive within `request_timeout` seconds of its first byte (of the
@@ -21,6 +23,8 @@ Hardening (every limit is a `softlabels elicit serve` flag, see `ServerOptions`)
   negative or malformed one (400), a missing one or chunked transfer gets 411, a larger one 413, and each of
   these replies closes the connection, so an unread body is never parsed as the next request;
 - at most `max_connections` connections and requests at once (503 beyond);
+- the POST endpoints take `Content-Type: application/json` only (415 otherwise), so a cross-origin form or
+  `text/plain` POST, which a browser sends without asking, is refused;
 - JSON nested too deeply, numbers too long, booleans for numbers, huge ids: 4xx, never an exception;
 - security headers on every reply (Content-Security-Policy with frame-ancestors 'none', X-Frame-Options,
   nosniff, no Referer); the `Server` header is not sent;
@@ -161,12 +165,14 @@ def build_app(store: Store, token: str, access: Access, options: ServerOptions, 
     study = StudyRoutes(store, token, access, gamma)
     app = Starlette(routes=study.routes(), exception_handlers={V.Rejected: rejected, HTTPException: http_error,
                                                                Exception: crash})  # fmt: skip
+    app.router.redirect_slashes = False  # module docstring: no redirect, so no token sent elsewhere
     return Guard(app, options)
 
 
 def error(status: int, message: str) -> Response:
-    """{"error": message} with `status`; the connection is closed after a timeout or a refused body."""
-    headers = {"connection": "close"} if status in (408, 411, 413) else None
+    """{"error": message} with `status`; the connection is closed after a timeout or a refused body (which may be
+    unread)."""
+    headers = {"connection": "close"} if status in (408, 411, 413, 415) else None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -185,7 +191,11 @@ async def crash(request: Request, exc: Exception) -> Response:
 
 
 async def read_json(request: Request):
-    """The request body as JSON; `V.Rejected` (400) when it is missing, too deep or not JSON."""
+    """The request body as JSON; `V.Rejected`: 415 unless it is declared `application/json` (any parameters, such
+    as charset=utf-8), 400 when it is missing, too deep or not JSON."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise V.Rejected(f"Content-Type must be application/json, got {media_type[:60] or 'none'!r}", 415)
     try:
         raw = await request.body()
     except ClientDisconnect:

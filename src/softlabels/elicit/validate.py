@@ -28,13 +28,32 @@ class Rejected(ValueError):
         self.status = status
 
 
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, or None for what is no number here: booleans, other types, NaN, infinities and
+    integers beyond float range (JSON integers are unbounded; `float()` of such one raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: Any) -> str:
+    """A refused value for a message: at most 40 characters of its repr (a JSON integer may have thousands)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _number(answer: dict, key: str, lo: float = 0, hi: float = 100) -> float:
     value = answer.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise Rejected(f"field '{key}' must be a number between {lo:g} and {hi:g}, got {value!r}")
-    if not lo <= value <= hi:
-        raise Rejected(f"field '{key}' must be between {lo:g} and {hi:g}, got {value:g}")
-    return float(value)
+    number = _finite(value)
+    if number is None:
+        raise Rejected(f"field '{key}' must be a number between {lo:g} and {hi:g}, got {_shown(value)}")
+    if not lo <= number <= hi:
+        raise Rejected(f"field '{key}' must be between {lo:g} and {hi:g}, got {number:g}")
+    return number
 
 
 def _class(answer: dict, key: str, classes) -> str:
@@ -99,13 +118,14 @@ def index(payload: dict, key: str) -> int:
     """A batch id or trial position: an integer (not a boolean) in 0..MAX_INDEX."""
     value = payload.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INDEX:
-        raise Rejected(f"field '{key}' must be an integer from 0 to {MAX_INDEX}, got {str(value)[:40]!r}")
+        raise Rejected(f"field '{key}' must be an integer from 0 to {MAX_INDEX}, got {_shown(value)}")
     return value
 
 
 def reaction_time(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise Rejected(f"field 'rt_ms' must be a number of milliseconds, got {value!r}")
-    if not 0 < value <= MAX_RT_MS:
-        raise Rejected(f"field 'rt_ms' must be between 0 and {MAX_RT_MS} ms, got {value:g}")
-    return float(value)
+    number = _finite(value)
+    if number is None:
+        raise Rejected(f"field 'rt_ms' must be a number of milliseconds, got {_shown(value)}")
+    if not 0 < number <= MAX_RT_MS:
+        raise Rejected(f"field 'rt_ms' must be between 0 and {MAX_RT_MS} ms, got {number:g}")
+    return number
