@@ -629,14 +629,18 @@ def test_readme_study_example_passes_check(tmp_path, monkeypatch, capsys):
 
 def test_admin_token_is_made_once_and_long(tmp_path, source):
     store = Store(tmp_path / "t.sqlite", load_study(soft_study(tmp_path, source, range(10))))
-    token, made = store.admin_token()
-    assert made and len(token) >= 16
-    assert store.admin_token() == (token, False)  # kept: printed only when made
+    token = store.admin_token()
+    assert len(token) >= 16 and store.check_admin_token(token)
+    assert store.admin_token() is None and store.check_admin_token(token)  # kept: shown only when made
+    assert not store.check_admin_token(token[:-1]) and not store.check_admin_token("")
     with pytest.raises(ValueError, match="at least 16"):
         store.admin_token("x")
-    store.db.execute("UPDATE meta SET value='short' WHERE key='admin_token'")  # a database from before the rule
-    renewed, made = store.admin_token()
-    assert made and len(renewed) >= 16 and renewed != token
+    store.db.execute("INSERT INTO meta VALUES ('admin_token', 'short')")  # a database from before the rule
+    store.db.execute("DELETE FROM meta WHERE key='admin_token_hash'")
+    store.close()
+    store = Store(tmp_path / "t.sqlite", store.study)
+    renewed = store.admin_token()
+    assert len(renewed) >= 16 and renewed != token and store.check_admin_token(renewed)
 
 
 def test_request_log_has_no_tokens_or_signatures(tmp_path, source, capfd):

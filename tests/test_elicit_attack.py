@@ -4,6 +4,7 @@ them fails on the code the pass attacked:
 1. `check` took a mixing pair of two image sizes, whose images then answered 500;
 2. integers beyond float range (`rt_ms`, `top_prob`, ...) answered 500;
 3. a trailing slash (`/admin/progress/?token=T`) redirected the admin token to the Host header's address;
+5. the study database was world-readable with the admin token in plain text, and weak tokens were taken;
 6. cross-origin `text/plain` POSTs were processed.
 """
 
@@ -11,7 +12,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
+import socket
+import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +129,108 @@ def test_no_participant_route_redirects(served):
     for path in ("/api/study/", "/static/app.js/", "/index.html/", f"/api/image/1/0/?participant=p1&sig={sig}"):
         status, headers, _ = raw_get(served.url, path, {"Host": "attacker.example"})
         assert status == 404 and "location" not in headers, (path, status, headers.get("location"))
+
+
+# ------------------------------------------------------------------------------------------- 5. secrets at rest
+def _files(db: Path) -> list[Path]:
+    return [p for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists()]
+
+
+def test_database_is_private_and_keeps_no_plain_token(tmp_path, source):
+    old_umask = os.umask(0o022)  # the usual umask, which made the file 0644
+    try:
+        study = load_study(soft_study(tmp_path, source, range(10)))
+        db = tmp_path / "private.sqlite"
+        store = Store(db, study)
+        store.admin_token(ADMIN_TOKEN)
+        store.secret()
+        files = _files(db)
+        assert len(files) == 3  # the database, its -wal and -shm files while open
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
+        assert all(ADMIN_TOKEN.encode() not in path.read_bytes() for path in files)
+        assert store.check_admin_token(ADMIN_TOKEN) and not store.check_admin_token(ADMIN_TOKEN + "x")
+        store.close()
+        # a database of the earlier version: 0644, the token in plain text; it keeps working, hashed and private
+        old = tmp_path / "old.sqlite"
+        store = Store(old, study)
+        store.db.execute("DELETE FROM meta WHERE key LIKE 'admin_token%'")
+        store.db.execute("INSERT INTO meta VALUES ('admin_token', ?)", (ADMIN_TOKEN,))
+        store.close()
+        os.chmod(old, 0o644)
+        assert ADMIN_TOKEN.encode() in old.read_bytes()
+        store = Store(old, study)
+        assert store.admin_token() is None and store.check_admin_token(ADMIN_TOKEN)
+        store.close()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600
+    assert all(ADMIN_TOKEN.encode() not in path.read_bytes() for path in _files(old))
+
+
+def _serve(study_path: Path, *flags: str, env: dict | None = None) -> tuple[subprocess.Popen, str, str]:
+    """`softlabels elicit serve --port 0 --quiet` as a process: (the process, its URL, what it printed up to the
+    admin addresses). Raises AssertionError with the output when it stops instead."""
+    proc = subprocess.Popen([sys.executable, "-m", "softlabels", "elicit", "serve", str(study_path), "--port", "0",
+                             "--quiet", *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})  # fmt: skip
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("export:"):
+            break
+    printed = "".join(lines)
+    found = re.search(r"listening:\s+(http://\S+)", printed)
+    if not found or proc.poll() is not None:
+        proc.kill()
+        raise AssertionError(f"serve stopped: {printed}{proc.stdout.read()}")
+    for _ in range(100):  # the socket listens once uvicorn runs
+        try:
+            call(f"{found.group(1)}/api/study", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, found.group(1), printed
+
+
+def test_weak_tokens_are_refused_and_a_token_file_stays_out_of_ps(tmp_path, source, capsys, monkeypatch):
+    study_path = soft_study(tmp_path, source, range(10))
+    monkeypatch.delenv("SOFTLABELS_ELICIT_TOKEN", raising=False)
+    with socket.socket() as busy:  # were a weak token taken, `serve` would stop here instead, on a busy port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        weak = tmp_path / "weak.txt"
+        for token, reason in (("aaaaaaaaaaaaaaaa", "different characters"), ("abcdefghabcdefgh", "repeats"),
+                              ("fifteen-chars-x", "at least 16"), ("spaces in a token ok?", "printable")):  # fmt: skip
+            weak.write_text(token + "\n")
+            for flags in (["--admin-token", token], ["--admin-token-file", str(weak)]):
+                assert cli_main(["elicit", "serve", str(study_path), "--port", port, *flags]) == 2
+                err = capsys.readouterr().err
+                assert f"{flags[0]}: the admin token is too weak" in err and reason in err, err
+            monkeypatch.setenv("SOFTLABELS_ELICIT_TOKEN", token)
+            assert cli_main(["elicit", "serve", str(study_path), "--port", port]) == 2
+            assert "$SOFTLABELS_ELICIT_TOKEN: the admin token is too weak" in capsys.readouterr().err
+            monkeypatch.delenv("SOFTLABELS_ELICIT_TOKEN")
+    token_file = tmp_path / "token.txt"
+    token_file.write_text(ADMIN_TOKEN + "\n")
+    token_file.chmod(0o600)
+    proc, url, printed = _serve(study_path, "--admin-token-file", str(token_file))
+    try:
+        assert "admin token:  set from --admin-token-file" in printed and ADMIN_TOKEN not in printed
+        assert ADMIN_TOKEN not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+        assert call(f"{url}/admin/export.csv", token=ADMIN_TOKEN)[0] == 200
+        assert call(f"{url}/admin/export.csv", token=ADMIN_TOKEN[:-1] + "X")[0] == 403
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    proc, url, printed = _serve(study_path)  # no token given: the one set before, not shown again
+    try:
+        assert "the one set before" in printed and ADMIN_TOKEN not in printed
+        assert call(f"{url}/admin/progress", token=ADMIN_TOKEN)[0] == 200
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 # ------------------------------------------------------------------------------------------- 6. Content-Type

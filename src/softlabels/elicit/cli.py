@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
 
 from softlabels.cli import UserError, add_config_arguments, config_from_args
@@ -25,6 +26,8 @@ from softlabels.elicit.store import StoreError, open_store
 from softlabels.elicit.study import StudyError, load_study
 from softlabels.elicit.validate import MIN_TOKEN
 
+TOKEN_ENV = "SOFTLABELS_ELICIT_TOKEN"
+
 
 def _add_serve(sub) -> None:
     """`softlabels elicit serve` and its limits (`softlabels.elicit.server.ServerOptions`)."""
@@ -33,10 +36,15 @@ def _add_serve(sub) -> None:
     q.add_argument("--db", default=None, help="SQLite file of the study's responses (default: STUDY with .sqlite)")
     q.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     q.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
-    q.add_argument("--admin-token", default=None,
-                   help=f"token for the progress and export pages, at least {MIN_TOKEN} characters (default: "
-                        "$SOFTLABELS_ELICIT_TOKEN, else the study database's stored token, else a new random one, "
-                        "printed once)")  # fmt: skip
+    token = q.add_mutually_exclusive_group()
+    token.add_argument("--admin-token-file", default=None, metavar="FILE",
+                       help=f"file whose first line is the token for the admin pages (at least {MIN_TOKEN} "
+                            f"characters, {V.MIN_TOKEN_KINDS} different ones, no repeated pattern); default: "
+                            f"${TOKEN_ENV}, else the token set before (the database keeps its salted hash), else a "
+                            "new random one, printed once")  # fmt: skip
+    token.add_argument("--admin-token", default=None,
+                       help="the token itself, as --admin-token-file; other users of the machine can read it in "
+                            "`ps`, so prefer the file or the environment variable")  # fmt: skip
     q.add_argument("--public-url", default=None,
                    help="the address participants reach, e.g. https://example.org/study/ behind a proxy (used in the "
                         "printed links; default http://HOST:PORT/)")  # fmt: skip
@@ -145,14 +153,36 @@ def _base_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def given_token(args) -> tuple[str | None, str]:
+    """(the admin token given, where from): --admin-token-file (its first line), --admin-token or $TOKEN_ENV; (None,
+    "") when none is. A weak one stops the command, naming its source."""
+    if args.admin_token_file:
+        source = "--admin-token-file"
+        try:
+            lines = Path(args.admin_token_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _user_error(OSError(f"{source}: cannot read {args.admin_token_file} ({exc})")) from None
+        given = lines[0].strip() if lines else ""
+    elif args.admin_token is not None:
+        source, given = "--admin-token", args.admin_token
+    elif os.environ.get(TOKEN_ENV):
+        source, given = f"${TOKEN_ENV}", os.environ[TOKEN_ENV]
+    else:
+        return None, ""
+    reason = V.weak_token(given)
+    if reason:
+        raise _user_error(ValueError(f"{source}: the admin token is too weak: {reason} (leave it out and a random "
+                                     "one is made)"))  # fmt: skip
+    return given, source
+
+
 def run_serve(args) -> int:
     from softlabels.elicit.server import ServerOptions, StudyServer  # Starlette and uvicorn: only to serve
 
-    given = args.admin_token or os.environ.get("SOFTLABELS_ELICIT_TOKEN") or None
-    source = "--admin-token" if args.admin_token else "SOFTLABELS_ELICIT_TOKEN"
-    if given is not None and len(given) < MIN_TOKEN:
-        raise _user_error(ValueError(f"{source}: the admin token must be at least {MIN_TOKEN} characters, got "
-                                     f"{len(given)} (leave it out and a random one is made)"))  # fmt: skip
+    given, source = given_token(args)
+    if source == "--admin-token":
+        print(f"note: --admin-token shows in `ps` to every user of this machine; --admin-token-file or ${TOKEN_ENV} "
+              "keep it out of sight", file=sys.stderr)  # fmt: skip
     for flag, value, low in (("--request-timeout", args.request_timeout, 0.1), ("--keepalive-timeout",
                              args.keepalive_timeout, 1), ("--max-body", args.max_body, 1024),
                              ("--max-connections", args.max_connections, 2)):  # fmt: skip
@@ -162,13 +192,13 @@ def run_serve(args) -> int:
     gamma = config_from_args(args)["labels"]["gamma"]
     study = _load(args.study)
     store = _open(study, args.db, create=True)
-    token, made = store.admin_token(given)
+    made = store.admin_token(given)
     trusted = [a.strip() for item in args.trusted_proxy for a in item.split(",") if a.strip()]
     options = ServerOptions(request_timeout=args.request_timeout, keepalive_timeout=args.keepalive_timeout,
                             max_body=args.max_body, max_connections=args.max_connections, trusted_proxies=trusted,
                             quiet=args.quiet)  # fmt: skip
     try:
-        server = StudyServer(store, token, args.host, args.port, options, gamma=gamma)
+        server = StudyServer(store, args.host, args.port, options, gamma=gamma)
     except OSError as exc:
         store.close()
         raise _user_error(OSError(f"--host/--port: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})")) from None
@@ -185,9 +215,11 @@ def run_serve(args) -> int:
         print(f"study link:   {server.access.study_link(public, '{{%' + study['participant_param'] + '%}}')}")
     print(f"participants: signed links from `softlabels elicit links {args.study} --base-url {public} --ids FILE`")
     if made:
-        print(f"admin token:  {token}   (made now and printed this once; it is kept in {store.path})")
-    elif given is None:
-        print(f"admin token:  kept in {store.path} (printed when it was made; --admin-token sets a new one)")
+        print(f"admin token:  {made}   (made now and shown this once; {store.path} keeps only its salted hash)")
+    elif given is not None:
+        print(f"admin token:  set from {source} ({store.path} keeps only its salted hash)")
+    else:
+        print("admin token:  the one set before (shown when it was made; --admin-token-file sets a new one)")
     print(f"progress:     {public}admin/progress?token=<admin token>")
     print(f"export:       {public}admin/export.csv?token=<admin token>", flush=True)
     try:

@@ -8,7 +8,8 @@ from `access.sig_param`):
   POST /api/batch                 {participant, sig} -> the participant's open batch or a new one
   GET  /api/image/{batch}/{pos}   one trial's image (PNG) for its participant only (?participant=&sig=)
   POST /api/response              one answer (+ sig); 400/403/404/409/410 with {"error": message} when refused
-Researcher routes (admin token as ?token= or an `Authorization: Bearer` header; 403 otherwise):
+Researcher routes (admin token as ?token= or an `Authorization: Bearer` header, checked against the salted hash
+in the study database; 403 otherwise):
   GET  /admin/progress            the progress page
   GET  /admin/export.csv          the export table (as `softlabels elicit export` writes it)
   GET  /admin/attention.csv       participants who failed attention checks, with their failures
@@ -35,7 +36,6 @@ Hardening (every limit is a `softlabels elicit serve` flag, see `ServerOptions`)
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import socket
@@ -58,7 +58,7 @@ from softlabels.elicit import validate as V
 from softlabels.elicit.access import Access
 from softlabels.elicit.export import export_table
 from softlabels.elicit.progress import failed_participants_table, progress_html
-from softlabels.elicit.store import MIN_TOKEN, Store
+from softlabels.elicit.store import Store
 
 STATIC = ("index.html", "app.js", "style.css")
 STATIC_TYPES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
@@ -157,12 +157,10 @@ class Guard:
         return None
 
 
-def build_app(store: Store, token: str, access: Access, options: ServerOptions, gamma: float | None = None):
+def build_app(store: Store, access: Access, options: ServerOptions, gamma: float | None = None) -> Guard:
     """The ASGI app of one study (Starlette routes wrapped in `Guard`); `gamma`: the progress page's T2-Clamp γ
     (`softlabels.elicit.progress.progress_html`)."""
-    if len(token) < MIN_TOKEN:
-        raise ValueError(f"the admin token must be at least {MIN_TOKEN} characters")
-    study = StudyRoutes(store, token, access, gamma)
+    study = StudyRoutes(store, access, gamma)
     app = Starlette(routes=study.routes(), exception_handlers={V.Rejected: rejected, HTTPException: http_error,
                                                                Exception: crash})  # fmt: skip
     app.router.redirect_slashes = False  # module docstring: no redirect, so no token sent elsewhere
@@ -216,8 +214,8 @@ class StudyRoutes:
     """The endpoints of one study (module docstring): participant routes checked by the link's signature,
     researcher routes by the admin token."""
 
-    def __init__(self, store: Store, token: str, access: Access, gamma: float | None = None):
-        self.store, self.token, self.access, self.study = store, token, access, store.study
+    def __init__(self, store: Store, access: Access, gamma: float | None = None):
+        self.store, self.access, self.study = store, access, store.study
         self.gamma = gamma
         self.static = {name: resources.files("softlabels.elicit").joinpath("static", name).read_bytes()
                        for name in STATIC}  # fmt: skip
@@ -243,13 +241,15 @@ class StudyRoutes:
             raise V.Rejected("this link is not valid for this participant (signature missing or wrong); please use "
                              "the exact link you were given", 403)  # fmt: skip
 
-    def admin(self, request: Request) -> None:
+    async def admin(self, request: Request) -> str:
+        """The admin token the request carries, when it is the study's; else `V.Rejected` (403)."""
         given = request.query_params.get("token", "")
         auth = request.headers.get("authorization", "")
         if auth.startswith("Bearer "):
             given = auth[len("Bearer "):]
-        if not (given and hmac.compare_digest(given.encode(), self.token.encode())):
+        if not await run_in_threadpool(self.store.check_admin_token, given):
             raise V.Rejected("admin token missing or wrong", 403)
+        return given
 
     # ------------------------------------------------------------------------------ participant routes
     def page(self, name: str):
@@ -288,17 +288,17 @@ class StudyRoutes:
 
     # ------------------------------------------------------------------------------ researcher routes
     async def progress(self, request: Request) -> Response:
-        self.admin(request)
-        html = await run_in_threadpool(progress_html, self.store, self.token, self.gamma)
+        token = await self.admin(request)
+        html = await run_in_threadpool(progress_html, self.store, token, self.gamma)
         return Response(html, media_type="text/html; charset=utf-8", headers={"content-security-policy": ADMIN_CSP})
 
     async def export_csv(self, request: Request) -> Response:
-        self.admin(request)
+        await self.admin(request)
         table = await run_in_threadpool(export_table, self.store)
         return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8")
 
     async def attention_csv(self, request: Request) -> Response:
-        self.admin(request)
+        await self.admin(request)
         table = await run_in_threadpool(failed_participants_table, self.store)
         return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": 'attachment; filename="attention_failures.csv"'})  # fmt: skip
@@ -363,16 +363,17 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class StudyServer:
-    """One study served by uvicorn on a bound socket; `.serve_forever()` (CLI) or `.start()` (a thread, tests)."""
+    """One study served by uvicorn on a bound socket; `.serve_forever()` (CLI) or `.start()` (a thread, tests).
+    The admin pages take the token whose hash the study database keeps (`Store.admin_token`)."""
 
-    def __init__(self, store: Store, token: str, host: str = "127.0.0.1", port: int = 0,
-                 options: ServerOptions | None = None, gamma: float | None = None):  # fmt: skip
+    def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0, options: ServerOptions | None = None,
+                 gamma: float | None = None):  # fmt: skip
         self.store = store
         self.options = options or ServerOptions()
         spec = store.study
         self.access = Access(store.secret(), spec["access"]["mode"], spec["participant_param"],
                              spec["access"]["sig_param"])  # fmt: skip
-        app = build_app(store, token, self.access, self.options, gamma)
+        app = build_app(store, self.access, self.options, gamma)
         self.sock = bind(host, port)
         trusted = list(self.options.trusted_proxies)
         self.config = uvicorn.Config(
@@ -421,6 +422,8 @@ class StudyServer:
 
 def start_server(store: Store, token: str, host: str = "127.0.0.1", port: int = 0, quiet: bool = False,
                  **options) -> StudyServer:  # fmt: skip
-    """A running server in a background thread (tests); returns it (`.url`, `.sign(id)`, `.stop()`)."""
-    return StudyServer(store, token, host, port, ServerOptions(quiet=quiet, **options)).start()
+    """A running server in a background thread with admin token `token` (tests); returns it (`.url`, `.sign(id)`,
+    `.stop()`)."""
+    store.admin_token(token)
+    return StudyServer(store, host, port, ServerOptions(quiet=quiet, **options)).start()
 

@@ -16,12 +16,18 @@ No one can reserve the study away: a batch records the client address that asked
 at most `limits.open_batches_per_address` unfinished, unexpired batches and start at most
 `limits.batches_per_address_per_hour` batches in any hour (429 otherwise). Expired batches count for neither
 the load nor the open-batch cap, so their trials go back to the pool.
+
+Secrets at rest: the database file is made readable by its owner only (0600; SQLite gives its -wal and -shm
+files the same mode), and the admin token is kept as a salted scrypt hash, never in plain text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import json
+import os
 import random
 import secrets
 import sqlite3
@@ -54,7 +60,30 @@ def study_fingerprint(study: Study) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-MIN_TOKEN = V.MIN_TOKEN
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # about 50 ms and 16 MB per hash
+
+
+def hash_token(token: str, salt: bytes | None = None) -> str:
+    """'scrypt$<salt>$<hash>' (hex) of an admin token, with a new random salt unless `salt` is given."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    digest = hashlib.scrypt(token.encode(), salt=salt, **SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def token_matches(token: str, stored: str) -> bool:
+    """Whether `token` hashes to `stored` (a `hash_token` value), compared in constant time."""
+    salt = bytes.fromhex(stored.split("$")[1])
+    return hmac.compare_digest(hash_token(token, salt).encode(), stored.encode())
+
+
+def private_file(path: Path) -> None:
+    """Make the database file readable by its owner only (0600) before SQLite opens it, or tighten an existing
+    one and its -wal/-shm files (made by an older version); those of another user are left as they are."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)
 
 
 class StoreError(ValueError):
@@ -67,9 +96,13 @@ class Store:
         self.study = study
         self.clock = clock
         self.lock = threading.Lock()
+        self.token_lock = threading.Lock()  # one token hash at a time: wrong tokens cannot take every core
+        self._token_seen: tuple[str, str] | None = None  # (stored hash, the token that last matched it)
+        private_file(self.path)
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA secure_delete=ON")  # a replaced secret is overwritten, not left in a free page
         self.db.executescript(SCHEMA)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}
         if "address" not in columns:  # a database made before the reservation caps
@@ -86,35 +119,72 @@ class Store:
                     f"{self.path} holds responses of a different study (its images, classes or task differ from "
                     f"{study.path}); use a new --db for a changed study"
                 )
+        self._hash_plain_token()
 
     def close(self) -> None:
         self.db.close()
 
     # -------------------------------------------------------------------------------- secrets
-    def _meta(self, key: str, make, valid=lambda value: True, given: str | None = None) -> tuple[str, bool]:
-        """(value, made now) of a stored secret: `given` when set (and then stored), else the stored one when
-        `valid`, else a new one from `make()`."""
+    def _meta(self, key: str) -> str | None:
         with self.lock:
             row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-            if given:
-                value, made = given, False
-            elif row is not None and valid(row[0]):
-                return row[0], False
-            else:
-                value, made = make(), True
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-            return value, made
+        return None if row is None else row[0]
 
-    def admin_token(self, given: str | None = None) -> tuple[str, bool]:
-        """(the study's admin token, made now): `given` when set (and then stored), else the stored one, else a new
-        random one of 24 characters. Tokens shorter than MIN_TOKEN are refused (ValueError naming the source)."""
-        if given is not None and len(given) < MIN_TOKEN:
-            raise ValueError(f"the admin token must be at least {MIN_TOKEN} characters, got {len(given)}")
-        return self._meta("admin_token", lambda: secrets.token_urlsafe(18), lambda v: len(v) >= MIN_TOKEN, given)
+    def _set_meta(self, key: str, value: str) -> None:
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _hash_plain_token(self) -> None:
+        """A database from before hashing holds the admin token in plain text: keep its hash instead (the token
+        goes on working) and overwrite the plain one; a token too weak for today's rules is dropped, so that
+        `admin_token()` makes a new one."""
+        plain = self._meta("admin_token")
+        if plain is None:
+            return
+        if V.weak_token(plain) is None:
+            self._set_meta("admin_token_hash", hash_token(plain))
+        with self.lock:
+            self.db.execute("DELETE FROM meta WHERE key='admin_token'")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the old page leaves the -wal file too
+
+    def admin_token(self, given: str | None = None) -> str | None:
+        """Set the study's admin token: `given` when set, else a new random one of 24 characters when none is kept.
+        Only its salted hash is stored. Returns the token made now (to be shown this once), else None. A weak
+        `given` raises ValueError with the reason (`validate.weak_token`)."""
+        if given is not None:
+            reason = V.weak_token(given)
+            if reason:
+                raise ValueError(f"the admin token is too weak: {reason}")
+            self._set_meta("admin_token_hash", hash_token(given))
+            return None
+        if self._meta("admin_token_hash") is not None:
+            return None
+        made = secrets.token_urlsafe(18)
+        self._set_meta("admin_token_hash", hash_token(made))
+        return made
+
+    def check_admin_token(self, given: str) -> bool:
+        """Whether `given` is the admin token. The token that last matched is remembered with the hash it matched,
+        so the researcher's pages do not pay for scrypt on every request; other tokens are hashed one at a time."""
+        stored = self._meta("admin_token_hash")
+        if stored is None or not given:
+            return False
+        seen = self._token_seen
+        if seen is not None and seen[0] == stored and hmac.compare_digest(seen[1].encode(), given.encode()):
+            return True
+        with self.token_lock:
+            if not token_matches(given, stored):
+                return False
+        self._token_seen = (stored, given)
+        return True
 
     def secret(self) -> str:
         """The study's link secret (64 hex digits), made on first use and kept with the responses."""
-        return self._meta("link_secret", lambda: secrets.token_hex(32), lambda v: len(v) >= 32)[0]
+        value = self._meta("link_secret")
+        if value is None or len(value) < 32:
+            value = secrets.token_hex(32)
+            self._set_meta("link_secret", value)
+        return value
 
     # -------------------------------------------------------------------------------- assignment
     def batch_for(self, participant: str, address: str | None = None) -> dict:
@@ -321,5 +391,5 @@ class Store:
 def open_store(db_path: str | Path, study: Study) -> Store:
     try:
         return Store(db_path, study)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"{db_path}: cannot open the study database ({exc})") from None

@@ -17,6 +17,7 @@ SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_RT_MS = 24 * 3600 * 1000
 MIN_TOKEN = 16  # characters of an admin token
+MIN_TOKEN_KINDS = 8  # different characters in an admin token
 MAX_INDEX = 2**31 - 1  # batch ids and trial positions (SQLite integers; larger values are no trial)
 
 
@@ -26,6 +27,21 @@ class Rejected(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+def weak_token(token: str) -> str | None:
+    """Why `token` is too weak to guard the admin pages, or None when it is not: shorter than MIN_TOKEN
+    characters, anything but printable ASCII (it travels in URLs and headers), fewer than MIN_TOKEN_KINDS
+    different characters (`aaaa...`, `abab...`), or a shorter sequence repeated (`abcdefghabcdefgh`)."""
+    if len(token) < MIN_TOKEN:
+        return f"it must be at least {MIN_TOKEN} characters, got {len(token)}"
+    if not all("!" <= c <= "~" for c in token):
+        return "it must consist of letters, digits and punctuation only (printable ASCII, no spaces)"
+    if len(set(token)) < MIN_TOKEN_KINDS:
+        return f"it must have at least {MIN_TOKEN_KINDS} different characters, got {len(set(token))}"
+    if (token + token).find(token, 1) < len(token):
+        return "it repeats a shorter sequence"
+    return None
 
 
 def _finite(value: Any) -> float | None:
