@@ -4,6 +4,7 @@ them fails on the code the pass attacked:
 1. `check` took a mixing pair of two image sizes, whose images then answered 500;
 2. integers beyond float range (`rt_ms`, `top_prob`, ...) answered 500;
 3. a trailing slash (`/admin/progress/?token=T`) redirected the admin token to the Host header's address;
+4. junk batches (no image fetched, `rt_ms` 1) filled a study-link study;
 5. the study database was world-readable with the admin token in plain text, and weak tokens were taken;
 6. cross-origin `text/plain` POSTs were processed.
 """
@@ -11,6 +12,7 @@ them fails on the code the pass attacked:
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import re
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -37,11 +40,12 @@ from elicit.fixtures import (  # noqa: E402
 )
 
 from softlabels.cli import main as cli_main  # noqa: E402
+from softlabels.elicit.export import export_table  # noqa: E402
 from softlabels.elicit.server import start_server  # noqa: E402
 from softlabels.elicit.store import Store  # noqa: E402
 from softlabels.elicit.study import load_study  # noqa: E402
 
-ADMIN_ROUTES = ["/admin/progress", "/admin/export.csv", "/admin/attention.csv"]
+ADMIN_ROUTES = ["/admin/progress", "/admin/export.csv", "/admin/flagged.csv", "/admin/attention.csv"]
 
 
 @pytest.fixture
@@ -129,6 +133,97 @@ def test_no_participant_route_redirects(served):
     for path in ("/api/study/", "/static/app.js/", "/index.html/", f"/api/image/1/0/?participant=p1&sig={sig}"):
         status, headers, _ = raw_get(served.url, path, {"Host": "attacker.example"})
         assert status == 404 and "location" not in headers, (path, status, headers.get("location"))
+
+
+# ------------------------------------------------------------------------------------------- 4. junk
+def test_junk_batches_no_longer_fill_a_study_link_study(tmp_path, source):
+    """The attack: eight batches answered at once with rt_ms 1 and no image fetched filled a study-link study of
+    eight batches. Now the junk is stored (acknowledged) but flagged and not counted, the images stay in the pool,
+    and one address still starts at most `limits.batches_per_address_per_hour` batches."""
+    study = load_study(soft_study(tmp_path, source, range(32), responses_per_image=1, trials_per_participant=4,
+                                  repeats=0, access={"mode": "study_link"},
+                                  limits={"open_batches_per_address": 40}))  # fmt: skip
+    store = Store(tmp_path / "junk.sqlite", study)
+    server = start_server(store, ADMIN_TOKEN, quiet=True)
+    key, url, classes = server.access.study_signature(), server.url, list(study.classes)
+
+    def junk(k: int) -> tuple[int, dict]:
+        """A batch for ID junk{k} with the study link, every trial answered at once with rt_ms 1."""
+        status, batch = call(f"{url}/api/batch", {"participant": f"junk{k}", "sig": key})
+        for trial in batch.get("trials", []):
+            body = {"submission_id": f"junk-{k}-{trial['position']}", "participant": f"junk{k}", "sig": key,
+                    "batch": batch["batch"], "position": trial["position"], "answer": soft_answer(classes),
+                    "rt_ms": 1}  # fmt: skip
+            assert call(f"{url}/api/response", body)[0] == 200  # acknowledged, and kept
+        return status, batch
+
+    try:
+        started = time.perf_counter()
+        assert all(junk(k)[1]["status"] == "active" for k in range(8))
+        junk_seconds = time.perf_counter() - started
+        status, batch = call(f"{url}/api/batch", {"participant": "real1", "sig": key})
+        assert status == 200 and batch["status"] == "active", batch  # was: {"status": "full"}
+        _, export = call(f"{url}/admin/export.csv", token=ADMIN_TOKEN)
+        _, flagged = call(f"{url}/admin/flagged.csv", token=ADMIN_TOKEN)
+        _, page = call(f"{url}/admin/progress", token=ADMIN_TOKEN)
+        for k in range(8, 40):  # the hourly cap per address holds in study-link mode too
+            status, reply = junk(k)
+            if status != 200:
+                break
+    finally:
+        server.stop()
+    assert status == 429 and "batches_per_address_per_hour" in reply["error"], reply
+    assert len(store.batches()) == study["limits"]["batches_per_address_per_hour"]
+    assert len(store.responses()) == 4 * 19 and all(r["flag"] == "image not fetched" for r in store.responses())
+    assert pd.read_csv(io.StringIO(export.decode())).empty
+    table = pd.read_csv(io.StringIO(flagged.decode()))
+    assert len(table) == 32 and set(table["flag"]) == {"image not fetched"}
+    assert "Flagged answers (32, not counted towards M)" in page.decode()
+    print(f"\njunk: 8 batches of 4 answers in {junk_seconds:.2f} s, all 32 flagged; the study still hands out "
+          f"batches; the address was refused (429) after {len(store.batches())} batches")
+
+
+def test_an_answer_counts_only_after_its_image_and_min_answer_ms(tmp_path, source):
+    from softlabels.elicit.export import flagged_table
+    from softlabels.elicit.progress import progress_html
+
+    now = [1000.0]
+    study_path = soft_study(tmp_path, source, range(8), responses_per_image=1, trials_per_participant=4, repeats=0)
+    study = load_study(study_path)
+    assert study["limits"]["min_answer_ms"] == 1000  # the default
+    store = Store(tmp_path / "guard.sqlite", study, clock=lambda: now[0])
+    classes = list(study.classes)
+
+    def answer(participant, batch, position, rt_ms, fetch_after=None):
+        """Submit one answer; with `fetch_after` (seconds), its image is fetched that long before."""
+        if fetch_after is not None:
+            store.fetch_stimulus(batch, position, participant)
+            now[0] += fetch_after
+        store.submit({"submission_id": f"guard-{participant}-{position}", "participant": participant, "batch": batch,
+                      "position": position, "answer": soft_answer(classes), "rt_ms": rt_ms})  # fmt: skip
+
+    hasty = store.batch_for("hasty")["batch"]
+    answer("hasty", hasty, 0, 2000)  # no image fetched
+    answer("hasty", hasty, 1, 150, fetch_after=0.2)  # 200 ms after the fetch
+    answer("hasty", hasty, 2, 1, fetch_after=5)  # rt_ms 1, though 5 s passed
+    answer("hasty", hasty, 3, 9000, fetch_after=3)  # claims 9 s, 3 s after the fetch
+    with pytest.raises(Exception, match="no such trial"):
+        store.fetch_stimulus(hasty, 0, "someone-else")  # a trial's image is its participant's only
+    careful = store.batch_for("careful")["batch"]
+    answer("careful", careful, 0, 2500, fetch_after=3)
+    flags = [r["flag"] for r in store.responses()]
+    assert flags[0] == "image not fetched"
+    assert flags[1].startswith("answered 200 ms after its image was fetched") and "min_answer_ms 1000" in flags[1]
+    assert flags[2].startswith("answered 5000 ms after its image was fetched, rt_ms 1 ")
+    assert flags[3] == "rt_ms 9000 is longer than the 3000 ms since its image was fetched"
+    assert flags[4] == ""
+    assert len(export_table(store)) == 1 and list(flagged_table(store)["flag"]) == flags[:4]
+    assert store.batch_for("third")["status"] == "active"  # M = 1: hasty's images went back to the pool
+    page = progress_html(store, ADMIN_TOKEN, gamma=0.1)
+    assert "Flagged answers (4, not counted towards M)" in page and "<td>hasty</td><td>4</td>" in page
+    out = tmp_path / "mine.csv"
+    assert cli_main(["elicit", "export", str(study_path), "--db", str(store.path), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 1 and list(pd.read_csv(tmp_path / "mine.flagged.csv")["flag"]) == flags[:4]
 
 
 # ------------------------------------------------------------------------------------------- 5. secrets at rest

@@ -238,8 +238,8 @@ def test_generated_paths_queries_and_headers(study_server, data):
     path = data.draw(st.sampled_from([
         f"/api/image/{batch}/{position}{query}", f"/api/study{query}", f"/{query}", f"/static/app.js{query}",
         f"/static/../server.py{query}", f"/admin/progress{query}", f"/admin/export.csv{query}",
-        f"/admin/attention.csv{query}", f"/api/batch{query}", f"/admin/progress/{query}", f"/admin/export.csv/{query}",
-        f"/api/study/{query}", f"/api/image/{batch}/{position}/{query}",
+        f"/admin/attention.csv{query}", f"/admin/flagged.csv{query}", f"/api/batch{query}", f"/admin/progress/{query}",
+        f"/admin/export.csv/{query}", f"/api/study/{query}", f"/api/image/{batch}/{position}/{query}",
     ]) | st.text(path_chars, max_size=60).map(lambda p: "/" + p))  # fmt: skip
     headers = data.draw(st.dictionaries(header_names, header_values, max_size=4))
     method = data.draw(st.sampled_from(["GET", "GET", "HEAD", "DELETE", "OPTIONS", "PUT"]))

@@ -4,7 +4,8 @@
   softlabels elicit serve  STUDY.yaml [--db F] [--port N]   run the study (127.0.0.1 unless --host)
   softlabels elicit links  STUDY.yaml --base-url URL (--id ID ... | --ids FILE | --study-link) [--out F]
                                                             signed participant links
-  softlabels elicit export STUDY.yaml --out F [--db F]      tidy responses CSV (soft_label) / H-Mix table (mixing)
+  softlabels elicit export STUDY.yaml --out F [--db F]      tidy responses CSV (soft_label) / H-Mix table (mixing),
+                                                            flagged answers apart (--flagged F)
   softlabels elicit import --responses F --out results/data/own_responses.csv
                                                             check own responses for the chapter-3 schemes
 """
@@ -20,7 +21,7 @@ from softlabels.cli import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import DataError, write_csv
 from softlabels.elicit import validate as V
 from softlabels.elicit.access import Access
-from softlabels.elicit.export import export_table
+from softlabels.elicit.export import export_table, flagged_table
 from softlabels.elicit.importer import check_own_responses
 from softlabels.elicit.store import StoreError, open_store
 from softlabels.elicit.study import StudyError, load_study
@@ -98,7 +99,10 @@ def register(subparsers) -> None:
                        "reads; mixing studies: the H-Mix judgment table (hmix_judgments.csv layout).")  # fmt: skip
     q.add_argument("study", help="study YAML file")
     q.add_argument("--db", default=None, help="SQLite file of the study (default: STUDY with .sqlite)")
-    q.add_argument("--out", required=True, help="output CSV")
+    q.add_argument("--out", required=True, help="output CSV of the answers that count")
+    q.add_argument("--flagged", default=None,
+                   help="CSV of the flagged answers (image not fetched, too fast), with the reason in column 'flag' "
+                        "(default: OUT with .flagged.csv)")  # fmt: skip
     q.set_defaults(func=run_export)
 
     q = sub.add_parser(
@@ -275,12 +279,15 @@ def run_export(args) -> int:
     study = _load(args.study)
     store = _open(study, args.db, create=False)
     try:
-        table = export_table(store)
+        table, flagged = export_table(store), flagged_table(store)
     finally:
         store.close()
+    flagged_path = args.flagged or str(Path(args.out).with_suffix(".flagged.csv"))
     write_csv(args.out, table)
+    write_csv(flagged_path, flagged)
     print(f"{args.out}: {len(table)} responses from {table['subject'].nunique()} participants over "
-          f"{table.iloc[:, 0].nunique()} images ({study.task})")  # fmt: skip
+          f"{table.iloc[:, 0].nunique()} images ({study.task}); {flagged_path}: {len(flagged)} flagged answers "
+          "(not counted: image not fetched or too fast)")  # fmt: skip
     return 0
 
 

@@ -6,12 +6,14 @@ from `access.sig_param`):
   GET  /                          the task page (static/index.html + app.js + style.css, served from the package)
   GET  /api/study                 title, task, framing and texts, class names (nothing about the images)
   POST /api/batch                 {participant, sig} -> the participant's open batch or a new one
-  GET  /api/image/{batch}/{pos}   one trial's image (PNG) for its participant only (?participant=&sig=)
+  GET  /api/image/{batch}/{pos}   one trial's image (PNG) for its participant only (?participant=&sig=); the
+                                  first fetch is noted (an answer counts only after it, `store`)
   POST /api/response              one answer (+ sig); 400/403/404/409/410 with {"error": message} when refused
 Researcher routes (admin token as ?token= or an `Authorization: Bearer` header, checked against the salted hash
 in the study database; 403 otherwise):
   GET  /admin/progress            the progress page
-  GET  /admin/export.csv          the export table (as `softlabels elicit export` writes it)
+  GET  /admin/export.csv          the export table of the answers that count (as `softlabels elicit export`)
+  GET  /admin/flagged.csv         the flagged answers (not counted), with the reason
   GET  /admin/attention.csv       participants who failed attention checks, with their failures
 A path is served only as written: `/admin/progress/` is a 404, never a redirect (Starlette's redirect_slashes
 would send the token in the query string to an address built from the Host header).
@@ -56,7 +58,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from softlabels.elicit import validate as V
 from softlabels.elicit.access import Access
-from softlabels.elicit.export import export_table
+from softlabels.elicit.export import export_table, flagged_table
 from softlabels.elicit.progress import failed_participants_table, progress_html
 from softlabels.elicit.store import Store
 
@@ -231,6 +233,7 @@ class StudyRoutes:
             Route("/api/response", self.response, methods=["POST"]),
             Route("/admin/progress", self.progress),
             Route("/admin/export.csv", self.export_csv),
+            Route("/admin/flagged.csv", self.flagged_csv),
             Route("/admin/attention.csv", self.attention_csv),
         ]
 
@@ -275,7 +278,7 @@ class StudyRoutes:
             raise V.Rejected("no such trial for this participant", 404)
         participant = request.query_params.get("participant", "")
         self.check_link(participant, request.query_params.get("sig"))
-        stimulus = await run_in_threadpool(self.store.trial_stimulus, int(batch_id), int(position), participant)
+        stimulus = await run_in_threadpool(self.store.fetch_stimulus, int(batch_id), int(position), participant)
         png = await run_in_threadpool(self.study.png, stimulus)
         return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
 
@@ -295,6 +298,11 @@ class StudyRoutes:
     async def export_csv(self, request: Request) -> Response:
         await self.admin(request)
         table = await run_in_threadpool(export_table, self.store)
+        return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8")
+
+    async def flagged_csv(self, request: Request) -> Response:
+        await self.admin(request)
+        table = await run_in_threadpool(flagged_table, self.store)
         return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8")
 
     async def attention_csv(self, request: Request) -> Response:

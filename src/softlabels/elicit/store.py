@@ -17,6 +17,12 @@ at most `limits.open_batches_per_address` unfinished, unexpired batches and star
 `limits.batches_per_address_per_hour` batches in any hour (429 otherwise). Expired batches count for neither
 the load nor the open-batch cap, so their trials go back to the pool.
 
+No one can fill the study with junk either: a trial notes when its participant first fetched its image, and an
+answer counts (towards M) only when that image was fetched, at least `limits.min_answer_ms` passed since, and
+its `rt_ms` is at least that minimum and not longer than the time since the fetch. Any other answer is stored
+and acknowledged all the same, with the reason in `flag`; its image stays in the pool, and the progress page
+and the export list it apart.
+
 Secrets at rest: the database file is made readable by its owner only (0600; SQLite gives its -wal and -shm
 files the same mode), and the admin token is kept as a salted scrypt hash, never in plain text.
 """
@@ -45,11 +51,11 @@ CREATE TABLE IF NOT EXISTS batches (
     finished REAL, class_order TEXT NOT NULL, address TEXT);
 CREATE TABLE IF NOT EXISTS trials (
     batch INTEGER NOT NULL REFERENCES batches(id), position INTEGER NOT NULL, stimulus INTEGER NOT NULL,
-    repeat_of INTEGER, swapped INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (batch, position));
+    repeat_of INTEGER, swapped INTEGER NOT NULL DEFAULT 0, fetched REAL, PRIMARY KEY (batch, position));
 CREATE TABLE IF NOT EXISTS responses (
     id INTEGER PRIMARY KEY, submission TEXT NOT NULL UNIQUE, batch INTEGER NOT NULL, position INTEGER NOT NULL,
     participant TEXT NOT NULL, stimulus INTEGER NOT NULL, is_repeat INTEGER NOT NULL, answer TEXT NOT NULL,
-    rt_ms REAL NOT NULL, received REAL NOT NULL, UNIQUE (batch, position));
+    rt_ms REAL NOT NULL, received REAL NOT NULL, flag TEXT NOT NULL DEFAULT '', UNIQUE (batch, position));
 CREATE INDEX IF NOT EXISTS batches_participant ON batches (participant);
 """
 
@@ -60,6 +66,10 @@ def study_fingerprint(study: Study) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: Columns added since the first release: (table, column, declaration); added to an older database when opened.
+LATER_COLUMNS = [("batches", "address", "TEXT"), ("trials", "fetched", "REAL"),
+                 ("responses", "flag", "TEXT NOT NULL DEFAULT ''")]  # fmt: skip
+RT_SLACK_MS = 1000  # how much longer than the time since its image's fetch an answer's rt_ms may be (clocks)
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # about 50 ms and 16 MB per hash
 
 
@@ -104,9 +114,9 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA secure_delete=ON")  # a replaced secret is overwritten, not left in a free page
         self.db.executescript(SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}
-        if "address" not in columns:  # a database made before the reservation caps
-            self.db.execute("ALTER TABLE batches ADD COLUMN address TEXT")
+        for table, column, declaration in LATER_COLUMNS:
+            if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         self.db.execute("CREATE INDEX IF NOT EXISTS batches_address ON batches (address, created)")
         fingerprint = study_fingerprint(study)
         with self.lock:
@@ -229,7 +239,8 @@ class Store:
                     "finish one first or try again later", 429)  # fmt: skip
         M = study["responses_per_image"]
         load = [0] * len(study.stimuli)
-        for stimulus, n in db.execute("SELECT stimulus, COUNT(*) FROM responses WHERE is_repeat=0 GROUP BY stimulus"):
+        counted = "SELECT stimulus, COUNT(*) FROM responses WHERE is_repeat=0 AND flag='' GROUP BY stimulus"
+        for stimulus, n in db.execute(counted):
             load[stimulus] += n
         for stimulus, n in db.execute(
             "SELECT t.stimulus, COUNT(*) FROM trials t JOIN batches b ON b.id=t.batch "
@@ -283,17 +294,22 @@ class Store:
         return {"status": "active", "batch": batch, "participant": participant, "classes": json.loads(classes),
                 "trials": trials}  # fmt: skip
 
-    def trial_stimulus(self, batch: int, position: int, participant: str) -> int:
+    def fetch_stimulus(self, batch: int, position: int, participant: str) -> int:
+        """The stimulus of a trial, for its own participant only (else 404); the first fetch is noted, since an
+        answer counts only after its image was fetched (module docstring)."""
         if not (0 <= batch <= V.MAX_INDEX and 0 <= position <= V.MAX_INDEX):
             raise V.Rejected("no such trial for this participant", 404)
         with self.lock:
             row = self.db.execute(
-                "SELECT t.stimulus, b.participant FROM trials t JOIN batches b ON b.id=t.batch "
+                "SELECT t.stimulus, b.participant, t.fetched FROM trials t JOIN batches b ON b.id=t.batch "
                 "WHERE t.batch=? AND t.position=?",
                 (batch, position),
             ).fetchone()
-        if row is None or row[1] != participant:
-            raise V.Rejected("no such trial for this participant", 404)
+            if row is None or row[1] != participant:
+                raise V.Rejected("no such trial for this participant", 404)
+            if row[2] is None:
+                self.db.execute("UPDATE trials SET fetched=? WHERE batch=? AND position=? AND fetched IS NULL",
+                                (self.clock(), batch, position))  # fmt: skip
         return row[0]
 
     # -------------------------------------------------------------------------------- responses
@@ -319,13 +335,13 @@ class Store:
                     raise V.Rejected("this submission_id was already used for another trial", 409)
                 return self._after_submit(batch, duplicate=True)
             row = self.db.execute(
-                "SELECT b.participant, b.expires, b.finished, t.stimulus, t.repeat_of, t.swapped FROM batches b "
-                "JOIN trials t ON t.batch=b.id WHERE b.id=? AND t.position=?",
+                "SELECT b.participant, b.expires, b.finished, t.stimulus, t.repeat_of, t.swapped, t.fetched "
+                "FROM batches b JOIN trials t ON t.batch=b.id WHERE b.id=? AND t.position=?",
                 (batch, position),
             ).fetchone()
             if row is None or row[0] != participant:
                 raise V.Rejected("no such trial for this participant", 404)
-            _, expires, finished, stimulus, repeat_of, swapped = row
+            _, expires, finished, stimulus, repeat_of, swapped, fetched = row
             if finished is None and expires <= now:
                 raise V.Rejected("this batch timed out and was handed to someone else; reload the page for a new one", 410)
             if self.study.task == "soft_label":
@@ -336,9 +352,9 @@ class Store:
             try:
                 self.db.execute(
                     "INSERT INTO responses (submission, batch, position, participant, stimulus, is_repeat, answer, "
-                    "rt_ms, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "rt_ms, received, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (submission, batch, position, participant, stimulus, int(repeat_of is not None),
-                     json.dumps(answer), rt_ms, now),
+                     json.dumps(answer), rt_ms, now, self._flag(fetched, rt_ms, now)),
                 )  # fmt: skip
                 left = self.db.execute(
                     "SELECT COUNT(*) FROM trials t LEFT JOIN responses r ON r.batch=t.batch AND r.position=t.position "
@@ -356,6 +372,21 @@ class Store:
                 raise
             return self._after_submit(batch, duplicate=False)
 
+    def _flag(self, fetched: float | None, rt_ms: float, now: float) -> str:
+        """Why an answer does not count towards M ('' when it does): its image was never fetched, it came sooner
+        after the fetch than `limits.min_answer_ms` or says so in its `rt_ms`, or its `rt_ms` is longer than the
+        time since the fetch (by more than RT_SLACK_MS)."""
+        minimum = self.study["limits"]["min_answer_ms"]
+        if fetched is None:
+            return "image not fetched"
+        since = (now - fetched) * 1000
+        if min(since, rt_ms) < minimum:
+            return (f"answered {since:.0f} ms after its image was fetched, rt_ms {rt_ms:g} "
+                    f"(limits.min_answer_ms {minimum:g})")  # fmt: skip
+        if rt_ms > since + RT_SLACK_MS:
+            return f"rt_ms {rt_ms:g} is longer than the {since:.0f} ms since its image was fetched"
+        return ""
+
     def _after_submit(self, batch: int, duplicate: bool) -> dict:
         finished = self.db.execute("SELECT finished FROM batches WHERE id=?", (batch,)).fetchone()[0]
         out = {"ok": True, "duplicate": duplicate, "finished": finished is not None}
@@ -365,15 +396,16 @@ class Store:
 
     # -------------------------------------------------------------------------------- reading
     def responses(self) -> list[dict]:
-        """Every stored response in submission order, with its trial and stimulus facts."""
+        """Every stored response in submission order, with its trial and stimulus facts and its `flag` ('' when
+        it counts)."""
         with self.lock:
             rows = self.db.execute(
                 "SELECT r.id, r.participant, r.batch, r.position, r.stimulus, r.is_repeat, t.repeat_of, r.answer, "
-                "r.rt_ms, r.received, r.submission FROM responses r JOIN trials t ON t.batch=r.batch AND "
+                "r.rt_ms, r.received, r.submission, r.flag FROM responses r JOIN trials t ON t.batch=r.batch AND "
                 "t.position=r.position ORDER BY r.id"
             ).fetchall()
         keys = ("id", "participant", "batch", "position", "stimulus", "is_repeat", "repeat_of", "answer", "rt_ms",
-                "received", "submission")  # fmt: skip
+                "received", "submission", "flag")  # fmt: skip
         out = []
         for row in rows:
             rec = dict(zip(keys, row))

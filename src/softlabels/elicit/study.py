@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
 }
 #: Values of the optional keys inside `access` and `limits`.
 ACCESS_DEFAULTS = {"mode": "per_participant", "sig_param": "sig"}
-LIMIT_DEFAULTS = {"open_batches_per_address": 3, "batches_per_address_per_hour": 20}
+LIMIT_DEFAULTS = {"open_batches_per_address": 3, "batches_per_address_per_hour": 20, "min_answer_ms": 1000}
 
 
 class StudyError(ValueError):
