@@ -6,7 +6,9 @@ them fails on the code the pass attacked:
 3. a trailing slash (`/admin/progress/?token=T`) redirected the admin token to the Host header's address;
 4. junk batches (no image fetched, `rt_ms` 1) filled a study-link study;
 5. the study database was world-readable with the admin token in plain text, and weak tokens were taken;
-6. cross-origin `text/plain` POSTs were processed.
+6. cross-origin `text/plain` POSTs were processed;
+7. the server's own 503s and 408s were missing from the request log, and the README had no answer to a flood of
+   connections (nginx `limit_conn`, run here as the README prints it).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import io
 import json
 import os
 import re
+import selectors
 import socket
 import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -34,10 +38,13 @@ from elicit.fixtures import (  # noqa: E402
     fake_cifar10,
     joined,
     mixing_study,
+    rt_since,
+    see,
     soft_answer,
     soft_study,
     write_study,
 )
+from elicit.proxy import PROXY_SOURCE, nginx_in_front  # noqa: E402
 
 from softlabels.cli import main as cli_main  # noqa: E402
 from softlabels.elicit.export import export_table  # noqa: E402
@@ -45,6 +52,8 @@ from softlabels.elicit.server import start_server  # noqa: E402
 from softlabels.elicit.store import Store  # noqa: E402
 from softlabels.elicit.study import load_study  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+FLOOD = 250  # idle connections from one address: more than --max-connections (200)
 ADMIN_ROUTES = ["/admin/progress", "/admin/export.csv", "/admin/flagged.csv", "/admin/attention.csv"]
 
 
@@ -360,3 +369,114 @@ def test_json_endpoints_take_application_json_only(tmp_path, source):
         server.stop()
 
 
+# ------------------------------------------------------------------------------------------- 7. floods
+def _idle(address: tuple[str, int], n: int, source: str = "127.0.0.1", head: bytes = b"") -> list[socket.socket]:
+    """`n` connections from `source` that send `head` (nothing by default) and then wait."""
+    socks = []
+    for _ in range(n):
+        sock = socket.create_connection(address, timeout=10, source_address=(source, 0))
+        if head:
+            sock.sendall(head)
+        socks.append(sock)
+    return socks
+
+
+def _first_lines(socks: list[socket.socket], within: float) -> list[bytes]:
+    """The first line each connection received within `within` seconds (b"" for none, or closed)."""
+    lines = [b""] * len(socks)
+    with selectors.DefaultSelector() as selector:
+        for k, sock in enumerate(socks):
+            selector.register(sock, selectors.EVENT_READ, k)
+        deadline = time.monotonic() + within
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                try:
+                    lines[key.data] = key.fileobj.recv(64).split(b"\r\n")[0]
+                except OSError:
+                    pass
+                selector.unregister(key.fileobj)
+    return lines
+
+
+def test_the_servers_own_503_and_408_are_logged(tmp_path, source, capfd):
+    store = Store(tmp_path / "log.sqlite", load_study(soft_study(tmp_path, source, range(10))))
+    server = start_server(store, ADMIN_TOKEN, quiet=False, max_connections=4, request_timeout=1)
+    slow_body = b"POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{"
+    try:
+        held = (_idle(server.address, 2) + _idle(server.address, 1, head=b"GET /api/study HTTP/1.1\r\nHost: x\r\n")
+                + _idle(server.address, 1, head=slow_body))  # fmt: skip
+        time.sleep(0.3)  # accepted: four connections open
+        assert call(f"{server.url}/api/study")[0] == 503  # the fifth
+        replies = _first_lines(held, within=5)  # each dropped after the request timeout
+        for sock in held:
+            sock.close()
+        assert call(f"{server.url}/api/study")[0] == 200
+    finally:
+        server.stop()
+    log = capfd.readouterr().err
+    assert re.search(r"127\.0\.0\.1 GET /api/study 503\n", log), log
+    assert len(re.findall(r"127\.0\.0\.1 - - 408\n", log)) == 3, log  # no request line or headers yet
+    assert re.search(r"127\.0\.0\.1 POST /api/batch 408\n", log), log  # the headers, not the body
+    assert re.search(r"127\.0\.0\.1 GET /api/study 200\n", log), log
+    assert replies == [b"HTTP/1.1 408 Request Timeout"] * 4, replies
+
+
+def readme_limit_conn() -> tuple[str, str]:
+    """The `limit_conn` directives of the README's nginx configuration: (those of the http level, before the
+    `server` block; those inside it)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Putting a study online"):]
+    start = section.index("```nginx\n") + len("```nginx\n")
+    block = section[start:section.index("\n```", start)]
+    head, _, body = block.partition("server {")
+    http = [line.strip() for line in head.splitlines() if line.strip().startswith("limit_conn")]
+    server = [line.strip() for line in body.splitlines() if line.strip().startswith("limit_conn")]  # to its `}`
+    assert http and server, "the README's nginx configuration has no limit_conn_zone/limit_conn"
+    return "\n".join(http), "\n".join(server)
+
+
+def test_readme_nginx_limit_conn_keeps_a_flood_from_starving_participants(tmp_path, source):
+    """FLOOD idle connections from one address starve the app alone (503 for everyone); behind nginx with the
+    README's `limit_conn`, the same flood plus 100 slowly sent requests from that address leave a participant's
+    batch untouched, and nginx refuses the slow requests beyond the limit itself."""
+    http_extra, server_extra = readme_limit_conn()
+    limit = int(re.search(r"limit_conn\s+\w+\s+(\d+);", server_extra).group(1))
+    study = load_study(soft_study(tmp_path, source, range(10), limits={"min_answer_ms": 0}))
+    store = Store(tmp_path / "flood.sqlite", study)
+    server = start_server(store, ADMIN_TOKEN, quiet=True, trusted_proxies=[PROXY_SOURCE])
+    attacker = "127.0.0.3"
+    try:
+        held = _idle(server.address, FLOOD, source=attacker)
+        time.sleep(0.3)
+        direct = call(f"{server.url}/api/study")[0]
+        for sock in held:
+            sock.close()
+        with nginx_in_front(f"127.0.0.1:{server.address[1]}", tmp_path / "nginx", http_extra=http_extra,
+                            server_extra=server_extra) as public:  # fmt: skip
+            nginx = (urlsplit(public).hostname, urlsplit(public).port)
+            slow = (b"POST /study/api/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 90\r\n\r\n{")  # fmt: skip
+            held = _idle(nginx, FLOOD, source=attacker) + _idle(nginx, 100, source=attacker, head=slow)
+            time.sleep(0.5)
+            url = public.rstrip("/")
+            statuses = []
+            status, batch = call(f"{url}/api/batch", joined(server.sign, "real1"))
+            statuses.append(status)
+            for trial in batch["trials"]:
+                seen = see(url, "real1", server.sign("real1"), trial)
+                body = {"submission_id": f"real-one-{trial['position']}", "participant": "real1",
+                        "sig": server.sign("real1"), "batch": batch["batch"], "position": trial["position"],
+                        "answer": soft_answer(list(study.classes)), "rt_ms": rt_since(seen)}  # fmt: skip
+                statuses.append(call(f"{url}/api/response", body)[0])
+            refused = sum(line.startswith(b"HTTP/1.1 503") for line in _first_lines(held[FLOOD:], within=1))
+            for sock in held:
+                sock.close()
+    finally:
+        server.stop()
+    assert direct == 503
+    assert statuses == [200] * 6, statuses
+    assert refused == 100 - limit, (refused, limit)
+    assert len(export_table(store)) == 5
+    print(f"\nflood: {FLOOD} idle connections from {attacker}: the app alone answered a participant {direct}; "
+          f"behind nginx (limit_conn {limit}), with 100 slowly sent requests more, the participant's "
+          f"{len(statuses)} requests got {sorted(set(statuses))} and nginx refused {refused} slow requests with 503")

@@ -33,7 +33,8 @@ Hardening (every limit is a `softlabels elicit serve` flag, see `ServerOptions`)
   nosniff, no Referer); the `Server` header is not sent;
 - the client address comes from X-Forwarded-For only when the connection comes from a `trusted_proxies`
   address; the request log names that address, the method, the path (never the query string, which holds
-  tokens and signatures) and the status.
+  tokens and signatures) and the status, for every reply, the 408, 400 and 503 the server sends itself
+  included.
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ class ServerOptions:
 
 
 # ------------------------------------------------------------------------------------------------ the app
+def log_request(client: str, method: str, path: str, status: int) -> None:
+    """One line of the request log (stderr): time, client address, method, path (no query string; at most 200
+    characters, unprintable ones and spaces as '?') and status."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    path = "".join(c if c.isprintable() and c != " " else "?" for c in path[:200])
+    sys.stderr.write(f"{stamp} {client} {method} {path} {status}\n")
+
+
 def _reply(status: int, body: bytes, content_type: str, extra: list | None = None) -> dict:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
     return {"start": {"type": "http.response.start", "status": status, "headers": headers + (extra or [])},
@@ -98,11 +107,13 @@ def _reply(status: int, body: bytes, content_type: str, extra: list | None = Non
 
 
 class Guard:
-    """Outermost ASGI layer: body-size rules before the body is read, security headers, the request log."""
+    """Outermost ASGI layer: the connection cap, body-size rules before the body is read, security headers, the
+    request log. `server_state` (uvicorn's, set by `StudyServer`) holds the open connections and requests."""
 
     def __init__(self, app, options: ServerOptions):
         self.app = app
         self.options = options
+        self.server_state = None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -130,12 +141,16 @@ class Guard:
                 await self.app(scope, receive, guarded_send)
         finally:
             if not self.options.quiet:
-                client = scope.get("client") or ("-", 0)
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-                path = "".join(c if c.isprintable() and c != " " else "?" for c in scope["path"][:200])
-                sys.stderr.write(f"{stamp} {client[0]} {scope['method']} {path} {status[0] or 500}\n")
+                log_request((scope.get("client") or ("-", 0))[0], scope["method"], scope["path"], status[0] or 500)
+
+    def _busy(self) -> bool:
+        """More than `max_connections` connections open or requests in progress (this one included)."""
+        state, limit = self.server_state, self.options.max_connections
+        return state is not None and (len(state.connections) > limit or len(state.tasks) > limit)
 
     def _refusal(self, scope) -> tuple[int, str] | None:
+        if self._busy():
+            return 503, "the server is busy; please try again in a moment"
         length = chunked = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -313,8 +328,9 @@ class StudyRoutes:
 
 
 # ------------------------------------------------------------------------------------------------ the server
-def _timed_protocol(timeout: float):
-    """uvicorn's h11 protocol with a deadline on receiving each request (uvicorn itself has none)."""
+def _timed_protocol(timeout: float, quiet: bool):
+    """uvicorn's h11 protocol with a deadline on receiving each request (uvicorn itself has none), whose own
+    replies (408 past the deadline, 400 for what h11 cannot parse) go into the request log unless `quiet`."""
     class TimedH11Protocol(H11Protocol):
         def connection_made(self, transport) -> None:
             self._read_timer = None
@@ -349,7 +365,20 @@ def _timed_protocol(timeout: float):
                 body = b'{"error": "the request did not arrive in time"}'
                 self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                                      b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))  # fmt: skip
+                self._log(408)
             self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            super().send_400_response(msg)
+            self._log(400)
+
+        def _log(self, status: int) -> None:
+            """A log line for a reply of the protocol's own: the request's method and path when its head arrived."""
+            if quiet:
+                return
+            pending = self.cycle is not None and not self.cycle.response_complete
+            method, path = (self.scope["method"], self.scope["path"]) if pending else ("-", "-")
+            log_request(self.client[0] if self.client else "-", method, path, status)
 
     return TimedH11Protocol
 
@@ -385,13 +414,14 @@ class StudyServer:
         self.sock = bind(host, port)
         trusted = list(self.options.trusted_proxies)
         self.config = uvicorn.Config(
-            app, http=_timed_protocol(self.options.request_timeout), lifespan="off", access_log=False,
-            log_level="error" if self.options.quiet else "warning", server_header=False,
+            app, http=_timed_protocol(self.options.request_timeout, self.options.quiet), lifespan="off",
+            access_log=False, log_level="error" if self.options.quiet else "warning", server_header=False,
             proxy_headers=bool(trusted), forwarded_allow_ips=trusted or [],
-            limit_concurrency=self.options.max_connections, timeout_keep_alive=self.options.keepalive_timeout,
+            timeout_keep_alive=self.options.keepalive_timeout,  # max_connections: `Guard`, so the 503s are logged
             h11_max_incomplete_event_size=16 * 1024, backlog=256, timeout_graceful_shutdown=5,
         )  # fmt: skip
         self.server = uvicorn.Server(self.config)
+        app.server_state = self.server.server_state
         self.thread: threading.Thread | None = None
 
     @property
