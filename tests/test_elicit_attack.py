@@ -13,6 +13,7 @@ them fails on the code the pass attacked:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -272,29 +273,32 @@ def test_database_is_private_and_keeps_no_plain_token(tmp_path, source):
     assert all(ADMIN_TOKEN.encode() not in path.read_bytes() for path in _files(old))
 
 
-def _serve(study_path: Path, *flags: str, env: dict | None = None) -> tuple[subprocess.Popen, str, str]:
-    """`softlabels elicit serve --port 0 --quiet` as a process: (the process, its URL, what it printed up to the
-    admin addresses). Raises AssertionError with the output when it stops instead."""
+@contextlib.contextmanager
+def serving(study_path: Path, *flags: str):
+    """`softlabels elicit serve --port 0 --quiet` as a process; yields (the process, its URL, what it printed up to
+    the admin addresses), and kills it after. AssertionError with the output when it stops instead."""
     proc = subprocess.Popen([sys.executable, "-m", "softlabels", "elicit", "serve", str(study_path), "--port", "0",
-                             "--quiet", *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})  # fmt: skip
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("export:"):
-            break
-    printed = "".join(lines)
-    found = re.search(r"listening:\s+(http://\S+)", printed)
-    if not found or proc.poll() is not None:
+                             "--quiet", *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("export:"):
+                break
+        printed = "".join(lines)
+        found = re.search(r"listening:\s+(http://\S+)", printed)
+        assert found and proc.poll() is None, f"serve stopped: {printed}{proc.stdout.read()}"
+        for _ in range(100):  # the socket listens once uvicorn runs
+            try:
+                call(f"{found.group(1)}/api/study", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield proc, found.group(1), printed
+    finally:
         proc.kill()
-        raise AssertionError(f"serve stopped: {printed}{proc.stdout.read()}")
-    for _ in range(100):  # the socket listens once uvicorn runs
-        try:
-            call(f"{found.group(1)}/api/study", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, found.group(1), printed
+        proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 def test_weak_tokens_are_refused_and_a_token_file_stays_out_of_ps(tmp_path, source, capsys, monkeypatch):
@@ -319,22 +323,14 @@ def test_weak_tokens_are_refused_and_a_token_file_stays_out_of_ps(tmp_path, sour
     token_file = tmp_path / "token.txt"
     token_file.write_text(ADMIN_TOKEN + "\n")
     token_file.chmod(0o600)
-    proc, url, printed = _serve(study_path, "--admin-token-file", str(token_file))
-    try:
+    with serving(study_path, "--admin-token-file", str(token_file)) as (proc, url, printed):
         assert "admin token:  set from --admin-token-file" in printed and ADMIN_TOKEN not in printed
         assert ADMIN_TOKEN not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
         assert call(f"{url}/admin/export.csv", token=ADMIN_TOKEN)[0] == 200
         assert call(f"{url}/admin/export.csv", token=ADMIN_TOKEN[:-1] + "X")[0] == 403
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-    proc, url, printed = _serve(study_path)  # no token given: the one set before, not shown again
-    try:
+    with serving(study_path) as (_, url, printed):  # no token given: the one set before, not shown again
         assert "the one set before" in printed and ADMIN_TOKEN not in printed
         assert call(f"{url}/admin/progress", token=ADMIN_TOKEN)[0] == 200
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 # ------------------------------------------------------------------------------------------- 6. Content-Type

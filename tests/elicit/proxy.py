@@ -102,3 +102,4 @@ def nginx_in_front(upstream: str, root: Path, prefix: str = "/study/", http_extr
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        proc.stderr.close()
