@@ -26,6 +26,8 @@ from elicit.fixtures import (  # noqa: E402
     fake_cifar10,
     joined,
     mixing_study,
+    rt_since,
+    see,
     signer,
     soft_answer,
     soft_study,
@@ -48,17 +50,17 @@ def source(tmp_path):
 
 
 def answer_batch(url, participant, classes, sign, sid_prefix=None, latencies=None):
-    """Answer every open trial of the participant's batch (signed link: `sign`); returns the server's replies.
-    `latencies`: a list that gets each request's seconds."""
+    """Answer every open trial of the participant's batch (signed link: `sign`) as the page does, fetching each
+    image first; returns the server's replies. `latencies`: a list that gets each request's seconds."""
 
-    def timed(*args):
+    def timed(function, *args):
         t0 = time.perf_counter()
-        out = call(*args)
+        out = function(*args)
         if latencies is not None:
             latencies.append(time.perf_counter() - t0)
         return out
 
-    status, batch = timed(f"{url}/api/batch", joined(sign, participant))
+    status, batch = timed(call, f"{url}/api/batch", joined(sign, participant))
     assert status == 200, batch
     if batch["status"] != "active":
         return batch, []
@@ -66,11 +68,12 @@ def answer_batch(url, participant, classes, sign, sid_prefix=None, latencies=Non
     for trial in batch["trials"]:
         if trial["answered"]:
             continue
+        seen = timed(see, url, participant, sign(participant), trial)
         body = {"submission_id": f"sub-{sid_prefix or participant}-{batch['batch']}-{trial['position']}",
                 "participant": participant, "sig": sign(participant), "batch": batch["batch"],
                 "position": trial["position"], "answer": soft_answer(classes, trial["position"]),
-                "rt_ms": 900 + trial["position"]}  # fmt: skip
-        replies.append((body, timed(f"{url}/api/response", body)))
+                "rt_ms": rt_since(seen)}  # fmt: skip
+        replies.append((body, timed(call, f"{url}/api/response", body)))
     return batch, replies
 
 
@@ -370,7 +373,8 @@ def test_fifty_concurrent_participants(tmp_path, source, via):
     n_images, M, per_batch, repeats = 60, 4, 7, 1
     study = load_study(soft_study(tmp_path, source, range(n_images), responses_per_image=M,
                                   trials_per_participant=per_batch, repeats=repeats,
-                                  limits={"open_batches_per_address": 100, "batches_per_address_per_hour": 100}))  # fmt: skip
+                                  limits={"open_batches_per_address": 100, "batches_per_address_per_hour": 100,
+                                          "min_answer_ms": 0}))  # fmt: skip
     store = Store(tmp_path / "load.sqlite", study)
     trusted = [PROXY_SOURCE] if via == "nginx" else []
     server = start_server(store, ADMIN_TOKEN, quiet=True, trusted_proxies=trusted)
@@ -459,7 +463,7 @@ def _serve(study_path, db, port):
 
 def test_sigkill_mid_study_loses_nothing(tmp_path, source):
     study_path = soft_study(tmp_path, source, range(30), responses_per_image=2, trials_per_participant=6, repeats=1,
-                            limits={"open_batches_per_address": 20})  # the 10 participants share 127.0.0.1
+                            limits={"open_batches_per_address": 20, "min_answer_ms": 0})  # 10 on 127.0.0.1
     db, port = tmp_path / "kill.sqlite", _free_port()
     classes = list(load_study(study_path).classes)
     url = f"http://127.0.0.1:{port}"
@@ -472,10 +476,11 @@ def test_sigkill_mid_study_loses_nothing(tmp_path, source):
         for trial in batch["trials"]:
             if stop.is_set():
                 return
-            body = {"submission_id": f"kill-k{k}-{trial['position']}", "participant": f"k{k}", "sig": sign(f"k{k}"),
-                    "batch": batch["batch"],
-                    "position": trial["position"], "answer": soft_answer(classes, k), "rt_ms": 700}  # fmt: skip
             try:
+                seen = see(url, f"k{k}", sign(f"k{k}"), trial)
+                body = {"submission_id": f"kill-k{k}-{trial['position']}", "participant": f"k{k}",
+                        "sig": sign(f"k{k}"), "batch": batch["batch"], "position": trial["position"],
+                        "answer": soft_answer(classes, k), "rt_ms": rt_since(seen)}  # fmt: skip
                 status, _ = call(f"{url}/api/response", body, timeout=5)
             except OSError:
                 return
@@ -521,9 +526,12 @@ def test_mixing_export_matches_the_hmix_layout(tmp_path, source):
     from softlabels.data.hmix import JUDGMENT_COLUMNS, load_judgments
 
     study = load_study(mixing_study(tmp_path, source, [(3, 8)], lambdas=(0.25,), trials_per_participant=1, repeats=0))
-    store = Store(tmp_path / "m.sqlite", study)
+    now = [1000.0]
+    store = Store(tmp_path / "m.sqlite", study, clock=lambda: now[0])
     batch = store.batch_for("m1")
     swapped = batch["trials"][0]["classes"] != ["cat", "ship"]
+    store.fetch_stimulus(batch["batch"], 0, "m1")
+    now[0] += 2  # the answer counts: its image was fetched 2 s before, more than limits.min_answer_ms and rt_ms
     store.submit({"submission_id": "mix-00001", "participant": "m1", "batch": batch["batch"], "position": 0,
                   "answer": {"share": 30, "confidence": 80}, "rt_ms": 1500})  # fmt: skip
     out = tmp_path / "judgments.csv"
@@ -539,7 +547,7 @@ def test_mixing_export_matches_the_hmix_layout(tmp_path, source):
 def test_export_cli_and_progress_page(tmp_path, source, capsys, monkeypatch):
     from softlabels.elicit import progress
 
-    study_path = soft_study(tmp_path, source, range(10))
+    study_path = soft_study(tmp_path, source, range(10), limits={"min_answer_ms": 0})
     study = load_study(study_path)
     store = Store(study_path.with_suffix(".sqlite"), study)
     server = start_server(store, ADMIN_TOKEN, quiet=True)
@@ -582,7 +590,7 @@ def test_export_cli_and_progress_page(tmp_path, source, capsys, monkeypatch):
     assert table["failures"].str.contains(" then ").all()
     out = tmp_path / "out.csv"
     assert cli_main(["elicit", "export", str(study_path), "--out", str(out)]) == 0
-    assert len(pd.read_csv(out)) == 15
+    assert len(pd.read_csv(out)) == 15 and pd.read_csv(tmp_path / "out.flagged.csv").empty
     assert cli_main(["elicit", "export", str(study_path), "--db", str(tmp_path / "none.sqlite"), "--out", str(out)]) == 2
     assert "no study database" in capsys.readouterr().err
 
@@ -629,14 +637,18 @@ def test_readme_study_example_passes_check(tmp_path, monkeypatch, capsys):
 
 def test_admin_token_is_made_once_and_long(tmp_path, source):
     store = Store(tmp_path / "t.sqlite", load_study(soft_study(tmp_path, source, range(10))))
-    token, made = store.admin_token()
-    assert made and len(token) >= 16
-    assert store.admin_token() == (token, False)  # kept: printed only when made
+    token = store.admin_token()
+    assert len(token) >= 16 and store.check_admin_token(token)
+    assert store.admin_token() is None and store.check_admin_token(token)  # kept: shown only when made
+    assert not store.check_admin_token(token[:-1]) and not store.check_admin_token("")
     with pytest.raises(ValueError, match="at least 16"):
         store.admin_token("x")
-    store.db.execute("UPDATE meta SET value='short' WHERE key='admin_token'")  # a database from before the rule
-    renewed, made = store.admin_token()
-    assert made and len(renewed) >= 16 and renewed != token
+    store.db.execute("INSERT INTO meta VALUES ('admin_token', 'short')")  # a database from before the rule
+    store.db.execute("DELETE FROM meta WHERE key='admin_token_hash'")
+    store.close()
+    store = Store(tmp_path / "t.sqlite", store.study)
+    renewed = store.admin_token()
+    assert len(renewed) >= 16 and renewed != token and store.check_admin_token(renewed)
 
 
 def test_request_log_has_no_tokens_or_signatures(tmp_path, source, capfd):

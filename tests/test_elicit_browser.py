@@ -127,7 +127,7 @@ def test_soft_label_batch_in_browser(driver, tmp_path, artefacts, via):
     from selenium.webdriver.common.keys import Keys
 
     source = fake_cifar10(tmp_path / "cifar.npz")
-    study_path = soft_study(tmp_path, source, [10, 21, 32, 43, 54, 65])
+    study_path = soft_study(tmp_path, source, [10, 21, 32, 43, 54, 65], limits={"min_answer_ms": 0})  # fast keys
     with site(study_path, tmp_path / "soft.sqlite", via, tmp_path) as (study, store, server, base):
         driver.get(f"{base}?PROLIFIC_PID=browser1")  # no signature: the page says so and nothing is reserved
         wait_text(driver, "#fatal", "no signature")
@@ -194,6 +194,7 @@ def test_soft_label_batch_in_browser(driver, tmp_path, artefacts, via):
         assert len(store.responses()) == before
     responses = store.responses()
     assert len(responses) == 5 and sum(r["is_repeat"] for r in responses) == 1
+    assert [r["flag"] for r in responses] == [""] * 5  # the page fetched each image, and its rt_ms fits the server's
     first = responses[0]["answer"]
     assert (first["top_prob"], first["second_prob"]) == (70.0, 20.0) and len(first["impossible"]) == 2
     assert all(r["rt_ms"] > 0 for r in responses)
@@ -220,7 +221,7 @@ def test_mixing_batch_in_browser(driver, tmp_path, artefacts, via):
     from selenium.webdriver.common.keys import Keys
 
     source = fake_cifar10(tmp_path / "cifar.npz")
-    study_path = mixing_study(tmp_path, source, [(3, 8), (5, 11)])
+    study_path = mixing_study(tmp_path, source, [(3, 8), (5, 11)], limits={"min_answer_ms": 0})
     left_class = {}  # trial number -> the class the page showed on the left end of the slider
     with site(study_path, tmp_path / "mix.sqlite", via, tmp_path) as (study, store, server, base):
         # images blocked: an answer before the image has loaded is refused on the page
@@ -256,6 +257,7 @@ def test_mixing_batch_in_browser(driver, tmp_path, artefacts, via):
     assert len(judgments) == 4 and judgments["stimulus"].str.startswith("mixed_").all()
     assert set(judgments["confidence"]) == {0.6}
     assert (store.responses()[0]["rt_ms"] > 1) and all(r["rt_ms"] > 0 for r in store.responses())
+    assert [r["flag"] for r in store.responses()] == [""] * 4
     # the slider gives the share of the class on the right; λ_h is the share of image 1 (class1): exactly one
     # value is right for the orientation the page showed on each trial
     for _, row in judgments.iterrows():

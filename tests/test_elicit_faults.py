@@ -102,7 +102,8 @@ def test_slow_clients_are_dropped_within_the_timeout(served):
         "silent": b"",
         "half a request line": b"POST /api/respo",
         "headers unfinished": b"POST /api/response HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n",
-        "2 of 100 body bytes": b"POST /api/response HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"",
+        "2 of 100 body bytes": b"POST /api/response HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: 100\r\n\r\n{\"",
     }
     results = {}
 
@@ -121,7 +122,8 @@ def test_slow_clients_are_dropped_within_the_timeout(served):
     # 150 more half-sent requests at once (under --max-connections 200): they cost no thread each, and are dropped
     crowd = [_connect(port) for _ in range(150)]
     for sock in crowd:
-        sock.sendall(b"POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+        sock.sendall(b"POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 50\r\n\r\n{")
     time.sleep(0.5)
     threads_while_held = proc.num_threads()
     for t in threads:
@@ -210,7 +212,8 @@ def test_unread_body_is_not_parsed_as_the_next_request(served):
     # next one the client sends, and a GET's body is skipped, not parsed
     body = b'{"participant": "nobody"}'
     sock = _connect(port)
-    sock.sendall(b"POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    sock.sendall(b"POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                 b"\r\n%s" % (len(body), body)
                  + b"GET /api/study HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled)
                  + b"GET /api/study HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # fmt: skip
     reply = _read_until_closed(sock)

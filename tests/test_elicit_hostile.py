@@ -1,13 +1,16 @@
 """Hypothesis throws generated JSON bodies, raw bytes, paths, query strings and headers at every endpoint of a
 running study server (both tasks, over loopback): every request gets a well-formed 2xx or 4xx reply (JSON with an
-`error` for a refusal), never a 5xx or a dropped connection, and the stored data stays consistent (every stored
-answer belongs to its batch's participant, passes the answer checks again, and no trial is answered twice)."""
+`error` for a refusal), never a 5xx, a redirect or a dropped connection, and the stored data stays consistent
+(every stored answer belongs to its batch's participant, passes the answer checks again, and no trial is answered
+twice). Numbers reach the edges: integers beyond float range and JSON's digit limit, the largest and smallest
+floats, NaN and the infinities, and number literals that parse to none of these (`1e400`)."""
 
 from __future__ import annotations
 
 import http.client
 import itertools
 import json
+import math
 import string
 import sys
 from collections import Counter
@@ -32,9 +35,18 @@ SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
 PARTICIPANTS = ["h1", "h2", "ghost", "", "h1\n", "x" * 65, "../h1"]
 
+#: Numbers at the edges of Python's float and JSON parsing (an int beyond float range made `float()` raise).
+EDGE_NUMBERS = [2**53, 2**53 + 1, 2**63, -(2**63) - 1, 2**64, 2**1023, 2**1024, -(2**1024), 10**308, 10**309, 10**400,
+                -(10**400), 10**4000, sys.float_info.max, -sys.float_info.max, sys.float_info.min, 5e-324, -0.0,
+                math.nan, math.inf, -math.inf]  # fmt: skip
+#: Number literals as they may stand in a JSON body: beyond float range, beyond the digit limit (4300), rounding.
+NUMBER_TEXTS = ["1e400", "-1e400", "1e-400", "1" + "0" * 400, "-" + "9" * 4000, "9" * 4301, "2e308", "1E+308", "-0",
+                "0e0", "100.0000000000000001", "99.99999999999999999", "1.5e3"]  # fmt: skip
+#: Content-Types other than plain application/json (all but the first are refused with 415; "" sends none).
+CONTENT_TYPES = ["application/json; charset=utf-8", "text/plain", "", "application/x-www-form-urlencoded"]
+numbers = st.integers() | st.sampled_from(EDGE_NUMBERS) | st.floats(allow_nan=True, allow_infinity=True)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
+    st.none() | st.booleans() | numbers | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )  # fmt: skip
@@ -56,8 +68,9 @@ def study_server(request, tmp_path_factory):
     host, port = server.address
     batches = {}
     for pid in ("h1", "h2"):  # two real participants with open batches for the generated answers to aim at
-        status, reply, _ = _request(host, port, "POST", "/api/batch",
-                                 json.dumps({"participant": pid, "sig": server.sign(pid)}).encode())  # fmt: skip
+        status, reply, _, _ = _request(host, port, "POST", "/api/batch",
+                                       json.dumps({"participant": pid, "sig": server.sign(pid)}).encode(),
+                                       {"Content-Type": "application/json"})  # fmt: skip
         assert status == 200, reply
         batches[pid] = json.loads(reply)["batch"]
     yield server, store, study, batches
@@ -70,6 +83,7 @@ def study_server(request, tmp_path_factory):
 
 
 def _request(host, port, method, path, body=None, headers=None):
+    """(status, body, Content-Type, Location) of one request."""
     conn = http.client.HTTPConnection(host, port, timeout=20)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
@@ -79,14 +93,15 @@ def _request(host, port, method, path, body=None, headers=None):
             conn.putheader("Content-Length", str(len(body)))
         conn.endheaders(body)
         res = conn.getresponse()
-        return res.status, res.read(), res.getheader("Content-Type", "")
+        return res.status, res.read(), res.getheader("Content-Type", ""), res.getheader("Location")
     finally:
         conn.close()
 
 
-def _well_formed(status: int, raw: bytes, kind: str) -> None:
+def _well_formed(status: int, raw: bytes, kind: str, location: str | None = None) -> None:
     STATUS[status] += 1
     assert 200 <= status < 300 or 400 <= status < 500, (status, raw[:300])
+    assert location is None, (status, location)
     if kind.startswith("application/json"):
         data = json.loads(raw)
         if status >= 400:
@@ -161,7 +176,17 @@ def near_valid(draw, study, batches, sign):
             "answer": answer, "rt_ms": draw(st.integers(1, 10**6))}  # fmt: skip
     if draw(st.booleans()):
         body[draw(st.sampled_from(sorted(body)))] = draw(json_values)
+    elif draw(st.booleans()):  # a number at the edges for one of the number fields
+        field = draw(st.sampled_from(["rt_ms", "batch", "position", *answer]))
+        (answer if field in answer else body)[field] = draw(numbers)
     return body
+
+
+def with_number_text(body: dict, field: str, text: str) -> bytes:
+    """`body` as JSON with the number literal `text` as the value of `field` (top level, or in `answer`)."""
+    answer = body.get("answer")
+    (answer if isinstance(answer, dict) and field in answer else body)[field] = "__number__"
+    return json.dumps(body).replace('"__number__"', text).encode()
 
 
 @SETTINGS
@@ -171,17 +196,24 @@ def test_generated_json_bodies(study_server, data):
     host, port = server.address
     path = data.draw(st.sampled_from(["/api/response"] * 5 + ["/api/batch"] * 2 + ["/api/study", "/admin/progress",
                                                                                     "/nope"]))  # fmt: skip
-    kind = data.draw(st.sampled_from(["submission"] * 3 + ["near_valid"] * 2 + ["json", "bytes"]))
+    kind = data.draw(st.sampled_from(["submission"] * 3 + ["near_valid"] * 2 + ["number_text", "json", "bytes"]))
     if kind == "near_valid":
         path = "/api/response"
         body = json.dumps(data.draw(near_valid(study, batches, server.sign))).encode()
+    elif kind == "number_text":
+        path = "/api/response"
+        valid = data.draw(near_valid(study, batches, server.sign))
+        field = data.draw(st.sampled_from(["rt_ms", "batch", "position", "top_prob", "second_prob", "share",
+                                           "confidence"]))  # fmt: skip
+        body = with_number_text(valid, field, data.draw(st.sampled_from(NUMBER_TEXTS)))
     elif kind == "submission":
         body = json.dumps(data.draw(submissions(study.classes, batches, server.sign))).encode()
     elif kind == "json":
         body = json.dumps(data.draw(json_values)).encode()
     else:
         body = data.draw(st.binary(max_size=300) | st.sampled_from([b"[" * 20000, b"{" * 5000, b"1" * 5000, b""]))
-    _well_formed(*_request(host, port, "POST", path, body, {"Content-Type": "application/json"}))
+    content_type = data.draw(st.sampled_from(["application/json"] * 6 + CONTENT_TYPES))
+    _well_formed(*_request(host, port, "POST", path, body, {"Content-Type": content_type} if content_type else {}))
     if path == "/api/response":
         _check_consistent(store, study)
 
@@ -206,13 +238,14 @@ def test_generated_paths_queries_and_headers(study_server, data):
     path = data.draw(st.sampled_from([
         f"/api/image/{batch}/{position}{query}", f"/api/study{query}", f"/{query}", f"/static/app.js{query}",
         f"/static/../server.py{query}", f"/admin/progress{query}", f"/admin/export.csv{query}",
-        f"/admin/attention.csv{query}", f"/api/batch{query}",
+        f"/admin/attention.csv{query}", f"/admin/flagged.csv{query}", f"/api/batch{query}", f"/admin/progress/{query}",
+        f"/admin/export.csv/{query}", f"/api/study/{query}", f"/api/image/{batch}/{position}/{query}",
     ]) | st.text(path_chars, max_size=60).map(lambda p: "/" + p))  # fmt: skip
     headers = data.draw(st.dictionaries(header_names, header_values, max_size=4))
     method = data.draw(st.sampled_from(["GET", "GET", "HEAD", "DELETE", "OPTIONS", "PUT"]))
     body = b"{}" if method == "PUT" else None
-    status, raw, kind = _request(host, port, method, path, body, headers)
+    status, raw, kind, location = _request(host, port, method, path, body, headers)
     if method == "HEAD":
         raw = b""
         kind = ""
-    _well_formed(status, raw, kind)
+    _well_formed(status, raw, kind, location)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from elicit.fixtures import call, soft_answer  # noqa: E402
+from elicit.fixtures import call, rt_since, see, soft_answer  # noqa: E402
 
 from softlabels.cli import main as cli_main  # noqa: E402
 from softlabels.elicit.server import start_server  # noqa: E402
@@ -38,6 +38,7 @@ def test_own_responses_through_table3_4(tmp_path, data_mirror, snakemake_runner,
     study_path.write_text(yaml.safe_dump({
         "title": "CIFAR-10 round", "task": "soft_label", "images": {"cifar10": {"indices": [int(i) for i in train[:110]]}},
         "responses_per_image": 1, "trials_per_participant": 12, "repeats": 2,
+        "limits": {"min_answer_ms": 0},  # simulated participants answer at once
     }))  # fmt: skip
     study = load_study(study_path)
     store = Store(work / "study.sqlite", study)
@@ -49,10 +50,11 @@ def test_own_responses_through_table3_4(tmp_path, data_mirror, snakemake_runner,
             if batch["status"] != "active":
                 break
             for t in batch["trials"]:
+                seen = see(server.url, f"sim{k:02d}", server.sign(f"sim{k:02d}"), t)  # an answer counts after it
                 body = {"submission_id": f"round-{k}-{t['position']}", "participant": f"sim{k:02d}",
                         "sig": server.sign(f"sim{k:02d}"), "batch": batch["batch"],
                         "position": t["position"], "answer": soft_answer(list(study.classes), rng.randrange(50)),
-                        "rt_ms": rng.randint(2000, 9000)}  # fmt: skip
+                        "rt_ms": rt_since(seen)}  # fmt: skip
                 assert call(f"{server.url}/api/response", body)[0] == 200
     finally:
         server.stop()

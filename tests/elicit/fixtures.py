@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -75,6 +76,19 @@ def call(url: str, body=None, token: str | None = None, timeout: float = 10):
     except urllib.error.HTTPError as exc:
         status, raw, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "")
     return status, (json.loads(raw) if kind.startswith("application/json") else raw)
+
+
+def see(url: str, participant: str, sig: str, trial: dict) -> float:
+    """Fetch a trial's image as the page does (an answer counts only after it); returns when it arrived
+    (time.perf_counter), the moment the page measures `rt_ms` from."""
+    status, png = call(f"{url}/{trial['image']}?participant={participant}&sig={sig}")
+    assert status == 200 and png.startswith(b"\x89PNG"), (status, png[:100])
+    return time.perf_counter()
+
+
+def rt_since(seen: float) -> float:
+    """The `rt_ms` the page would send for an answer now to an image that arrived at `seen` (`see`)."""
+    return max(0.001, round((time.perf_counter() - seen) * 1000, 3))
 
 
 def soft_answer(classes, k: int = 0) -> dict:

@@ -37,8 +37,10 @@ http {{
     client_max_body_size 64k;
     client_header_timeout 10s;
     client_body_timeout 10s;
+{http_extra}
     server {{
         listen 127.0.0.1:{port};
+{server_extra}
         location = {prefix_bare} {{ return 301 {prefix}; }}
         location {prefix} {{
             proxy_pass http://{upstream}/;
@@ -69,15 +71,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def nginx_in_front(upstream: str, root: Path, prefix: str = "/study/"):
-    """Run nginx proxying http://127.0.0.1:PORT{prefix} to `upstream` (host:port); yields the public base URL."""
+def nginx_in_front(upstream: str, root: Path, prefix: str = "/study/", http_extra: str = "", server_extra: str = ""):
+    """Run nginx proxying http://127.0.0.1:PORT{prefix} to `upstream` (host:port); yields the public base URL.
+    `http_extra`, `server_extra`: more directives for the http and the server block (the README's `limit_conn`)."""
     binary = nginx_binary()
     root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""  # workers read the temp dirs under root
     conf = root / "nginx.conf"
     conf.write_text(CONF.format(user=user, root=root, mime="/etc/nginx/mime.types", port=port, prefix=prefix,
-                                prefix_bare=prefix.rstrip("/"), upstream=upstream, source=PROXY_SOURCE))  # fmt: skip
+                                prefix_bare=prefix.rstrip("/"), upstream=upstream, source=PROXY_SOURCE,
+                                http_extra=http_extra, server_extra=server_extra))  # fmt: skip
     proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(root), "-e", str(root / "error.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
@@ -98,3 +102,4 @@ def nginx_in_front(upstream: str, root: Path, prefix: str = "/study/"):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        proc.stderr.close()

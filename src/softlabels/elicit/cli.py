@@ -4,7 +4,8 @@
   softlabels elicit serve  STUDY.yaml [--db F] [--port N]   run the study (127.0.0.1 unless --host)
   softlabels elicit links  STUDY.yaml --base-url URL (--id ID ... | --ids FILE | --study-link) [--out F]
                                                             signed participant links
-  softlabels elicit export STUDY.yaml --out F [--db F]      tidy responses CSV (soft_label) / H-Mix table (mixing)
+  softlabels elicit export STUDY.yaml --out F [--db F]      tidy responses CSV (soft_label) / H-Mix table (mixing),
+                                                            flagged answers apart (--flagged F)
   softlabels elicit import --responses F --out results/data/own_responses.csv
                                                             check own responses for the chapter-3 schemes
 """
@@ -13,17 +14,20 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
 
 from softlabels.cli import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import DataError, write_csv
 from softlabels.elicit import validate as V
 from softlabels.elicit.access import Access
-from softlabels.elicit.export import export_table
+from softlabels.elicit.export import export_table, flagged_table
 from softlabels.elicit.importer import check_own_responses
 from softlabels.elicit.store import StoreError, open_store
 from softlabels.elicit.study import StudyError, load_study
 from softlabels.elicit.validate import MIN_TOKEN
+
+TOKEN_ENV = "SOFTLABELS_ELICIT_TOKEN"
 
 
 def _add_serve(sub) -> None:
@@ -33,10 +37,15 @@ def _add_serve(sub) -> None:
     q.add_argument("--db", default=None, help="SQLite file of the study's responses (default: STUDY with .sqlite)")
     q.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     q.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
-    q.add_argument("--admin-token", default=None,
-                   help=f"token for the progress and export pages, at least {MIN_TOKEN} characters (default: "
-                        "$SOFTLABELS_ELICIT_TOKEN, else the study database's stored token, else a new random one, "
-                        "printed once)")  # fmt: skip
+    token = q.add_mutually_exclusive_group()
+    token.add_argument("--admin-token-file", default=None, metavar="FILE",
+                       help=f"file whose first line is the token for the admin pages (at least {MIN_TOKEN} "
+                            f"characters, {V.MIN_TOKEN_KINDS} different ones, no repeated pattern); default: "
+                            f"${TOKEN_ENV}, else the token set before (the database keeps its salted hash), else a "
+                            "new random one, printed once")  # fmt: skip
+    token.add_argument("--admin-token", default=None,
+                       help="the token itself, as --admin-token-file; other users of the machine can read it in "
+                            "`ps`, so prefer the file or the environment variable")  # fmt: skip
     q.add_argument("--public-url", default=None,
                    help="the address participants reach, e.g. https://example.org/study/ behind a proxy (used in the "
                         "printed links; default http://HOST:PORT/)")  # fmt: skip
@@ -90,7 +99,10 @@ def register(subparsers) -> None:
                        "reads; mixing studies: the H-Mix judgment table (hmix_judgments.csv layout).")  # fmt: skip
     q.add_argument("study", help="study YAML file")
     q.add_argument("--db", default=None, help="SQLite file of the study (default: STUDY with .sqlite)")
-    q.add_argument("--out", required=True, help="output CSV")
+    q.add_argument("--out", required=True, help="output CSV of the answers that count")
+    q.add_argument("--flagged", default=None,
+                   help="CSV of the flagged answers (image not fetched, too fast), with the reason in column 'flag' "
+                        "(default: OUT with .flagged.csv)")  # fmt: skip
     q.set_defaults(func=run_export)
 
     q = sub.add_parser(
@@ -145,14 +157,36 @@ def _base_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def given_token(args) -> tuple[str | None, str]:
+    """(the admin token given, where from): --admin-token-file (its first line), --admin-token or $TOKEN_ENV; (None,
+    "") when none is. A weak one stops the command, naming its source."""
+    if args.admin_token_file:
+        source = "--admin-token-file"
+        try:
+            lines = Path(args.admin_token_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _user_error(OSError(f"{source}: cannot read {args.admin_token_file} ({exc})")) from None
+        given = lines[0].strip() if lines else ""
+    elif args.admin_token is not None:
+        source, given = "--admin-token", args.admin_token
+    elif os.environ.get(TOKEN_ENV):
+        source, given = f"${TOKEN_ENV}", os.environ[TOKEN_ENV]
+    else:
+        return None, ""
+    reason = V.weak_token(given)
+    if reason:
+        raise _user_error(ValueError(f"{source}: the admin token is too weak: {reason} (leave it out and a random "
+                                     "one is made)"))  # fmt: skip
+    return given, source
+
+
 def run_serve(args) -> int:
     from softlabels.elicit.server import ServerOptions, StudyServer  # Starlette and uvicorn: only to serve
 
-    given = args.admin_token or os.environ.get("SOFTLABELS_ELICIT_TOKEN") or None
-    source = "--admin-token" if args.admin_token else "SOFTLABELS_ELICIT_TOKEN"
-    if given is not None and len(given) < MIN_TOKEN:
-        raise _user_error(ValueError(f"{source}: the admin token must be at least {MIN_TOKEN} characters, got "
-                                     f"{len(given)} (leave it out and a random one is made)"))  # fmt: skip
+    given, source = given_token(args)
+    if source == "--admin-token":
+        print(f"note: --admin-token shows in `ps` to every user of this machine; --admin-token-file or ${TOKEN_ENV} "
+              "keep it out of sight", file=sys.stderr)  # fmt: skip
     for flag, value, low in (("--request-timeout", args.request_timeout, 0.1), ("--keepalive-timeout",
                              args.keepalive_timeout, 1), ("--max-body", args.max_body, 1024),
                              ("--max-connections", args.max_connections, 2)):  # fmt: skip
@@ -162,13 +196,13 @@ def run_serve(args) -> int:
     gamma = config_from_args(args)["labels"]["gamma"]
     study = _load(args.study)
     store = _open(study, args.db, create=True)
-    token, made = store.admin_token(given)
+    made = store.admin_token(given)
     trusted = [a.strip() for item in args.trusted_proxy for a in item.split(",") if a.strip()]
     options = ServerOptions(request_timeout=args.request_timeout, keepalive_timeout=args.keepalive_timeout,
                             max_body=args.max_body, max_connections=args.max_connections, trusted_proxies=trusted,
                             quiet=args.quiet)  # fmt: skip
     try:
-        server = StudyServer(store, token, args.host, args.port, options, gamma=gamma)
+        server = StudyServer(store, args.host, args.port, options, gamma=gamma)
     except OSError as exc:
         store.close()
         raise _user_error(OSError(f"--host/--port: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})")) from None
@@ -185,9 +219,11 @@ def run_serve(args) -> int:
         print(f"study link:   {server.access.study_link(public, '{{%' + study['participant_param'] + '%}}')}")
     print(f"participants: signed links from `softlabels elicit links {args.study} --base-url {public} --ids FILE`")
     if made:
-        print(f"admin token:  {token}   (made now and printed this once; it is kept in {store.path})")
-    elif given is None:
-        print(f"admin token:  kept in {store.path} (printed when it was made; --admin-token sets a new one)")
+        print(f"admin token:  {made}   (made now and shown this once; {store.path} keeps only its salted hash)")
+    elif given is not None:
+        print(f"admin token:  set from {source} ({store.path} keeps only its salted hash)")
+    else:
+        print("admin token:  the one set before (shown when it was made; --admin-token-file sets a new one)")
     print(f"progress:     {public}admin/progress?token=<admin token>")
     print(f"export:       {public}admin/export.csv?token=<admin token>", flush=True)
     try:
@@ -243,12 +279,15 @@ def run_export(args) -> int:
     study = _load(args.study)
     store = _open(study, args.db, create=False)
     try:
-        table = export_table(store)
+        table, flagged = export_table(store), flagged_table(store)
     finally:
         store.close()
+    flagged_path = args.flagged or str(Path(args.out).with_suffix(".flagged.csv"))
     write_csv(args.out, table)
+    write_csv(flagged_path, flagged)
     print(f"{args.out}: {len(table)} responses from {table['subject'].nunique()} participants over "
-          f"{table.iloc[:, 0].nunique()} images ({study.task})")  # fmt: skip
+          f"{table.iloc[:, 0].nunique()} images ({study.task}); {flagged_path}: {len(flagged)} flagged answers "
+          "(not counted: image not fetched or too fast)")  # fmt: skip
     return 0
 
 

@@ -7,6 +7,9 @@
 - mixing: the H-Mix judgment table of `softlabels.data.hmix` (`JUDGMENT_COLUMNS`): λ_h is the share of image 1
   (1 − share of image 2 / 100), confidence the rating / 100; `first_collection` is true for every stimulus
   (an own study is one collection).
+
+Both hold the answers that count. Flagged answers (`softlabels.elicit.store`: image not fetched, too fast) are
+left out of them and listed by `flagged_table` instead: the same columns and the reason in `flag`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from softlabels.data.hmix import JUDGMENT_COLUMNS
 from softlabels.elicit.store import Store
 
 
-def tidy_responses(store: Store) -> pd.DataFrame:
+def tidy_responses(store: Store, responses: list[dict]) -> pd.DataFrame:
     study = store.study
     rows = []
-    for r in store.responses():
+    for r in responses:
         a = r["answer"]
         rows.append({
             "image": study.stimuli[r["stimulus"]].name,
@@ -38,10 +41,10 @@ def tidy_responses(store: Store) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def mixing_judgments(store: Store) -> pd.DataFrame:
+def mixing_judgments(store: Store, responses: list[dict]) -> pd.DataFrame:
     study = store.study
     rows = []
-    for r in store.responses():
+    for r in responses:
         mix = study.stimuli[r["stimulus"]].mix
         rows.append({
             "stimulus": study.stimuli[r["stimulus"]].name, **mix, "first_collection": True,
@@ -51,5 +54,16 @@ def mixing_judgments(store: Store) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=JUDGMENT_COLUMNS)
 
 
+def _table(store: Store, responses: list[dict]) -> pd.DataFrame:
+    return (tidy_responses if store.study.task == "soft_label" else mixing_judgments)(store, responses)
+
+
 def export_table(store: Store) -> pd.DataFrame:
-    return tidy_responses(store) if store.study.task == "soft_label" else mixing_judgments(store)
+    """The pipeline's table of the answers that count."""
+    return _table(store, [r for r in store.responses() if not r["flag"]])
+
+
+def flagged_table(store: Store) -> pd.DataFrame:
+    """The flagged answers in the export's columns, with the reason as a last column `flag`."""
+    flagged = [r for r in store.responses() if r["flag"]]
+    return _table(store, flagged).assign(flag=[r["flag"] for r in flagged])

@@ -5,6 +5,8 @@ Labels for the entropy histogram (soft_label): each response's T2-Clamp label (t
 `softlabels.labels.response_label`) with the configured γ (`labels.gamma`), averaged per image; H = −Σ p log p in nats. Mixing: the mean human label λ_h·y1 + (1 − λ_h)·y2 per stimulus.
 A repeat fails the attention check when its most probable class differs from the first answer (soft_label) or
 its share differs by more than `attention_tolerance` points (mixing).
+Flagged answers (`softlabels.elicit.store`: image not fetched, too fast) do not count towards M; the page lists
+them per participant with the reasons, and offers them as CSV (`/admin/flagged.csv`).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def progress_summary(store: Store, gamma: float | None = None) -> dict:
     responses = store.responses()
     counts = np.zeros(len(study.stimuli), dtype=int)
     for r in responses:
-        if not r["is_repeat"]:
+        if not r["is_repeat"] and not r["flag"]:
             counts[r["stimulus"]] += 1
     per_participant = defaultdict(int)
     for r in responses:
@@ -139,6 +141,7 @@ def progress_summary(store: Store, gamma: float | None = None) -> dict:
         "M": study["responses_per_image"],
         "counts": counts,
         "per_participant": dict(per_participant),
+        "flagged": [r for r in responses if r["flag"]],
         "rt_s": np.array([r["rt_ms"] / 1000 for r in responses]),
         "checks": checks,
         "check_failures": sum(not c["passed"] for c in checks),
@@ -243,15 +246,21 @@ def _facts_html(s: dict) -> str:
         (f"images with M = {s['M']} responses", f"{s['images_complete']} / {s['images']}"),
         ("median seconds per response", f"{np.median(s['rt_s']):.1f}" if len(s["rt_s"]) else "-"),
         ("attention checks failed", f"{s['check_failures']} / {len(s['checks'])}"),
+        ("answers flagged (not counted towards M)", len(s["flagged"])),
     ]
     return "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
+
+
+def _admin_href(name: str, token: str) -> str:
+    """The address of another admin page, relative to this one, with the token when there is one."""
+    return name + (f"?token={quote(token)}" if token else "")
 
 
 def _failed_participants_html(store: Store, token: str) -> str:
     failed_table = failed_participants_table(store)
     if not len(failed_table):
         return "<h2>Participants who failed attention checks</h2><p id='attention-failures'>none so far</p>"
-    csv_href = "attention.csv" + (f"?token={quote(token)}" if token else "")
+    csv_href = _admin_href("attention.csv", token)
     items = "".join(
         f"<tr><td>{e(r.participant)}</td><td>{r.failed} / {r.checks}</td><td>{e(r.failures)}</td></tr>"
         for r in failed_table.itertuples()
@@ -262,9 +271,26 @@ def _failed_participants_html(store: Store, token: str) -> str:
             f"<p><a id='attention-csv' href='{e(csv_href)}'>their IDs as CSV</a></p>")  # fmt: skip
 
 
+def _flagged_html(flagged: list[dict], token: str) -> str:
+    """The flagged answers per participant: how many, and why (the first reason of each kind, with its numbers)."""
+    if not flagged:
+        return "<h2>Flagged answers</h2><p id='flagged'>none so far</p>"
+    per_participant = defaultdict(lambda: [0, {}])  # participant -> [answers flagged, {kind: first reason}]
+    for r in flagged:
+        entry = per_participant[r["participant"]]
+        entry[0] += 1
+        entry[1].setdefault(r["flag"].split(" ", 1)[0], r["flag"])
+    rows = "".join(f"<tr><td>{e(p)}</td><td>{n}</td><td>{e('; '.join(why.values()))}</td></tr>"
+                   for p, (n, why) in per_participant.items())  # fmt: skip
+    csv_href = _admin_href("flagged.csv", token)
+    return (f"<h2>Flagged answers ({len(flagged)}, not counted towards M)</h2>"
+            "<table id='flagged'><tr><th>participant</th><th>flagged</th><th>why (first of each kind)</th></tr>"
+            f"{rows}</table><p><a id='flagged-csv' href='{e(csv_href)}'>the flagged answers as CSV</a></p>")  # fmt: skip
+
+
 def progress_html(store: Store, token: str = "", gamma: float | None = None) -> str:
-    """The page; `token` (the admin token) goes into the link to the attention-failures CSV; `gamma` is the
-    T2-Clamp γ of the entropy histogram (default: `labels.gamma` of the checkout's config)."""
+    """The page; `token` (the admin token) goes into the links to the attention-failures and flagged CSVs;
+    `gamma` is the T2-Clamp γ of the entropy histogram (default: `labels.gamma` of the checkout's config)."""
     s = progress_summary(store, gamma)
     study = store.study
     images = "".join(f'<figure><figcaption>{e(t)}</figcaption><img alt="{e(t)}" src="{p}"></figure>'
@@ -274,5 +300,6 @@ def progress_html(store: Store, token: str = "", gamma: float | None = None) -> 
         "<style>body{font-family:sans-serif;margin:2em}img{margin:.5em;border:1px solid #ddd}"
         "th{text-align:left;padding-right:1em}figure{display:inline-block}</style></head><body>"
         f"<h1>Progress: {e(study['title'])}</h1><p>Task: {e(study.task)}. Database: {e(str(store.path))}</p>"
-        f"<table>{_facts_html(s)}</table>{_failed_participants_html(store, token)}<div>{images}</div></body></html>"
+        f"<table>{_facts_html(s)}</table>{_failed_participants_html(store, token)}{_flagged_html(s['flagged'], token)}"
+        f"<div>{images}</div></body></html>"
     )

@@ -6,12 +6,17 @@ from `access.sig_param`):
   GET  /                          the task page (static/index.html + app.js + style.css, served from the package)
   GET  /api/study                 title, task, framing and texts, class names (nothing about the images)
   POST /api/batch                 {participant, sig} -> the participant's open batch or a new one
-  GET  /api/image/{batch}/{pos}   one trial's image (PNG) for its participant only (?participant=&sig=)
+  GET  /api/image/{batch}/{pos}   one trial's image (PNG) for its participant only (?participant=&sig=); the
+                                  first fetch is noted (an answer counts only after it, `store`)
   POST /api/response              one answer (+ sig); 400/403/404/409/410 with {"error": message} when refused
-Researcher routes (admin token as ?token= or an `Authorization: Bearer` header; 403 otherwise):
+Researcher routes (admin token as ?token= or an `Authorization: Bearer` header, checked against the salted hash
+in the study database; 403 otherwise):
   GET  /admin/progress            the progress page
-  GET  /admin/export.csv          the export table (as `softlabels elicit export` writes it)
+  GET  /admin/export.csv          the export table of the answers that count (as `softlabels elicit export`)
+  GET  /admin/flagged.csv         the flagged answers (not counted), with the reason
   GET  /admin/attention.csv       participants who failed attention checks, with their failures
+A path is served only as written: `/admin/progress/` is a 404, never a redirect (Starlette's redirect_slashes
+would send the token in the query string to an address built from the Host header).
 
 Hardening (every limit is a `softlabels elicit serve` flag, see `ServerOptions`):
 - a request's line, headers and body must arrive within `request_timeout` seconds of its first byte (of the
@@ -21,17 +26,19 @@ Hardening (every limit is a `softlabels elicit serve` flag, see `ServerOptions`)
   negative or malformed one (400), a missing one or chunked transfer gets 411, a larger one 413, and each of
   these replies closes the connection, so an unread body is never parsed as the next request;
 - at most `max_connections` connections and requests at once (503 beyond);
+- the POST endpoints take `Content-Type: application/json` only (415 otherwise), so a cross-origin form or
+  `text/plain` POST, which a browser sends without asking, is refused;
 - JSON nested too deeply, numbers too long, booleans for numbers, huge ids: 4xx, never an exception;
 - security headers on every reply (Content-Security-Policy with frame-ancestors 'none', X-Frame-Options,
   nosniff, no Referer); the `Server` header is not sent;
 - the client address comes from X-Forwarded-For only when the connection comes from a `trusted_proxies`
   address; the request log names that address, the method, the path (never the query string, which holds
-  tokens and signatures) and the status.
+  tokens and signatures) and the status, for every reply, the 408, 400 and 503 the server sends itself
+  included.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import socket
@@ -52,9 +59,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from softlabels.elicit import validate as V
 from softlabels.elicit.access import Access
-from softlabels.elicit.export import export_table
+from softlabels.elicit.export import export_table, flagged_table
 from softlabels.elicit.progress import failed_participants_table, progress_html
-from softlabels.elicit.store import MIN_TOKEN, Store
+from softlabels.elicit.store import Store
 
 STATIC = ("index.html", "app.js", "style.css")
 STATIC_TYPES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
@@ -85,6 +92,14 @@ class ServerOptions:
 
 
 # ------------------------------------------------------------------------------------------------ the app
+def log_request(client: str, method: str, path: str, status: int) -> None:
+    """One line of the request log (stderr): time, client address, method, path (no query string; at most 200
+    characters, unprintable ones and spaces as '?') and status."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    path = "".join(c if c.isprintable() and c != " " else "?" for c in path[:200])
+    sys.stderr.write(f"{stamp} {client} {method} {path} {status}\n")
+
+
 def _reply(status: int, body: bytes, content_type: str, extra: list | None = None) -> dict:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
     return {"start": {"type": "http.response.start", "status": status, "headers": headers + (extra or [])},
@@ -92,11 +107,13 @@ def _reply(status: int, body: bytes, content_type: str, extra: list | None = Non
 
 
 class Guard:
-    """Outermost ASGI layer: body-size rules before the body is read, security headers, the request log."""
+    """Outermost ASGI layer: the connection cap, body-size rules before the body is read, security headers, the
+    request log. `server_state` (uvicorn's, set by `StudyServer`) holds the open connections and requests."""
 
     def __init__(self, app, options: ServerOptions):
         self.app = app
         self.options = options
+        self.server_state = None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -124,12 +141,16 @@ class Guard:
                 await self.app(scope, receive, guarded_send)
         finally:
             if not self.options.quiet:
-                client = scope.get("client") or ("-", 0)
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-                path = "".join(c if c.isprintable() and c != " " else "?" for c in scope["path"][:200])
-                sys.stderr.write(f"{stamp} {client[0]} {scope['method']} {path} {status[0] or 500}\n")
+                log_request((scope.get("client") or ("-", 0))[0], scope["method"], scope["path"], status[0] or 500)
+
+    def _busy(self) -> bool:
+        """More than `max_connections` connections open or requests in progress (this one included)."""
+        state, limit = self.server_state, self.options.max_connections
+        return state is not None and (len(state.connections) > limit or len(state.tasks) > limit)
 
     def _refusal(self, scope) -> tuple[int, str] | None:
+        if self._busy():
+            return 503, "the server is busy; please try again in a moment"
         length = chunked = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -153,20 +174,20 @@ class Guard:
         return None
 
 
-def build_app(store: Store, token: str, access: Access, options: ServerOptions, gamma: float | None = None):
+def build_app(store: Store, access: Access, options: ServerOptions, gamma: float | None = None) -> Guard:
     """The ASGI app of one study (Starlette routes wrapped in `Guard`); `gamma`: the progress page's T2-Clamp γ
     (`softlabels.elicit.progress.progress_html`)."""
-    if len(token) < MIN_TOKEN:
-        raise ValueError(f"the admin token must be at least {MIN_TOKEN} characters")
-    study = StudyRoutes(store, token, access, gamma)
+    study = StudyRoutes(store, access, gamma)
     app = Starlette(routes=study.routes(), exception_handlers={V.Rejected: rejected, HTTPException: http_error,
                                                                Exception: crash})  # fmt: skip
+    app.router.redirect_slashes = False  # module docstring: no redirect, so no token sent elsewhere
     return Guard(app, options)
 
 
 def error(status: int, message: str) -> Response:
-    """{"error": message} with `status`; the connection is closed after a timeout or a refused body."""
-    headers = {"connection": "close"} if status in (408, 411, 413) else None
+    """{"error": message} with `status`; the connection is closed after a timeout or a refused body (which may be
+    unread)."""
+    headers = {"connection": "close"} if status in (408, 411, 413, 415) else None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -185,7 +206,11 @@ async def crash(request: Request, exc: Exception) -> Response:
 
 
 async def read_json(request: Request):
-    """The request body as JSON; `V.Rejected` (400) when it is missing, too deep or not JSON."""
+    """The request body as JSON; `V.Rejected`: 415 unless it is declared `application/json` (any parameters, such
+    as charset=utf-8), 400 when it is missing, too deep or not JSON."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise V.Rejected(f"Content-Type must be application/json, got {media_type[:60] or 'none'!r}", 415)
     try:
         raw = await request.body()
     except ClientDisconnect:
@@ -206,8 +231,8 @@ class StudyRoutes:
     """The endpoints of one study (module docstring): participant routes checked by the link's signature,
     researcher routes by the admin token."""
 
-    def __init__(self, store: Store, token: str, access: Access, gamma: float | None = None):
-        self.store, self.token, self.access, self.study = store, token, access, store.study
+    def __init__(self, store: Store, access: Access, gamma: float | None = None):
+        self.store, self.access, self.study = store, access, store.study
         self.gamma = gamma
         self.static = {name: resources.files("softlabels.elicit").joinpath("static", name).read_bytes()
                        for name in STATIC}  # fmt: skip
@@ -223,6 +248,7 @@ class StudyRoutes:
             Route("/api/response", self.response, methods=["POST"]),
             Route("/admin/progress", self.progress),
             Route("/admin/export.csv", self.export_csv),
+            Route("/admin/flagged.csv", self.flagged_csv),
             Route("/admin/attention.csv", self.attention_csv),
         ]
 
@@ -233,13 +259,15 @@ class StudyRoutes:
             raise V.Rejected("this link is not valid for this participant (signature missing or wrong); please use "
                              "the exact link you were given", 403)  # fmt: skip
 
-    def admin(self, request: Request) -> None:
+    async def admin(self, request: Request) -> str:
+        """The admin token the request carries, when it is the study's; else `V.Rejected` (403)."""
         given = request.query_params.get("token", "")
         auth = request.headers.get("authorization", "")
         if auth.startswith("Bearer "):
             given = auth[len("Bearer "):]
-        if not (given and hmac.compare_digest(given.encode(), self.token.encode())):
+        if not await run_in_threadpool(self.store.check_admin_token, given):
             raise V.Rejected("admin token missing or wrong", 403)
+        return given
 
     # ------------------------------------------------------------------------------ participant routes
     def page(self, name: str):
@@ -265,7 +293,7 @@ class StudyRoutes:
             raise V.Rejected("no such trial for this participant", 404)
         participant = request.query_params.get("participant", "")
         self.check_link(participant, request.query_params.get("sig"))
-        stimulus = await run_in_threadpool(self.store.trial_stimulus, int(batch_id), int(position), participant)
+        stimulus = await run_in_threadpool(self.store.fetch_stimulus, int(batch_id), int(position), participant)
         png = await run_in_threadpool(self.study.png, stimulus)
         return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
 
@@ -278,25 +306,31 @@ class StudyRoutes:
 
     # ------------------------------------------------------------------------------ researcher routes
     async def progress(self, request: Request) -> Response:
-        self.admin(request)
-        html = await run_in_threadpool(progress_html, self.store, self.token, self.gamma)
+        token = await self.admin(request)
+        html = await run_in_threadpool(progress_html, self.store, token, self.gamma)
         return Response(html, media_type="text/html; charset=utf-8", headers={"content-security-policy": ADMIN_CSP})
 
     async def export_csv(self, request: Request) -> Response:
-        self.admin(request)
+        await self.admin(request)
         table = await run_in_threadpool(export_table, self.store)
         return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8")
 
+    async def flagged_csv(self, request: Request) -> Response:
+        await self.admin(request)
+        table = await run_in_threadpool(flagged_table, self.store)
+        return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8")
+
     async def attention_csv(self, request: Request) -> Response:
-        self.admin(request)
+        await self.admin(request)
         table = await run_in_threadpool(failed_participants_table, self.store)
         return Response(table.to_csv(index=False), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": 'attachment; filename="attention_failures.csv"'})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ the server
-def _timed_protocol(timeout: float):
-    """uvicorn's h11 protocol with a deadline on receiving each request (uvicorn itself has none)."""
+def _timed_protocol(timeout: float, quiet: bool):
+    """uvicorn's h11 protocol with a deadline on receiving each request (uvicorn itself has none), whose own
+    replies (408 past the deadline, 400 for what h11 cannot parse) go into the request log unless `quiet`."""
     class TimedH11Protocol(H11Protocol):
         def connection_made(self, transport) -> None:
             self._read_timer = None
@@ -331,7 +365,20 @@ def _timed_protocol(timeout: float):
                 body = b'{"error": "the request did not arrive in time"}'
                 self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                                      b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))  # fmt: skip
+                self._log(408)
             self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            super().send_400_response(msg)
+            self._log(400)
+
+        def _log(self, status: int) -> None:
+            """A log line for a reply of the protocol's own: the request's method and path when its head arrived."""
+            if quiet:
+                return
+            pending = self.cycle is not None and not self.cycle.response_complete
+            method, path = (self.scope["method"], self.scope["path"]) if pending else ("-", "-")
+            log_request(self.client[0] if self.client else "-", method, path, status)
 
     return TimedH11Protocol
 
@@ -353,26 +400,28 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class StudyServer:
-    """One study served by uvicorn on a bound socket; `.serve_forever()` (CLI) or `.start()` (a thread, tests)."""
+    """One study served by uvicorn on a bound socket; `.serve_forever()` (CLI) or `.start()` (a thread, tests).
+    The admin pages take the token whose hash the study database keeps (`Store.admin_token`)."""
 
-    def __init__(self, store: Store, token: str, host: str = "127.0.0.1", port: int = 0,
-                 options: ServerOptions | None = None, gamma: float | None = None):  # fmt: skip
+    def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0, options: ServerOptions | None = None,
+                 gamma: float | None = None):  # fmt: skip
         self.store = store
         self.options = options or ServerOptions()
         spec = store.study
         self.access = Access(store.secret(), spec["access"]["mode"], spec["participant_param"],
                              spec["access"]["sig_param"])  # fmt: skip
-        app = build_app(store, token, self.access, self.options, gamma)
+        app = build_app(store, self.access, self.options, gamma)
         self.sock = bind(host, port)
         trusted = list(self.options.trusted_proxies)
         self.config = uvicorn.Config(
-            app, http=_timed_protocol(self.options.request_timeout), lifespan="off", access_log=False,
-            log_level="error" if self.options.quiet else "warning", server_header=False,
+            app, http=_timed_protocol(self.options.request_timeout, self.options.quiet), lifespan="off",
+            access_log=False, log_level="error" if self.options.quiet else "warning", server_header=False,
             proxy_headers=bool(trusted), forwarded_allow_ips=trusted or [],
-            limit_concurrency=self.options.max_connections, timeout_keep_alive=self.options.keepalive_timeout,
+            timeout_keep_alive=self.options.keepalive_timeout,  # max_connections: `Guard`, so the 503s are logged
             h11_max_incomplete_event_size=16 * 1024, backlog=256, timeout_graceful_shutdown=5,
         )  # fmt: skip
         self.server = uvicorn.Server(self.config)
+        app.server_state = self.server.server_state
         self.thread: threading.Thread | None = None
 
     @property
@@ -411,6 +460,8 @@ class StudyServer:
 
 def start_server(store: Store, token: str, host: str = "127.0.0.1", port: int = 0, quiet: bool = False,
                  **options) -> StudyServer:  # fmt: skip
-    """A running server in a background thread (tests); returns it (`.url`, `.sign(id)`, `.stop()`)."""
-    return StudyServer(store, token, host, port, ServerOptions(quiet=quiet, **options)).start()
+    """A running server in a background thread with admin token `token` (tests); returns it (`.url`, `.sign(id)`,
+    `.stop()`)."""
+    store.admin_token(token)
+    return StudyServer(store, host, port, ServerOptions(quiet=quiet, **options)).start()
 

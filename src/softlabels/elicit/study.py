@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
 }
 #: Values of the optional keys inside `access` and `limits`.
 ACCESS_DEFAULTS = {"mode": "per_participant", "sig_param": "sig"}
-LIMIT_DEFAULTS = {"open_batches_per_address": 3, "batches_per_address_per_hour": 20}
+LIMIT_DEFAULTS = {"open_batches_per_address": 3, "batches_per_address_per_hour": 20, "min_answer_ms": 1000}
 
 
 class StudyError(ValueError):
@@ -88,9 +88,7 @@ class Study:
             return self._pixels[stimulus.image]
         m = stimulus.mix
         x1 = self._pixels[m["image1"]].astype(np.float64)
-        x2 = self._pixels[m["image2"]].astype(np.float64)
-        if x1.shape != x2.shape:
-            raise StudyError(f"{self.path}: images {m['image1']} and {m['image2']} differ in size; they cannot be mixed")
+        x2 = self._pixels[m["image2"]].astype(np.float64)  # the same size: `_mixed_stimuli` checks every pair
         lam = m["lambda_f"]
         return np.clip(np.floor(lam * x1 + (1.0 - lam) * x2 + 0.5), 0, 255).astype(np.uint8)  # halves up, as H-Mix
 
@@ -172,7 +170,7 @@ def load_study(path: str | Path) -> Study:
     if spec["task"] == "soft_label":
         stimuli = [Stimulus(str(i), i, labels[i]) for i in pixels]
     else:
-        stimuli = _mixed_stimuli(spec["mixing"], labels, path)
+        stimuli = _mixed_stimuli(spec["mixing"], labels, pixels, path)
     distinct = spec["trials_per_participant"] - spec["repeats"]
     if distinct > len(stimuli):
         raise StudyError(
@@ -227,7 +225,9 @@ def _folder_images(block: dict, path: Path):
     return classes, pixels, labels
 
 
-def _mixed_stimuli(block: dict, labels: dict, path: Path) -> list[Stimulus]:
+def _mixed_stimuli(block: dict, labels: dict, pixels: dict, path: Path) -> list[Stimulus]:
+    """Every pair at every λ. A pair must name two known images of different classes and of the same size (pixels
+    are mixed one to one)."""
     stimuli = []
     for p, pair in enumerate(block["pairs"]):
         for side, image in enumerate(pair):
@@ -236,6 +236,10 @@ def _mixed_stimuli(block: dict, labels: dict, path: Path) -> list[Stimulus]:
         a, b = pair
         if labels[a] == labels[b]:
             raise StudyError(f"{path}: key 'mixing.pairs[{p}]': both images are '{labels[a]}'; a pair mixes two classes")
+        if pixels[a].shape != pixels[b].shape:
+            size = lambda im: "{1}×{0} px".format(*pixels[im].shape)  # noqa: E731
+            raise StudyError(f"{path}: key 'mixing.pairs[{p}]': images {a!r} ({size(a)}) and {b!r} ({size(b)}) differ "
+                             "in size; a pair mixes two images of the same size")  # fmt: skip
         for lam in block["lambdas"]:
             tag = lambda im: str(im).rsplit("/", 1)[-1].rsplit(".", 1)[0]  # noqa: E731
             name = f"mixed_{lam:g}_{labels[a].capitalize()}_{tag(a)}_{labels[b].capitalize()}_{tag(b)}.png"

@@ -17,6 +17,7 @@ SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_RT_MS = 24 * 3600 * 1000
 MIN_TOKEN = 16  # characters of an admin token
+MIN_TOKEN_KINDS = 8  # different characters in an admin token
 MAX_INDEX = 2**31 - 1  # batch ids and trial positions (SQLite integers; larger values are no trial)
 
 
@@ -28,13 +29,47 @@ class Rejected(ValueError):
         self.status = status
 
 
+def weak_token(token: str) -> str | None:
+    """Why `token` is too weak to guard the admin pages, or None when it is not: shorter than MIN_TOKEN
+    characters, anything but printable ASCII (it travels in URLs and headers), fewer than MIN_TOKEN_KINDS
+    different characters (`aaaa...`, `abab...`), or a shorter sequence repeated (`abcdefghabcdefgh`)."""
+    if len(token) < MIN_TOKEN:
+        return f"it must be at least {MIN_TOKEN} characters, got {len(token)}"
+    if not all("!" <= c <= "~" for c in token):
+        return "it must consist of letters, digits and punctuation only (printable ASCII, no spaces)"
+    if len(set(token)) < MIN_TOKEN_KINDS:
+        return f"it must have at least {MIN_TOKEN_KINDS} different characters, got {len(set(token))}"
+    if (token + token).find(token, 1) < len(token):
+        return "it repeats a shorter sequence"
+    return None
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, or None for what is no number here: booleans, other types, NaN, infinities and
+    integers beyond float range (JSON integers are unbounded; `float()` of such one raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: Any) -> str:
+    """A refused value for a message: at most 40 characters of its repr (a JSON integer may have thousands)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _number(answer: dict, key: str, lo: float = 0, hi: float = 100) -> float:
     value = answer.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise Rejected(f"field '{key}' must be a number between {lo:g} and {hi:g}, got {value!r}")
-    if not lo <= value <= hi:
-        raise Rejected(f"field '{key}' must be between {lo:g} and {hi:g}, got {value:g}")
-    return float(value)
+    number = _finite(value)
+    if number is None:
+        raise Rejected(f"field '{key}' must be a number between {lo:g} and {hi:g}, got {_shown(value)}")
+    if not lo <= number <= hi:
+        raise Rejected(f"field '{key}' must be between {lo:g} and {hi:g}, got {number:g}")
+    return number
 
 
 def _class(answer: dict, key: str, classes) -> str:
@@ -99,13 +134,14 @@ def index(payload: dict, key: str) -> int:
     """A batch id or trial position: an integer (not a boolean) in 0..MAX_INDEX."""
     value = payload.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INDEX:
-        raise Rejected(f"field '{key}' must be an integer from 0 to {MAX_INDEX}, got {str(value)[:40]!r}")
+        raise Rejected(f"field '{key}' must be an integer from 0 to {MAX_INDEX}, got {_shown(value)}")
     return value
 
 
 def reaction_time(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise Rejected(f"field 'rt_ms' must be a number of milliseconds, got {value!r}")
-    if not 0 < value <= MAX_RT_MS:
-        raise Rejected(f"field 'rt_ms' must be between 0 and {MAX_RT_MS} ms, got {value:g}")
-    return float(value)
+    number = _finite(value)
+    if number is None:
+        raise Rejected(f"field 'rt_ms' must be a number of milliseconds, got {_shown(value)}")
+    if not 0 < number <= MAX_RT_MS:
+        raise Rejected(f"field 'rt_ms' must be between 0 and {MAX_RT_MS} ms, got {number:g}")
+    return number
