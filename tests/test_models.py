@@ -22,6 +22,7 @@ from softlabels.models import (
 PARAMETER_COUNTS = {
     "resnet34a": 660_170,
     "resnet8a": 75_530,
+    "resnet20a": 270_410,  # He et al.'s ResNet-20: 0.27 M
     "resnet50": 23_520_842,
     "vgg11": 9_231_114,
     "preact_resnet18": 11_171_274,

@@ -8,6 +8,7 @@ which is what adversarial attacks need (the ε-ball and the clamp live in pixel 
 |-----------------|-------------------------------------------------------------------------------|
 | resnet34a       | CIFAR ResNet of He et al. / Uma et al., n = 7 (44 layers), option-A shortcuts  |
 | resnet8a        | the same with n = 1 (8 layers); used by the quick/smoke scales                 |
+| resnet20a       | the same with n = 3 (20 layers): a larger quick-scale model (diagnosis E4)     |
 | resnet50        | CIFAR bottleneck ResNet [3, 4, 6, 3] of the mixup code (facebookresearch)      |
 | vgg11           | VGG-11 with BatchNorm of the mixup code                                        |
 | preact_resnet18 | the mixup code's "ResNet18": ResNet(PreActBlock, [2, 2, 2, 2])                 |
@@ -207,6 +208,7 @@ class VGG(nn.Module):
 MODELS: dict[str, Callable[[int], nn.Module]] = {
     "resnet34a": lambda k: CifarResNetA(n=7, num_classes=k),
     "resnet8a": lambda k: CifarResNetA(n=1, num_classes=k),
+    "resnet20a": lambda k: CifarResNetA(n=3, num_classes=k),
     "resnet50": lambda k: MixupResNet(Bottleneck, [3, 4, 6, 3], num_classes=k),
     "vgg11": lambda k: VGG(VGG11_CFG, num_classes=k),
     "preact_resnet18": lambda k: MixupResNet(PreActBlock, [2, 2, 2, 2], num_classes=k),
