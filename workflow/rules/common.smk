@@ -479,7 +479,9 @@ def print_training_plan():
     for w in points:
         run = (f"sweep {w.sweep}={w.value}", w.model, int(w.seed))
         specs[run] = point_spec(config, w.sweep, w.value, int(w.seed))
-        groups.append(TrainingGroup(f"sweep.{w.sweep}.{w.value}", specs[run]["protocol_name"], w.model, [run], []))
+        groups.append(
+            TrainingGroup(f"sweep.{w.sweep}.{w.value}", specs[run]["protocol_name"], w.model, [run], [])
+        )
     training = ("train_chapter", "sweep_run")
     others = 0 if jobs is None else sum(1 for j in jobs if not j.rule.name.startswith(training))
     text = training_plan_text(
@@ -547,7 +549,10 @@ def validation_split_inputs(wildcards):
     test set, split, responses and stimuli that say which split images the runs train on (unused_split)."""
     if config["sweeps"]["validation"].get("source", "cifar10_train") == "cifar10_train":
         return {"train": f"{DATA}/cifar10_train.npz"}
-    inputs = {key: TRAIN_DATA["chapter4"][key] for key in ("cifar10", "splits", "cifar10h", "cifar10s", "hmix_stimuli")}
+    inputs = {
+        key: TRAIN_DATA["chapter4"][key]
+        for key in ("cifar10", "splits", "cifar10h", "cifar10s", "hmix_stimuli")
+    }
     if config.get("own_responses"):
         inputs["own"] = CHAPTER3_RESPONSES
     return inputs

@@ -58,7 +58,7 @@ rule validation_split:
         settings=settings(*validation_settings(config)),
         run_options=run_options(),
     shell:
-        "softlabels validation-split --data-dir {DATA} --out {output} --settings {params.settings:q} "
+        "softlabels validation-split --data-dir $(dirname {output}) --out {output} --settings {params.settings:q} "
         "--run-options {params.run_options:q} > {log} 2>&1"
 
 
