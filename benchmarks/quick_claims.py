@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     if not (mirror / "MANIFEST.tsv").is_file():
         p.error(f"--data-mirror {mirror}: no MANIFEST.tsv there")
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    commit = git("rev-parse", "HEAD")  # what runs: taken now, since commits made during the run are not in it
     if dirty and not args.allow_dirty:
         p.error("the working tree has uncommitted changes to tracked files; commit them first (or --allow-dirty)")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"{args.target}-{args.scale}-")).resolve()
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
         "command": f"snakemake --cores {args.cores} {args.target} --config scale={args.scale} data_mirror=<mirror>",
         "target": args.target,
         "scale": args.scale,
-        "commit": git("rev-parse", "HEAD"),
+        "commit": commit,
         "uncommitted_changes": dirty,
         "wall_s": round(wall, 1),
         "cores": args.cores,
