@@ -222,6 +222,7 @@ def test_training_triggers(built):
 # nothing whose spec is unchanged; moving the mirror, or changing device / torch_threads, reruns nothing.
 # --------------------------------------------------------------------------------------------------------------
 QUICK_TABLE3_1_RUNS = 15  # quick: the same 5 rows × resnet8a × 3 seeds
+QUICK_TABLE3_1_JOBS = {"train_group", "table[table3_1]", "validation_split", "sweep_run", "sweep_table"}
 
 
 def test_scale_mirror_and_device_switches_rebuild_only_what_differs(tmp_path_factory, data_mirror):
@@ -240,8 +241,9 @@ def test_scale_mirror_and_device_switches_rebuild_only_what_differs(tmp_path_fac
 
     done = snakemake((workdir, config, data_mirror), "--cores", "2", TABLE)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    # quick: only the runs (their spec names the scale) and the table; no fetch, parse or provenance job
-    assert plan("scale=quick") == ({"train_group", "table[table3_1]"}, QUICK_TABLE3_1_RUNS)
+    # quick: only the runs (their spec names the scale), the sweeps whose selections they use (quick applies them:
+    # the learning rate and γ, on their validation split) and the table; no fetch, parse or provenance job
+    assert plan("scale=quick") == (QUICK_TABLE3_1_JOBS, QUICK_TABLE3_1_RUNS)
     # back to smoke after planning quick: everything built at smoke is current
     assert plan("scale=smoke") == (set(), 0)
     # the mirror moved elsewhere (same files): nothing, although every fetch command names the new path
@@ -250,4 +252,4 @@ def test_scale_mirror_and_device_switches_rebuild_only_what_differs(tmp_path_fac
     assert plan("scale=smoke", "device=cpu") == (set(), 0)
     assert plan("scale=smoke", "torch_threads=1") == (set(), 0)
     # and quick from the moved mirror plans the same jobs as quick from the original one
-    assert plan("scale=quick", mirror=moved) == ({"train_group", "table[table3_1]"}, QUICK_TABLE3_1_RUNS)
+    assert plan("scale=quick", mirror=moved) == (QUICK_TABLE3_1_JOBS, QUICK_TABLE3_1_RUNS)
