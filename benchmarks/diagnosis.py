@@ -9,7 +9,8 @@ direction) with a paired 95 % t-interval over the seeds, and writes every run's 
 
     python benchmarks/diagnosis.py E1 --data-dir WORK/results/data --glove WORK/resources/glove/glove.6B.50d.cifar10.txt
 
-`--data-dir` is the `results/data` of a quick build (the data stage of `snakemake ... --config scale=quick`).
+`--data-dir` is the `results/data` of a quick build (the data stage of `snakemake ... --config scale=quick`);
+`--selections WORKDIR` takes the hyperparameters the sweeps of that build selected (E4 uses the recorded run's).
 Runs are cached under `--cache` by the digest of their spec, so an interrupted experiment resumes. Run it alone
 on the machine when its seconds matter; its metrics do not depend on the load.
 """
@@ -28,14 +29,18 @@ import pandas as pd
 from softlabels import config as cfg
 from softlabels.numerics import mean_ci
 
+#: E1 and E2 ran under the first draft of the quick protocol (docs/results/quick/diagnosis.md): chapter 3 on
+#: 2000 hard images, chapters 4-5 for 50 epochs; their arms pin it, so that they repeat what was recorded.
+DRAFT_CHAPTER3 = {"hard_image_limit": 2000}
 Q1_CHAPTER4 = {"hard_image_limit": 2340, "augmenting_pairs": 2, "batch_size": 32, "epochs": 50,
                "lr_milestones": [25, 37]}
 
 #: experiment -> (arms {name: overlay of scales.quick}, schemes, seeds, compared pairs (a, b, metric, expect)).
 EXPERIMENTS = {
     "E1": (
-        {"soft_images": {"labels": {"label_smoothing_scope": "soft_images"}},
-         "all": {"labels": {"label_smoothing_scope": "all"}}},
+        {"soft_images": {"labels": {"label_smoothing_scope": "soft_images"},
+                         "protocols": {"chapter3": DRAFT_CHAPTER3}},
+         "all": {"labels": {"label_smoothing_scope": "all"}, "protocols": {"chapter3": DRAFT_CHAPTER3}}},
         ["label_smoothing", "cifar10s_sep"], [0, 1, 2],
         [("label_smoothing", "cifar10s_sep", m, e) for m, e in
          (("ce", "lower"), ("calibration", "higher"), ("fgsm", "higher"))],
@@ -47,18 +52,27 @@ EXPERIMENTS = {
         [("ch4_uniform", "ch4_mixup", m, "lower") for m in ("ce", "calibration", "fgsm")],
     ),
     "E4": (
-        {"resnet20a": {"protocols": {"chapter4": {**Q1_CHAPTER4, "models": ["resnet20a"],
-                                                  "base_lr": {"resnet20a": 0.1}}},
-                       "single_model": {"chapter4": "resnet20a"}}},
-        ["ch4_uniform", "ch4_mixup"], [0, 1, 2],
-        [("ch4_uniform", "ch4_mixup", m, "lower") for m in ("ce", "calibration", "fgsm")],
+        {model: {"protocols": {p: {"models": [model], "base_lr": {model: 0.1}} for p in ("chapter4", "chapter5")},
+                 "single_model": {"chapter4": model, "chapter5": model}} for model in ("resnet8a", "resnet20a")},
+        ["ch4_uniform", "ch4_mixup", "ch5_mixup_hard", "ch5_mixmaxent_hard"], [0, 1, 2],
+        [("ch4_uniform", "ch4_mixup", m, "lower") for m in ("ce", "calibration", "fgsm")]
+        + [("ch5_mixup_hard", "ch5_mixmaxent_hard", m, "lower") for m in ("ce", "calibration", "fgsm")],
     ),
 }
 
 
-def arm_config(overlay: dict) -> dict:
-    """The quick configuration with `overlay` merged over its preset and the sweeps' selections not applied."""
+def arm_config(overlay: dict, selections: list[dict] = ()) -> dict:
+    """The quick configuration with `overlay` merged over its preset and the sweeps' selections not applied:
+    each setting is the configured value, or the value of a given selection record (`selected.json` of a
+    recorded run) for the keys it applies to."""
     overlay = cfg.deep_merge(overlay, {"sweeps": {"apply": False}})
+    for record in selections:
+        for key in record["apply_to"]:
+            node = overlay
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = record["value"]
     return cfg.load(None, {"scale": "quick", "scales": {"quick": overlay}})
 
 
@@ -122,6 +136,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="benchmarks/out", help="where <experiment>.csv goes (default: benchmarks/out)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     p.add_argument("--arm", action="append", default=None, help="run only this arm (repeat); default: all")
+    p.add_argument("--scheme", action="append", default=None, help="run only this scheme (repeat); default: all")
+    p.add_argument("--selections", default=None, metavar="WORKDIR",
+                   help="use the values the sweeps of this quick build selected (WORKDIR/results/sweeps/*/selected.json)")
     args = p.parse_args(argv)
     from softlabels.train.run_data import RunData
 
@@ -131,9 +148,11 @@ def main(argv=None) -> int:
     for arm, overlay in arms.items():
         if args.arm and arm not in args.arm:
             continue
-        config = arm_config(overlay)
+        records = [json.loads(f.read_text()) for f in sorted(Path(args.selections).glob("results/sweeps/*/selected.json"))
+                   ] if args.selections else []
+        config = arm_config(overlay, records)
         for seed in seeds:
-            for scheme in schemes:
+            for scheme in [s for s in schemes if not args.scheme or s in args.scheme]:
                 result = run_one(config, scheme, seed, data, Path(args.cache), args.threads)
                 rows.append({"arm": arm, **result})
                 print(json.dumps(rows[-1]), flush=True)
