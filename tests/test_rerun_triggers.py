@@ -222,7 +222,10 @@ def test_training_triggers(built):
 # nothing whose spec is unchanged; moving the mirror, or changing device / torch_threads, reruns nothing.
 # --------------------------------------------------------------------------------------------------------------
 QUICK_TABLE3_1_RUNS = 15  # quick: the same 5 rows × resnet8a × 3 seeds
-QUICK_TABLE3_1_JOBS = {"train_group", "table[table3_1]", "validation_split", "sweep_run", "sweep_table"}
+# the sweeps' validation split (unused split images) needs the parsed H-Mix stimuli, which the smoke table 3.1 never
+# parsed: first builds, not reruns
+QUICK_TABLE3_1_JOBS = {"train_group", "table[table3_1]", "validation_split", "sweep_run", "sweep_table",
+                       "parse_hmix_judgments", "parse_hmix_soft", "parse_hmix_stimuli"}
 
 
 def test_scale_mirror_and_device_switches_rebuild_only_what_differs(tmp_path_factory, data_mirror):
@@ -242,7 +245,8 @@ def test_scale_mirror_and_device_switches_rebuild_only_what_differs(tmp_path_fac
     done = snakemake((workdir, config, data_mirror), "--cores", "2", TABLE)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # quick: only the runs (their spec names the scale), the sweeps whose selections they use (quick applies them:
-    # the learning rate and γ, on their validation split) and the table; no fetch, parse or provenance job
+    # the learning rate and γ, on their validation split, and the H-Mix parses that split needs) and the table; no fetch
+    # and no provenance job
     assert plan("scale=quick") == (QUICK_TABLE3_1_JOBS, QUICK_TABLE3_1_RUNS)
     # back to smoke after planning quick: everything built at smoke is current
     assert plan("scale=smoke") == (set(), 0)

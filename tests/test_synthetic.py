@@ -343,4 +343,5 @@ def test_chapter4_and_appendix_c_tables_smoke_build(smoke_workdir, data_mirror, 
     tau_run = json.loads((smoke_workdir / "results/runs/chC_tau/resnet8a/seed0/metrics.json").read_text())
     assert tau_run["train"]["tau_pairs_fitted"] == 45
     sep_run = json.loads((smoke_workdir / "results/runs/ch4_sep/resnet8a/seed0/metrics.json").read_text())
-    assert sep_run["train"]["n_augment"] == 810 and sep_run["train"]["n_train"] == 200 + 810
+    # smoke: the endpoints of 1 image pair per class pair, 45 pairs × 3 mixing coefficients
+    assert sep_run["train"]["n_augment"] == 135 and sep_run["train"]["n_train"] == 200 + 135
