@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     p.add_argument("--arm", action="append", default=None, help="run only this arm (repeat); default: all")
     p.add_argument("--scheme", action="append", default=None, help="run only this scheme (repeat); default: all")
+    p.add_argument("--seed", action="append", type=int, default=None, help="run only this seed (repeat); default: all")
     p.add_argument("--selections", default=None, metavar="WORKDIR",
                    help="use the values the sweeps of this quick build selected (WORKDIR/results/sweeps/*/selected.json)")
     args = p.parse_args(argv)
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
         records = [json.loads(f.read_text()) for f in sorted(Path(args.selections).glob("results/sweeps/*/selected.json"))
                    ] if args.selections else []
         config = arm_config(overlay, records)
-        for seed in seeds:
+        for seed in [s for s in seeds if not args.seed or s in args.seed]:
             for scheme in [s for s in schemes if not args.scheme or s in args.scheme]:
                 result = run_one(config, scheme, seed, data, Path(args.cache), args.threads)
                 rows.append({"arm": arm, **result})
