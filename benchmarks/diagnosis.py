@@ -119,6 +119,8 @@ def compare(frame: pd.DataFrame, pairs) -> pd.DataFrame:
         by = block.set_index(["scheme", "seed"])
         for a, b, metric, expect in pairs:
             seeds = sorted(set(block.loc[block["scheme"] == a, "seed"]) & set(block.loc[block["scheme"] == b, "seed"]))
+            if not seeds:  # a pair outside --scheme / --seed
+                continue
             d = [(by.loc[(a, s), metric] - by.loc[(b, s), metric]) * (1 if expect == "lower" else -1) for s in seeds]
             mean, half = mean_ci(d, 0.95)
             rows.append({"arm": arm, "A": a, "B": b, "metric": metric, "expect": f"B {expect}",
