@@ -146,13 +146,18 @@ def main(argv=None) -> int:
     from softlabels.train.run_data import RunData
 
     arms, schemes, seeds, pairs = EXPERIMENTS[args.experiment]
+    records = []
+    if args.selections:
+        files = sorted(Path(args.selections).glob("results/sweeps/*/selected.json"))
+        if not files:
+            p.error(f"--selections {args.selections}: no results/sweeps/*/selected.json there (a quick build "
+                    "whose sweeps ran)")
+        records = [json.loads(f.read_text()) for f in files]
     data = RunData.from_dir(args.data_dir, args.glove)
     rows = []
     for arm, overlay in arms.items():
         if args.arm and arm not in args.arm:
             continue
-        records = [json.loads(f.read_text()) for f in sorted(Path(args.selections).glob("results/sweeps/*/selected.json"))
-                   ] if args.selections else []
         config = arm_config(overlay, records)
         for seed in [s for s in seeds if not args.seed or s in args.seed]:
             for scheme in [s for s in schemes if not args.scheme or s in args.scheme]:
