@@ -91,7 +91,22 @@ def run_snakemake(
     ]
     env = dict(os.environ if env is None else env)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        done.stderr += failed_job_logs(workdir, done.stdout + done.stderr)
+    return done
+
+
+def failed_job_logs(workdir: Path, output: str, tail: int = 2500) -> str:
+    """The end of each log file Snakemake names for a failed job ("log: X (check log file(s) for error
+    details)"), so that a failing test shows the job's own error, not only Snakemake's summary."""
+    parts = []
+    for names in re.findall(r"log: (.+?) \(check log file", output):
+        for name in names.split(", "):
+            path = workdir / name.strip()
+            text = path.read_text(errors="replace") if path.is_file() else "<no such file>"
+            parts.append(f"\n--- failed job's log {name.strip()} (last {tail} characters) ---\n{text[-tail:]}")
+    return "".join(dict.fromkeys(parts))
 
 
 @pytest.fixture

@@ -100,3 +100,22 @@ def test_new_seeds_and_edited_schemes_train_only_what_changed(smoke_workdir, dat
     planned = {r for g in _planned_runs(plan.stdout + plan.stderr) for r in g}
     assert planned & {f"{row}/resnet8a/0" for row in ROWS} == {"cifar10s_agg/resnet8a/0"}
     assert "wildcards: table=table3_1" in plan.stdout + plan.stderr
+
+
+def test_each_protocols_first_group_builds_alone_from_an_empty_workdir(tmp_path, data_mirror, snakemake_runner):
+    """A training job declares every file it reads: one group record per protocol, each asked alone in its own
+    empty working directory (no table, sweep or other protocol's group to build a shared input first), builds
+    and trains. Guards against a run that reads an undeclared file which another job happened to build earlier
+    (chapter 5's augmenting endpoints read hmix_stimuli.npz, which only chapter 4 declared)."""
+    config = ["--config", "scale=smoke", f"data_mirror={data_mirror}"]
+    plan = snakemake_runner(tmp_path / "plan", "-n", "--cores", "2", "all", *config)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    first = {}
+    for record in sorted(set(re.findall(r"results/runs/\.groups/chapter\d/[\w.\-]+\.json", plan.stdout))):
+        first.setdefault(record.split("/")[3], record)
+    assert sorted(first) == ["chapter3", "chapter4", "chapter5"], plan.stdout[-2000:]
+    for protocol, record in first.items():
+        work = tmp_path / protocol
+        done = snakemake_runner(work, "--cores", "2", record, *config)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        assert json.loads((work / record).read_text())["trained"], record

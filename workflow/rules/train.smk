@@ -49,6 +49,10 @@ TRAIN_DATA["chapter5"] = {
     "hmix_judgments": "results/data/hmix_judgments.csv",
     "corruption": CORRUPTION_OUTPUTS,
 }
+# With `augmenting_pairs` (quick, smoke), chapter 5's training split starts with the endpoint images of the kept
+# H-Mix stimuli, as chapter 4's does (softlabels.train.run_data.split_images).
+if config["protocols"]["chapter5"].get("augmenting_pairs") is not None:
+    TRAIN_DATA["chapter5"]["hmix_stimuli"] = "results/data/hmix_stimuli.npz"
 # The data stage's record of every input (copied into each metrics.json as provenance.inputs).
 PROVENANCE = f"{DATA}/provenance.json"  # rule provenance, data.smk
 
