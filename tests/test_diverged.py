@@ -62,7 +62,7 @@ def test_a_diverged_member_is_recorded_and_the_group_job_succeeds(tmp_path, monk
 
 
 def test_bf16_with_a_group_is_a_user_error_naming_the_protocol(tmp_path, monkeypatch, fake_training):
-    from softlabels.cli import UserError
+    from softlabels.arguments import UserError
 
     config = cfg.load(None, {"scale": "smoke", "device": "cpu"})
     config["protocols"]["chapter3"]["precision"] = "bf16"

@@ -7,11 +7,13 @@ command, so both see one effective configuration.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+import jsonschema
 import yaml
 
 MIRROR_ENV = "SOFTLABELS_DATA_MIRROR"
@@ -54,8 +56,6 @@ def _key_path(parts) -> str:
 
 def validate(config: Mapping[str, Any], where: str = "config") -> None:
     """Check `config` against the JSON schema; raise ConfigError naming the offending key."""
-    import jsonschema
-
     schema = yaml.safe_load(schema_path().read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -82,8 +82,6 @@ def validate(config: Mapping[str, Any], where: str = "config") -> None:
 def unknown_key_message(path, valid) -> str:
     """`unknown key 'data_mirorr'; did you mean 'data_mirror'?` with the nearest valid keys at that level
     (difflib), or the valid keys there when none is near."""
-    import difflib
-
     name = str(path[-1])
     near = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
     where = _key_path(path)

@@ -6,6 +6,7 @@ import math
 from typing import Iterable
 
 import numpy as np
+from scipy import stats
 
 from softlabels import NUM_CLASSES
 
@@ -29,8 +30,6 @@ def one_hot(y, num_classes: int = NUM_CLASSES, dtype=np.float64) -> np.ndarray:
 def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
     """(mean, half-width of the two-sided `level` t-interval) over the non-missing values:
     x̄ ± t_{(1+level)/2, n−1} · s/√n. The half-width is NaN for fewer than two values."""
-    from scipy import stats
-
     v = np.asarray([x for x in values if x is not None and not math.isnan(float(x))], dtype=np.float64)
     if v.size == 0:
         return float("nan"), float("nan")

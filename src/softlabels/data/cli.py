@@ -11,6 +11,15 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
+from softlabels.data.cifar10 import write_cifar10_test, write_cifar10_train, write_splits
+from softlabels.data.cifar10h import write_cifar10h
+from softlabels.data.cifar10s import read_responses, write_cifar10s
+from softlabels.data.download import collect_provenance, fetch_from_config, resource_path
+from softlabels.data.exports import hmix_inferences_json, responses_json
+from softlabels.data.hmix import load_judgments, write_judgments, write_soft_responses, write_stimuli
+from softlabels.data.io import DataError, write_json
+
 RESULTS = Path("results/data")
 
 
@@ -25,9 +34,6 @@ def _user_errors(func):
 
     @functools.wraps(func)
     def wrapper(args):
-        from softlabels.cli import UserError
-        from softlabels.data.io import DataError
-
         try:
             for option in INPUT_OPTIONS:
                 if getattr(args, option, None) is not None:
@@ -40,15 +46,11 @@ def _user_errors(func):
 
 
 def _config(args) -> dict:
-    from softlabels.cli import config_from_args
-
     return config_from_args(args)
 
 
 def _named(path: str) -> Path:
     """A path the user named: it must be an existing file."""
-    from softlabels.data.io import DataError
-
     if not Path(path).is_file():
         raise DataError(f"{path}: file not found (named on the command line)")
     return Path(path)
@@ -57,8 +59,6 @@ def _named(path: str) -> Path:
 def _source(path: str | None, config: dict, key: str) -> Path:
     """An input file: the given path (which must exist), or the configured download of `key` (fetched when
     missing; the log names it)."""
-    from softlabels.data.download import fetch_from_config, resource_path
-
     if path is not None:
         return _named(path)
     default = resource_path(config, key)
@@ -82,21 +82,15 @@ def _parsed_table(path: str | None, name: str, config: dict, build) -> Path:
 
 
 def _build_responses(config, out):
-    from softlabels.data.cifar10s import write_cifar10s
-
     write_cifar10s(_source(None, config, "cifar10s_raw"), out)
 
 
 def _build_judgments(config, out):
-    from softlabels.data.hmix import write_judgments
-
     write_judgments(_source(None, config, "hmix_mixing"), _source(None, config, "hmix_stimuli"), out)
 
 
 @_user_errors
 def cmd_fetch(args) -> int:
-    from softlabels.data.download import fetch_from_config
-
     config = _config(args)
     fetch_from_config(args.source, config, force=args.force)
     return 0
@@ -104,8 +98,6 @@ def cmd_fetch(args) -> int:
 
 @_user_errors
 def cmd_parse_cifar10(args) -> int:
-    from softlabels.data.cifar10 import write_cifar10_test
-
     config = _config(args)
     write_cifar10_test(_source(args.archive, config, "cifar10"), args.out)
     print(f"wrote {args.out}")
@@ -114,9 +106,6 @@ def cmd_parse_cifar10(args) -> int:
 
 @_user_errors
 def cmd_parse_cifar10_train(args) -> int:
-    from softlabels.data.cifar10 import write_cifar10_train
-    from softlabels.data.io import DataError
-
     config = _config(args)
     try:
         write_cifar10_train(_source(args.archive, config, "cifar10"), args.out)
@@ -129,8 +118,6 @@ def cmd_parse_cifar10_train(args) -> int:
 
 @_user_errors
 def cmd_parse_splits(args) -> int:
-    from softlabels.data.cifar10 import write_splits
-
     config = _config(args)
     write_splits(_source(args.train, config, "train_indices"), _source(args.test, config, "test_indices"), args.out)
     print(f"wrote {args.out}")
@@ -139,8 +126,6 @@ def cmd_parse_splits(args) -> int:
 
 @_user_errors
 def cmd_parse_cifar10h(args) -> int:
-    from softlabels.data.cifar10h import write_cifar10h
-
     config = _config(args)
     write_cifar10h(_source(args.counts, config, "cifar10h_counts"), _source(args.probs, config, "cifar10h_probs"),
                    args.out, args.annotators)
@@ -150,8 +135,6 @@ def cmd_parse_cifar10h(args) -> int:
 
 @_user_errors
 def cmd_parse_cifar10s(args) -> int:
-    from softlabels.data.cifar10s import write_cifar10s
-
     config = _config(args)
     table = write_cifar10s(_source(args.raw, config, "cifar10s_raw"), args.out)
     per_image = table.groupby("image").size().value_counts().sort_index()
@@ -162,8 +145,6 @@ def cmd_parse_cifar10s(args) -> int:
 
 @_user_errors
 def cmd_parse_hmix_judgments(args) -> int:
-    from softlabels.data.hmix import write_judgments
-
     config = _config(args)
     table = write_judgments(_source(args.raw, config, "hmix_mixing"),
                             _source(args.stimulus_list, config, "hmix_stimuli"), args.out)
@@ -176,8 +157,6 @@ def cmd_parse_hmix_judgments(args) -> int:
 
 @_user_errors
 def cmd_parse_hmix_soft(args) -> int:
-    from softlabels.data.hmix import write_soft_responses
-
     config = _config(args)
     table = write_soft_responses(_source(args.raw, config, "hmix_soft"), args.out)
     lambdas = table.drop_duplicates("stimulus")["lambda_f"].value_counts().sort_index()
@@ -188,8 +167,6 @@ def cmd_parse_hmix_soft(args) -> int:
 
 @_user_errors
 def cmd_parse_hmix_stimuli(args) -> int:
-    from softlabels.data.hmix import write_stimuli
-
     arrays = write_stimuli(_named(args.judgments), _named(args.soft), _named(args.cifar10), args.out)
     print(f"wrote {args.out}: {len(arrays['names'])} stimuli ({int(arrays['first_collection'].sum())} in the "
           f"first collection)")
@@ -198,10 +175,6 @@ def cmd_parse_hmix_stimuli(args) -> int:
 
 @_user_errors
 def cmd_export_responses(args) -> int:
-    from softlabels.data.cifar10s import read_responses
-    from softlabels.data.exports import responses_json
-    from softlabels.data.io import write_json
-
     config = _config(args)
     path = _parsed_table(args.responses, "cifar10s_responses.csv", config, _build_responses)
     data = responses_json(read_responses(path))
@@ -212,10 +185,6 @@ def cmd_export_responses(args) -> int:
 
 @_user_errors
 def cmd_export_hmix(args) -> int:
-    from softlabels.data.exports import hmix_inferences_json
-    from softlabels.data.io import write_json
-    from softlabels.data.hmix import load_judgments
-
     config = _config(args)
     path = _parsed_table(args.judgments, "hmix_judgments.csv", config, _build_judgments)
     data = hmix_inferences_json(load_judgments(path))
@@ -226,9 +195,6 @@ def cmd_export_hmix(args) -> int:
 
 @_user_errors
 def cmd_provenance(args) -> int:
-    from softlabels.data.download import collect_provenance
-    from softlabels.data.io import write_json
-
     provenance = collect_provenance(_config(args))
     write_json(args.out, provenance)
     for key, record in provenance["sources"].items():
@@ -240,8 +206,6 @@ def cmd_provenance(args) -> int:
 
 def _command(sub, name: str, func, help_text: str):
     """A subcommand `name` running `func`, with the config options every command of this stage takes."""
-    from softlabels.cli import add_config_arguments
-
     parser = sub.add_parser(name, help=help_text, description=help_text)
     add_config_arguments(parser)
     parser.set_defaults(func=func)

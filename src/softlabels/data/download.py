@@ -19,6 +19,7 @@ module adds what pooch does not know about:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -375,8 +376,6 @@ def write_origin(dest: Path, record: dict) -> None:
 
 def read_origin(dest: str | os.PathLike) -> dict | None:
     """The sidecar of `dest` (None when there is none); DataError naming it when it is malformed."""
-    import json
-
     path = origin_path(dest)
     if not path.is_file():
         return None

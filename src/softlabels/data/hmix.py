@@ -26,12 +26,14 @@ import numpy as np
 import pandas as pd
 
 from softlabels import CLASSES
+from softlabels.data.cifar10 import load_cifar10_test
 from softlabels.data.cifar10s import (
     RESPONSE_COLUMNS,
     RowError,
     elicitation_fields,
     parse_elicitation,
     parse_int,
+    read_responses,
     trial_rows,
     write_table,
 )
@@ -220,9 +222,6 @@ def build_stimuli(judgments: pd.DataFrame, soft: pd.DataFrame, images: np.ndarra
 
 
 def write_stimuli(judgments_path, soft_path, cifar10_npz, out_path) -> dict[str, np.ndarray]:
-    from softlabels.data.cifar10 import load_cifar10_test
-    from softlabels.data.cifar10s import read_responses
-
     judgments = load_judgments(judgments_path)
     soft = read_responses(soft_path, key="stimulus")
     for column in STIMULUS_COLUMNS:

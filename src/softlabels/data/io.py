@@ -4,6 +4,7 @@ knows the line number (as a text editor shows it) where every record starts."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 import tempfile
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -90,8 +92,6 @@ def csv_records(path: str | os.PathLike, required=()) -> Iterator[tuple[int, dic
 # leaves a half-written output behind.
 def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
     """JSON of `obj` (with a final newline) at `path`, written atomically."""
-    import json
-
     with atomic_outputs(path) as (tmp,), open(tmp, "w", encoding="utf-8") as handle:
         json.dump(obj, handle, indent=indent)
         handle.write("\n")
@@ -111,8 +111,6 @@ def write_csv(path: str | os.PathLike, frame, float_format: str | None = None) -
 
 def save_npz(path: str | os.PathLike, arrays) -> None:
     """`np.savez_compressed` of the mapping `arrays` at `path`, written atomically."""
-    import numpy as np
-
     with atomic_outputs(path) as (tmp,), open(tmp, "wb") as handle:  # a handle: savez would append ".npz"
         np.savez_compressed(handle, **arrays)
 

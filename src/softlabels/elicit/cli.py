@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from softlabels.cli import UserError, add_config_arguments, config_from_args
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import DataError, write_csv
 from softlabels.elicit import validate as V
 from softlabels.elicit.access import Access

@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import yaml
+from PIL import Image
 
 from softlabels import CLASSES
 from softlabels.data.cifar10 import load_cifar10_test, read_test_batch
@@ -95,8 +96,6 @@ class Study:
     def png(self, index: int) -> bytes:
         """The stimulus as a PNG of display_px × display_px (Lanczos), made once per stimulus."""
         if index not in self._png:
-            from PIL import Image
-
             size = self.spec["display_px"]
             image = Image.fromarray(self.pixels(self.stimuli[index]))
             if image.size != (size, size):
@@ -200,8 +199,6 @@ def _cifar10_images(block: dict, path: Path):
 
 
 def _folder_images(block: dict, path: Path):
-    from PIL import Image
-
     root = Path(block["path"])
     if not root.is_dir():
         raise StudyError(f"{path}: key 'images.folder.path': {root} is not a folder")

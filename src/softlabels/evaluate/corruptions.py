@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from softlabels.cli import UserError, add_config_arguments, config_from_args
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.download import CIFAR10C_KEY, fetch_from_config
 from softlabels.data.io import save_npz
 from softlabels.data.splits import balanced_prefix

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from softlabels.cli import UserError, add_config_arguments, config_from_args
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data import cifar10h, cifar10s, hmix
 from softlabels.data.download import fetch_from_config
 from softlabels.data.io import DataError, write_csv, write_json

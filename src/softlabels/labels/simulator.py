@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from softlabels import NUM_CLASSES
 from softlabels.labels.elicited import elicited_labels, response_labels
@@ -93,8 +94,6 @@ def label_statistics(labels: np.ndarray) -> dict[str, np.ndarray]:
 
 def beta_fit(values: np.ndarray) -> BetaFit:
     """scipy.stats.beta.fit(x, floc=0) after x = 1.0 -> 0.95 and x = 0 -> 1e-5 (the notebook's mapping)."""
-    from scipy import stats
-
     x = np.asarray(values, dtype=np.float64).copy()
     x[x == 1.0] = 0.95
     x[x == 0.0] = 1e-5

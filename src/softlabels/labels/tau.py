@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import curve_fit
 
 from softlabels import CLASSES, NUM_CLASSES
 from softlabels.labels.elicited import class_index
@@ -84,8 +85,6 @@ def _class_column(values: pd.Series) -> np.ndarray:
 
 def fit_tau(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(k, λ0) of τ fitted to points (x, y) by least squares (scipy.optimize.curve_fit, bounded)."""
-    from scipy.optimize import curve_fit
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         (k, x0), _ = curve_fit(

@@ -33,16 +33,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import save_figure, write_csv, write_text
 from softlabels.report.html import html_page, markdown_table, markdown_to_html
 from softlabels.report.tables import (
     EVAL_SET_TITLES,
+    _metrics_paths,
     approximate_notes,
     provenance_markdown,
     read_metrics,
     row_provenance,
 )
 from softlabels.report.thesis import load_thesis_values, thesis_value
+from softlabels.train.runs import runs_of
 
 #: Columns of results/tables/<target>.csv, in order.
 CLAIM_COLUMNS = (
@@ -199,8 +202,6 @@ def evaluate_claim(claim: Mapping, config: Mapping, runs: Sequence[Mapping], tab
                    thesis: pd.DataFrame, level: float = 0.95) -> dict:
     """One output row: the claim, its thesis side, and the reproduced comparison over the runs of its table
     (`not run` when the table is not in `tables` or a cell lacks any of its runs)."""
-    from softlabels.train.runs import runs_of
-
     row = {"claim": claim["id"], "chapter": chapter_of(claim["section"]),
            **{k: claim[k] for k in ("section", "text", "table", "row_a", "row_b", "eval_set", "metric", "expect")},
            **thesis_side(claim, thesis)}  # fmt: skip
@@ -373,9 +374,6 @@ def plot_claims(frame: pd.DataFrame, png: str | Path) -> None:
 # Command line
 # ----------------------------------------------------------------------------------------------------------
 def _cmd_claims(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError, config_from_args
-    from softlabels.report.tables import _metrics_paths
-
     config = config_from_args(args)
     targets = config.get("claims", {}).get("targets", {})
     if args.name not in targets:
@@ -398,8 +396,6 @@ def _cmd_claims(args: argparse.Namespace) -> int:
 
 def register_claims(sub) -> None:
     """The `claims` subcommand (called by softlabels.report.cli.register)."""
-    from softlabels.cli import add_config_arguments
-
     p = sub.add_parser("claims", help="verdicts on the thesis' findings (config `claims`) from run metrics",
                        description="Evaluate every claim of config `claims.list` for one claims target: CSV, "
                        "Markdown, HTML and a forest plot.")  # fmt: skip

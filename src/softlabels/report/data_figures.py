@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from softlabels import CLASSES, NUM_CLASSES
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.config import select
 from softlabels.data import io as data_io
 from softlabels.data.hmix import load_judgments
+from softlabels.labels import fit_class_pair_taus, mixup_label, response_labels, tau
 from softlabels.numerics import entropy
 from softlabels.report.summaries import (
     endpoint_entropy_groups,
@@ -35,6 +37,7 @@ from softlabels.report.summaries import (
     total_variation,
     wasserstein_rows,
 )
+from softlabels.report.thesis import thesis_statistics
 
 BLUE, RED = "#3b6fb6", "#c8423b"
 VARIETY_TITLES = {
@@ -67,8 +70,6 @@ class LabelSet:
 def variety_labels(responses: pd.DataFrame, variety: str, cfg: dict, path_key: str = "redistribution_path") -> np.ndarray:
     """Label of every response in `variety` (softlabels.labels.response_labels), with the redistribution path at
     `labels.<path_key>` (H-Mix responses use `hmix_redistribution_path`)."""
-    from softlabels.labels import response_labels
-
     return np.asarray(
         response_labels(responses, variety, gamma=cfg["labels"]["gamma"], path=cfg["labels"][path_key]),
         dtype=float,
@@ -313,8 +314,6 @@ def fig4_3(judgments: pd.DataFrame, stimuli: dict, cfg: dict, examples=FIG4_3_EX
     Rule: for each (a, b, λ_f), among the chapter-4 stimuli mixing a and b with share λ_f of a, the one whose
     mean λ_h over its annotators deviates most from λ_f (ties: first stimulus name); the thesis shows examples
     of marked deviation. A pair without such a stimulus is an error (no substitute is drawn)."""
-    from softlabels.report.thesis import thesis_statistics
-
     ch4 = first_collection_judgments(judgments)
     thesis = thesis_statistics("fig4_3")
     names = [str(n) for n in stimuli["names"]]
@@ -360,8 +359,6 @@ def fig4_4(judgments: pd.DataFrame, cfg: dict, pair: tuple[str, str] = ("deer", 
 
     Rule: the pair named in the thesis; every chapter-4 judgment of that pair, put in deer's orientation
     (a stimulus shown as (airplane, deer) gives (1 − λ_f, 1 − λ_h))."""
-    from softlabels.labels import fit_class_pair_taus, tau
-
     ch4 = first_collection_judgments(judgments)
     a, b = CLASSES.index(pair[0]), CLASSES.index(pair[1])
     rows = ch4[((ch4["c1"] == a) & (ch4["c2"] == b)) | ((ch4["c1"] == b) & (ch4["c2"] == a))].copy()
@@ -419,8 +416,6 @@ def fig5_1(soft: pd.DataFrame, stimuli: dict, cfg: dict, pair: tuple[str, str] =
 
     Rule: among the soft-labelled stimuli with λ_f = 0.5 and endpoints {horse, ship}, the one whose mean human
     label puts the most mass outside the two endpoints (none such: all λ_f = 0.5 stimuli)."""
-    from softlabels.labels import mixup_label
-
     table = judgment_table(soft)
     labels = variety_labels(soft, "t2_clamp", cfg, "hmix_redistribution_path")
     frame = pd.DataFrame(labels, columns=range(NUM_CLASSES))
@@ -527,8 +522,6 @@ def write_figure_and_data(fig, data: pd.DataFrame, out_png: str | Path) -> list[
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError, config_from_args
-
     cfg = select(config_from_args(args), FIGURE_SETTINGS[args.name])
     data_dir = Path(args.data_dir)
     missing = [f for f in FIGURE_INPUTS[args.name] if not (data_dir / f).exists()]
@@ -542,8 +535,6 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 
 def register_figures(sub) -> None:
     """Add `figure NAME` to the `softlabels` parser."""
-    from softlabels.cli import add_config_arguments
-
     p = sub.add_parser("figure", help="draw a figure that needs no training (thesis figs 3.2-3.4, 4.2-4.5, 5.1, B.1-B.2)")
     p.add_argument("name", choices=sorted(FIGURE_INPUTS), help="figure name")
     p.add_argument("--data-dir", default="results/data", help="folder of the data-stage files (default results/data)")

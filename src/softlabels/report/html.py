@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 
 import pandas as pd
+from markdown_it import MarkdownIt
 
 STYLE = """
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #222; }
@@ -29,8 +30,6 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def markdown_to_html(text: str) -> str:
     """HTML body of a Markdown document (headings, paragraphs with bold and code spans, pipe tables), by
     markdown-it-py (CommonMark with the GFM table rule); raw HTML in the text is escaped, not passed on."""
-    from markdown_it import MarkdownIt
-
     return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
 
 

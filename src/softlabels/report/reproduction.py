@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from softlabels.arguments import UserError
 from softlabels.data.io import save_figure, write_csv, write_text
 from softlabels.report.html import html_page, markdown_table, markdown_to_html
 
@@ -185,8 +186,6 @@ def plot_metric(cells: pd.DataFrame, metric: str, path: str | Path) -> None:
 
 
 def run_reproduction(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError
-
     missing = [p for p in [*args.tables, *args.summaries] if not Path(p).exists()]
     if missing:
         raise UserError(f"missing input file(s): {', '.join(missing)}")

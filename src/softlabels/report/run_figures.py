@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import save_figure, write_text
 from softlabels.numerics import mean_ci
 from softlabels.report.tables import EVAL_SET_TITLES, METRIC_TITLES, _metrics_paths, long_metrics, read_metrics
@@ -93,8 +94,6 @@ def plot_run_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | 
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError, config_from_args
-
     config = config_from_args(args)
     if args.name not in FIGURE_X or args.name not in config.get("figures", {}):
         raise UserError(f"figure '{args.name}' is not one of {', '.join(sorted(FIGURE_X))} defined under 'figures'")
@@ -111,8 +110,6 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 
 def register_run_figures(sub) -> None:
     """The `run-figure` subcommand (called by softlabels.report.cli.register)."""
-    from softlabels.cli import add_config_arguments
-
     p = sub.add_parser("run-figure", help="plot a figure from training runs (thesis figs 3.5, 3.6, B.3)",
                        description="Plot figure 3.5, 3.6 or B.3 from run metrics: PNG, and PDF + CSV of the "
                        "plotted values beside it.")  # fmt: skip

@@ -15,13 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from softlabels import CLASSES, NUM_CLASSES
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
+from softlabels.config import select
 from softlabels.data.cifar10s import read_responses  # the one tidy-responses reader (figures use it too)
 from softlabels.data.hmix import load_judgments  # the one judgments reader
-from softlabels.config import select
 from softlabels.data.io import write_csv
+from softlabels.labels import response_labels
 from softlabels.numerics import entropy, mean_ci
+from softlabels.report.thesis import thesis_statistics
 
 #: Columns of a summary CSV: the statistic, our value, the thesis value (NaN when the thesis states none), the
 #: thesis ± (NaN when none), the CI half-width of our value (NaN when not a mean) and a note saying what was computed.
@@ -227,8 +231,6 @@ def endpoint_lambda_correlation(labels: np.ndarray, c1, c2, lambda_f) -> float:
     """Pearson r between the mass a soft label puts on a generating endpoint and that endpoint's mixing
     coefficient: each label gives two points, (mass on class 1, λ_f) and (mass on class 2, 1 − λ_f), so the
     result does not depend on which endpoint is called first."""
-    from scipy import stats
-
     m1, m2 = endpoint_masses(labels, np.asarray(c1), np.asarray(c2))
     lam = np.asarray(lambda_f, dtype=float)
     return float(stats.pearsonr(np.concatenate([m1, m2]), np.concatenate([lam, 1 - lam]))[0])
@@ -299,8 +301,6 @@ def _add_ch4_design(out: _Summary, ch4: pd.DataFrame) -> None:
 
 def _add_ch4_relabeling(out: _Summary, ch4: pd.DataFrame, level: float) -> None:
     """How far the inferred λ_h is from the generating λ_f, and the confidence at each λ_f (Fig. 4.2)."""
-    from scipy import stats
-
     lam_f, lam_h = ch4["lambda_f"].to_numpy(float), ch4["lambda_h"].to_numpy(float)
     out.add_mean("ch4_mean_abs_relabel", np.abs(lam_h - lam_f), "|lambda_h - lambda_f| per judgment", level)
     out.add("ch4_pearson_r_lambda_h_lambda_f", stats.pearsonr(lam_h, lam_f)[0], "Pearson r, per judgment")
@@ -337,8 +337,6 @@ def _add_ch4_endpoint_entropy(out: _Summary, ch4: pd.DataFrame, cifar10h_probs: 
 
 def _add_ch5_soft_labels(out: _Summary, soft: pd.DataFrame, soft_labels: np.ndarray, level: float) -> None:
     """Soft labels over mixed images (thesis §5.1.2): endpoint mass against λ_f, mass off the endpoints."""
-    from scipy import stats
-
     c1, c2 = soft["c1"].to_numpy(), soft["c2"].to_numpy()
     lam = soft["lambda_f"].to_numpy(float)
     out.add("ch5_participants", soft["subject"].nunique(), "distinct subjects of the soft-label study")
@@ -365,8 +363,6 @@ def _add_ch5_soft_labels(out: _Summary, soft: pd.DataFrame, soft_labels: np.ndar
 
 
 def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import stats
-
     if len(a) < 2 or len(b) < 2:
         return float("nan")
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
@@ -377,8 +373,6 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------------------
 def t2_clamp_labels(responses: pd.DataFrame, cfg: dict, path_key: str = "redistribution_path") -> np.ndarray:
     """T2-Clamp label of every response (softlabels.labels, γ and path from `labels` in the config)."""
-    from softlabels.labels import response_labels
-
     return np.asarray(
         response_labels(responses, "t2_clamp", gamma=cfg["labels"]["gamma"], path=cfg["labels"][path_key]),
         dtype=float,
@@ -399,17 +393,12 @@ def _thresholds(cfg: dict) -> dict:
 
 def _require(*paths) -> None:
     """Raise the CLI's UserError naming every input file that does not exist."""
-    from softlabels.cli import UserError
-
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise UserError(f"missing input file(s): {', '.join(missing)}")
 
 
 def run_cifar10s_summary(args: argparse.Namespace) -> int:
-    from softlabels.cli import config_from_args
-    from softlabels.report.thesis import thesis_statistics
-
     cfg = select(config_from_args(args), SUMMARY_SETTINGS["cifar10s_summary"])
     _require(args.responses, args.cifar10h)
     responses = read_responses(args.responses)
@@ -423,9 +412,6 @@ def run_cifar10s_summary(args: argparse.Namespace) -> int:
 
 
 def run_hmix_summary(args: argparse.Namespace) -> int:
-    from softlabels.cli import config_from_args
-    from softlabels.report.thesis import thesis_statistics
-
     cfg = select(config_from_args(args), SUMMARY_SETTINGS["hmix_summary"])
     _require(args.judgments, args.soft_responses, args.cifar10h)
     judgments = load_judgments(args.judgments)
@@ -440,8 +426,6 @@ def run_hmix_summary(args: argparse.Namespace) -> int:
 
 def register_summaries(sub) -> None:
     """Add `cifar10s-summary` and `hmix-summary` to the `softlabels` parser."""
-    from softlabels.cli import add_config_arguments
-
     p = sub.add_parser("cifar10s-summary", help="CIFAR-10S dataset statistics beside the thesis (§3.2)")
     p.add_argument("--responses", required=True, help="results/data/cifar10s_responses.csv")
     p.add_argument("--cifar10h", required=True, help="results/data/cifar10h.npz")

@@ -27,9 +27,11 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import write_text
 from softlabels.numerics import mean_ci
 from softlabels.report.html import csv_to_html_page, html_page, markdown_table, markdown_to_html
+from softlabels.report.thesis import load_thesis_values
 
 #: Metrics in display order (others found in metrics.json follow alphabetically).
 METRIC_ORDER = ("ce", "calibration", "fgsm", "accuracy", "mean")
@@ -217,11 +219,7 @@ def approximate_notes(runs: Sequence[Mapping]) -> dict[str, str]:
 
 
 def load_thesis() -> pd.DataFrame | None:
-    """The thesis values, or None while `softlabels.report.thesis` is not available."""
-    try:
-        from softlabels.report.thesis import load_thesis_values
-    except ImportError:
-        return None
+    """The thesis values (`softlabels.report.thesis`)."""
     return load_thesis_values()
 
 
@@ -375,8 +373,6 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
 # Files and command line
 # ----------------------------------------------------------------------------------------------------------
 def _metrics_paths(args) -> list[str]:
-    from softlabels.cli import UserError
-
     paths = list(args.metrics or [])
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -385,8 +381,6 @@ def _metrics_paths(args) -> list[str]:
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError, config_from_args
-
     config = config_from_args(args)
     if args.name not in config.get("tables", {}):
         raise UserError(f"table '{args.name}' is not defined under 'tables' (known: {', '.join(sorted(config['tables']))})")
@@ -423,8 +417,6 @@ def _cmd_csv_html(args: argparse.Namespace) -> int:
 
 def register_tables(sub) -> None:
     """The `table`, `collect-tables` and `csv-html` subcommands (called by softlabels.report.cli.register)."""
-    from softlabels.cli import add_config_arguments
-
     p = sub.add_parser("table", help="build a result table (CSV + Markdown) from run metrics",
                        description="Aggregate metrics.json files into results/tables/<name>.csv and .md.")  # fmt: skip
     p.add_argument("name", help="table name under config `tables` (e.g. table3_1)")

@@ -22,7 +22,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from softlabels.data.io import write_json
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
+from softlabels.data.io import atomic_outputs, write_json
+from softlabels.train import sweeps
+from softlabels.train.plan import file_digest, run_is_current, run_key
+from softlabels.train.run_data import RunData
+from softlabels.train.runs import build_run_sets, responses_file, run_dir, run_spec, spec_digest
+from softlabels.train.selections import read_selection, resolve_selected
 
 #: metrics.json layout version.
 METRICS_FORMAT = 1
@@ -40,8 +46,6 @@ class TrainLog:
 
 def write_train_log(path: str | Path, rows: Sequence[Mapping]) -> None:
     """The per-epoch records of a run as CSV (atomically)."""
-    from softlabels.data.io import atomic_outputs
-
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -53,7 +57,6 @@ def write_train_log(path: str | Path, rows: Sequence[Mapping]) -> None:
 
 def device_of(spec: Mapping):
     """The torch device of a run (`device` of its spec); UserError when CUDA is asked for but absent."""
-    from softlabels.cli import UserError
     from softlabels.train.trainer import resolve_device
 
     try:
@@ -63,8 +66,6 @@ def device_of(spec: Mapping):
 
 
 def load_spec(path: str | Path) -> dict:
-    from softlabels.cli import UserError
-
     path = Path(path)
     try:
         spec = json.loads(path.read_text())
@@ -82,8 +83,6 @@ def load_provenance(path: str | None) -> dict | None:
     """The data stage's record of each input, {source key: {file, origin, official_url, sha256, approximate,
     note}} (the `sources` of `results/data/provenance.json`); None only when the caller passes None
     (`--provenance none`) explicitly. A missing or unreadable file is a UserError."""
-    from softlabels.cli import UserError
-
     if path is None:
         return None
     try:
@@ -100,8 +99,6 @@ def load_provenance(path: str | None) -> dict | None:
 
 def _prepare_checkpoint(out_dir: Path, spec: Mapping) -> Path:
     """The checkpoint path; an existing checkpoint made under a different spec is removed (no stale resume)."""
-    from softlabels.train.runs import spec_digest
-
     checkpoint = out_dir / "checkpoint.pt"
     stamp = out_dir / "checkpoint.spec.sha256"
     digest = spec_digest(spec)
@@ -119,7 +116,7 @@ def _plain(value: Any) -> Any:
 
 
 def evaluate_sets(model, sets, spec: Mapping, device) -> dict:
-    from softlabels.evaluate import evaluate_model
+    from softlabels.evaluate import evaluate_model  # torch
 
     device = str(device)
     results = {}
@@ -184,7 +181,6 @@ def _check_one_model_and_protocol(runs: Sequence[tuple[Mapping, Path]]) -> None:
 
 def _group_precision(first: Mapping, device: str, size: int) -> str:
     """`protocols.<p>.precision` resolved for this device and group size (a refusal names the key)."""
-    from softlabels.cli import UserError
     from softlabels.train.trainer import resolve_device, resolve_precision
 
     try:
@@ -195,8 +191,6 @@ def _group_precision(first: Mapping, device: str, size: int) -> str:
 
 def _group_members(runs: Sequence[tuple[Mapping, Path]], data_dir, glove, log: TrainLog) -> tuple[list, list]:
     """One trainer `Member` and its run sets per run; runs reading the same responses file share one RunData."""
-    from softlabels.train.run_data import RunData
-    from softlabels.train.runs import build_run_sets, responses_file
     from softlabels.train.trainer import Member
 
     data: dict = {}
@@ -287,8 +281,6 @@ def train_runs(runs: Sequence[tuple[Mapping, Path]], data_dir: str | Path, glove
 def copy_alias(canonical_dir: Path, alias_dir: Path, alias_spec: Mapping, key: str | None = None) -> None:
     """The canonical run's metrics and train log under the alias's name and spec (`alias_of` names the run;
     `run_key` is the alias's own `key` when given)."""
-    from softlabels.cli import UserError
-
     try:
         metrics = json.loads((canonical_dir / "metrics.json").read_text())
     except FileNotFoundError:
@@ -300,7 +292,6 @@ def copy_alias(canonical_dir: Path, alias_dir: Path, alias_spec: Mapping, key: s
     if key is not None:
         metrics["run_key"] = key
     log_path = canonical_dir / "train_log.csv"
-    from softlabels.data.io import atomic_outputs
 
     with atomic_outputs(alias_dir / "train_log.csv") as (tmp,):
         tmp.write_bytes(log_path.read_bytes())
@@ -308,8 +299,6 @@ def copy_alias(canonical_dir: Path, alias_dir: Path, alias_spec: Mapping, key: s
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError
-
     spec = resolved(load_spec(args.spec), selections_of(args.selections))
     out_dir = Path(args.out_dir) if args.out_dir else Path(args.spec).parent
     provenance = load_provenance(_provenance_path(args))
@@ -326,8 +315,6 @@ def _provenance_path(args: argparse.Namespace) -> str | None:
 
 
 def _parse_run(text: str) -> tuple[str, str, int]:
-    from softlabels.cli import UserError
-
     parts = text.split("/")
     if len(parts) != 3 or not parts[2].isdigit():
         raise UserError(f"--run/--alias expects SCHEME/MODEL/SEED, got {text!r}")
@@ -336,8 +323,6 @@ def _parse_run(text: str) -> tuple[str, str, int]:
 
 def _group_of(args: argparse.Namespace) -> tuple[list, list]:
     """(members, (alias, canonical) pairs) of the --run / --alias options."""
-    from softlabels.cli import UserError
-
     members = [_parse_run(r) for r in args.run]
     aliases = []
     for item in args.alias:
@@ -350,9 +335,6 @@ def _group_of(args: argparse.Namespace) -> tuple[list, list]:
 
 def selections_of(paths: Sequence[str]) -> dict:
     """{sweep: selection record} of the selection files given (`--selections`); UserError naming a bad file."""
-    from softlabels.cli import UserError
-    from softlabels.train.selections import read_selection
-
     try:
         records = [read_selection(path) for path in paths]
     except ValueError as exc:
@@ -363,9 +345,6 @@ def selections_of(paths: Sequence[str]) -> dict:
 def resolved(spec: Mapping, selections: Mapping) -> dict:
     """The spec a run trains under: each selected setting's marker replaced by its sweep's value (the run key
     is made from the spec with the markers); UserError naming the sweep when its selection is missing."""
-    from softlabels.cli import UserError
-    from softlabels.train.selections import resolve_selected
-
     try:
         return resolve_selected(spec, selections)
     except ValueError as exc:
@@ -375,10 +354,6 @@ def resolved(spec: Mapping, selections: Mapping) -> dict:
 def _cmd_train_group(args: argparse.Namespace) -> int:
     """Train the members that are not current (`softlabels.train.plan.run_is_current`), copy the aliases whose
     run was trained now or which are not current, and write the group record (--record), the job's output."""
-    from softlabels.cli import UserError, config_from_args
-    from softlabels.train.plan import file_digest, run_is_current, run_key
-    from softlabels.train.runs import run_dir, run_spec
-
     config = config_from_args(args)
     runs_root = Path(args.runs_dir)
     digests = [file_digest(path) for path in args.inputs]
@@ -437,9 +412,6 @@ def _cmd_train_group(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_spec(args: argparse.Namespace) -> int:
-    from softlabels.cli import UserError, config_from_args
-    from softlabels.train.runs import run_spec
-
     config = config_from_args(args)
     try:
         spec = run_spec(config, args.scheme, args.model, args.seed)
@@ -464,8 +436,6 @@ def _add_data_arguments(p) -> None:
 
 def register(subparsers) -> None:
     """Add this stage's subcommands to the `softlabels` parser."""
-    from softlabels.cli import add_config_arguments
-
     p = subparsers.add_parser(
         "train",
         help="train and evaluate one run from its spec.json",
@@ -514,6 +484,5 @@ def register(subparsers) -> None:
     add_config_arguments(p)
     p.set_defaults(func=_cmd_make_spec)
 
-    from softlabels.train import sweeps
 
     sweeps.register(subparsers)

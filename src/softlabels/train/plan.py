@@ -16,12 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from softlabels.train.groups import approximate_train_size
 
 #: Largest batch measured for a plan on the CPU (a CPU step's cost per image hardly changes above it).
 CPU_PLAN_BATCH = 64
@@ -99,9 +103,6 @@ def measure_step(model_name: str, batch_size: int, group_size: int, device, prec
 
 def measure_job_start_s() -> float:
     """Seconds a fresh job process takes to start Python and import torch and the trainer (each job is one)."""
-    import subprocess
-    import sys
-
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import softlabels.train.trainer"], capture_output=True, check=False)
     return time.perf_counter() - t0
@@ -174,7 +175,6 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
     """The plan of a workflow run (module docstring); `cores`: Snakemake's --cores (jobs side by side);
     `other_jobs`: the run's jobs besides training (each costs about one job start); `sweep_points`: how many
     of the groups are hyperparameter-sweep points (one run each)."""
-    from softlabels.train.groups import approximate_train_size
     from softlabels.train.trainer import resolve_device
 
     device = resolve_device(config["device"])

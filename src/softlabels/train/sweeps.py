@@ -25,13 +25,15 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from softlabels.cli import UserError, add_config_arguments, config_from_args
+from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.config import ConfigError, setting
-from softlabels.data.io import write_csv, write_json, write_text
+from softlabels.data.cifar10s import read_responses
+from softlabels.data.io import save_npz, write_csv, write_json, write_text
 from softlabels.numerics import mean_ci
 from softlabels.report.html import html_page, markdown_to_html
 from softlabels.report.tables import approximate_notes, row_provenance
 from softlabels.report.thesis import load_thesis_values
+from softlabels.train import run_data as R
 from softlabels.train.runs import run_spec
 from softlabels.train.selections import active_grids, apply_keys
 
@@ -288,8 +290,6 @@ def validation_settings(config: Mapping) -> list[str]:
 
 def make_validation_split(config: Mapping, data_dir: str | Path, train_npz: str | Path | None = None) -> dict:
     """The arrays of `validation.npz` (images, labels, indices, source) for `sweeps.validation`."""
-    from softlabels.train import run_data as R
-
     block = config["sweeps"]["validation"]
     source = block.get("source", "cifar10_train")
     if source == "cifar10_train":
@@ -301,16 +301,12 @@ def make_validation_split(config: Mapping, data_dir: str | Path, train_npz: str 
                      for name in ("chapter3", "chapter4", "chapter5")}
         own = None
         if config.get("own_responses"):
-            from softlabels.data.cifar10s import read_responses
-
             own = read_responses(Path(data_dir) / "own_responses.csv", key="image")["image"].unique()
         split = R.unused_split_validation(data, protocols, block, own)
     return {**split, "source": source}
 
 
 def _cmd_validation_split(args: argparse.Namespace) -> int:
-    from softlabels.data.io import save_npz
-
     config = config_from_args(args)
     try:
         arrays = make_validation_split(config, args.data_dir, args.train_npz)
