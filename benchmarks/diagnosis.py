@@ -83,7 +83,8 @@ def run_one(config: dict, scheme: str, seed: int, data, cache: Path, threads: in
 
     from softlabels.evaluate.metrics import model_logits
     from softlabels.train.cli import evaluate_sets
-    from softlabels.train.runs import build_run_sets, run_spec, spec_digest
+    from softlabels.train.runs import build_run_sets
+    from softlabels.experiments.runs import run_spec, spec_digest
     from softlabels.train.trainer import Member, fit_group
 
     model = config["single_model"][config["schemes"][scheme]["protocol"]]

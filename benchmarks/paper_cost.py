@@ -100,7 +100,7 @@ def evaluation_images(spec) -> int:
 
 
 def paper_runs(config):
-    from softlabels.train import runs as R
+    from softlabels.experiments import runs as R
 
     out = set()
     for kind in ("tables", "figures"):
@@ -112,7 +112,7 @@ def paper_runs(config):
 
 def estimate(config, rates: dict[str, dict[int, float]], log=print) -> dict:
     """Device-seconds of the paper scale, today's path and the fused path (module docstring)."""
-    from softlabels.train import groups as G
+    from softlabels.experiments import groups as G
 
     runs = paper_runs(config)
     groups, specs, _ = G.config_groups(config, runs)

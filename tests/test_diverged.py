@@ -13,7 +13,7 @@ import torch
 from softlabels import config as cfg
 from softlabels.train import cli
 from softlabels.train import run_data
-from softlabels.train import runs as R
+from softlabels.experiments import runs as R
 from softlabels.train import trainer as T
 
 import training_data
@@ -26,7 +26,7 @@ def fake_training(monkeypatch):
     images, pools = training_data.make_data(n=8)
     sets = SimpleNamespace(train_images=images, train_pools=pools, objective=None, info={"n_train": 8}, eval_sets={})
     monkeypatch.setattr(run_data.RunData, "from_dir", classmethod(lambda cls, *a, **k: None))
-    monkeypatch.setattr(R, "build_run_sets", lambda spec, data: sets)
+    monkeypatch.setattr(cli, "build_run_sets", lambda spec, data: sets)
     monkeypatch.setattr(cli, "evaluate_sets", lambda model, sets, spec, device: {"cifar10h": {"ce": 1.0, "n": 8}})
 
     def fit_group(members, protocol, model_name, device, log=print, precision=None, cudnn_benchmark=False):

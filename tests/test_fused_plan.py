@@ -1,13 +1,13 @@
-"""Grouping of training runs into jobs from the config alone (softlabels.train.groups.config_groups), the one
-rerun decision of a run (softlabels.train.plan.run_is_current) and the start-of-run plan."""
+"""Grouping of training runs into jobs from the config alone (softlabels.experiments.groups.config_groups), the one
+rerun decision of a run (softlabels.experiments.runs.run_is_current) and the start-of-run plan."""
 
 from __future__ import annotations
 
 import pytest
 
 from softlabels import config as cfg
-from softlabels.train import groups as G
-from softlabels.train import runs as R
+from softlabels.experiments import groups as G
+from softlabels.experiments import runs as R
 from softlabels.train.plan import training_plan_text
 
 
@@ -144,7 +144,7 @@ def _train_group(tmp_path, monkeypatch, inputs, runs=("hard/resnet8a/0", "unifor
 
 
 def test_a_group_job_trains_only_its_members_that_are_not_current(tmp_path, monkeypatch):
-    from softlabels.train.plan import file_digest, recorded_run_key, run_is_current, run_key
+    from softlabels.experiments.runs import file_digest, recorded_run_key, run_is_current, run_key
 
     data = tmp_path / "data.npz"
     data.write_bytes(b"inputs v1")
@@ -169,7 +169,7 @@ def test_a_group_job_trains_only_its_members_that_are_not_current(tmp_path, monk
 
 
 def test_the_run_key_leaves_out_the_device_only():
-    from softlabels.train.plan import run_key
+    from softlabels.experiments.runs import run_key
 
     smoke = cfg.load(None, {"scale": "smoke"})
     spec = R.run_spec(smoke, "hard", "resnet8a", 0)

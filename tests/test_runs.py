@@ -17,6 +17,7 @@ import torch
 from softlabels import CLASSES
 from softlabels import config as cfg
 from softlabels.train import chapter3, run_data
+from softlabels.experiments import runs as E
 from softlabels.train import runs as R
 
 N_IMAGES = 10000
@@ -56,7 +57,7 @@ def data() -> R.RunData:
 
 
 def sets_for(config, data, scheme, seed=0, **overrides):
-    spec = R.run_spec(config, scheme, "resnet34a", seed)
+    spec = E.run_spec(config, scheme, "resnet34a", seed)
     for block, values in overrides.items():
         spec[block].update(values)
     return spec, R.build_run_sets(spec, data)
@@ -172,30 +173,32 @@ def test_semantic_variety_needs_glove(config, data):
 
 
 def test_run_spec_records_settings_but_not_run_lists(config):
-    spec = R.run_spec(config, "cifar10s_sep_m2", "resnet50", 3)
+    spec = E.run_spec(config, "cifar10s_sep_m2", "resnet50", 3)
     assert spec["scheme_spec"]["M"] == 2 and spec["seed"] == 3 and spec["scale"] == "paper"
     assert spec["protocol"]["base_lr"] == {"resnet50": 0.4}
-    assert not set(R.RUN_LIST_KEYS) & set(spec["protocol"])
+    assert not set(E.RUN_LIST_KEYS) & set(spec["protocol"])
     assert spec["labels"]["gamma"] == config["labels"]["gamma"]
     assert "corruption" not in spec["evaluation"] and "simulator_seed" not in spec["labels"]
     json.dumps(spec)  # serialisable
     more_seeds = cfg.deep_merge(config, {"protocols": {"chapter3": {"seeds": [0, 1, 2, 3, 4, 5, 6]}}})
-    assert R.run_spec(more_seeds, "cifar10s_sep_m2", "resnet50", 3) == spec
+    assert E.run_spec(more_seeds, "cifar10s_sep_m2", "resnet50", 3) == spec
     other_gamma = cfg.deep_merge(config, {"labels": {"gamma": 0.2}})
-    assert R.run_spec(other_gamma, "cifar10s_sep_m2", "resnet50", 3) != spec
+    assert E.run_spec(other_gamma, "cifar10s_sep_m2", "resnet50", 3) != spec
     with pytest.raises(ValueError, match="no learning rate"):
-        R.run_spec(config, "hard", "preact_resnet18", 0)
+        E.run_spec(config, "hard", "preact_resnet18", 0)
 
 
 def test_runs_of(config):
-    assert len(R.runs_of(config, "hard", all_models=True)) == 15
-    assert R.runs_of(config, "cifar10s_sep_m1", all_models=False) == [("cifar10s_sep_m1", "resnet34a", s) for s in range(5)]
-    assert len(R.runs_of(config, "cifar10h_n250", all_models=False, seeds="extra")) == 10
+    assert len(E.runs_of(config, "hard", all_models=True)) == 15
+    assert E.runs_of(config, "cifar10s_sep_m1", all_models=False) == [("cifar10s_sep_m1", "resnet34a", s) for s in range(5)]
+    assert len(E.runs_of(config, "cifar10h_n250", all_models=False, seeds="extra")) == 10
 
 
 def test_unknown_protocol_is_named():
     with pytest.raises(ValueError, match="chapter9"):
-        R.protocol_entry("chapter9")
+        R.training_set_builder("chapter9")
+    with pytest.raises(ValueError, match="chapter9"):
+        E.spec_keys("chapter9")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -219,7 +222,7 @@ PROVENANCE = {"sources": {"cifar10": {"file": "cifar-10-python.tar.gz", "origin"
 
 def tiny_spec(config, **label_overrides):
     smoke = cfg.load(None, {"scale": "smoke"})
-    spec = R.run_spec(smoke, "cifar10s_n250", "resnet8a", 0)
+    spec = E.run_spec(smoke, "cifar10s_n250", "resnet8a", 0)
     spec["scheme_spec"]["n_soft"] = 40
     spec["evaluation"]["cifar10h_holdout_limit"] = 60
     spec["evaluation"]["calibration"]["bin_size"] = 20  # 60 hold-out images: three calibration bins

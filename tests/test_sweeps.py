@@ -25,7 +25,9 @@ from softlabels import CLASSES
 from softlabels import config as cfg
 from softlabels.cli import main
 from softlabels.data.cifar10 import TRAIN_MEMBERS, read_train_batches
-from softlabels.train import sweeps as S
+from softlabels.experiments import sweeps as S
+from softlabels.experiments import selections as SEL
+from softlabels.report import sweeps as RS
 from softlabels.train.run_data import validation_indices
 
 ARCHIVE = "cifar-10/cifar-10-python.tar.gz"
@@ -110,21 +112,21 @@ def test_selection_marks_the_best_value_under_each_criterion():
             _run(0.1, 0, 0.60, 1.5), _run(0.1, 1, 0.62, 1.5),   # accuracy best (0.61)
             _run(0.3, 0, 0.40, 2.0), _run(0.3, 1, 0.40, 2.0)]
     config["sweeps"]["criterion"] = "accuracy"
-    table = S.build_sweep_table(config, "gamma", runs)
+    table = RS.build_sweep_table(config, "gamma", runs)
     assert table.loc[table["selected"], "value"].tolist() == ["0.1"]
     assert table["thesis_choice"].tolist() == [False, True, False] and (table["thesis_value"] == 0.1).all()
     row = table.set_index("value").loc["0.0"]
     assert math.isclose(row["val_accuracy_mean"], 0.51) and row["n_runs"] == 2 and row["val_ce_ci"] > 0
     config["sweeps"]["criterion"] = "ce"
-    table = S.build_sweep_table(config, "gamma", runs)
+    table = RS.build_sweep_table(config, "gamma", runs)
     assert table.loc[table["selected"], "value"].tolist() == ["0.0"]
-    md = S.sweep_markdown(table)
+    md = RS.sweep_markdown(table)
     assert "**selected**" in md and "the thesis chose 0.1" in md and "lowest" in md
     assert "Input provenance unrecorded" in md  # these hand-made runs record no inputs
     # a tie goes to the value listed first
-    assert S.select({"0.2": 0.5, "0.1": 0.5}, "accuracy") == "0.2"
+    assert RS.select({"0.2": 0.5, "0.1": 0.5}, "accuracy") == "0.2"
     with pytest.raises(ValueError, match="no run of value 0.3"):
-        S.build_sweep_table(config, "gamma", runs[:4])
+        RS.build_sweep_table(config, "gamma", runs[:4])
 
 
 def test_point_spec_sets_the_swept_key_and_refuses_a_key_that_misses_the_run():
@@ -254,7 +256,7 @@ def test_sweeps_build_offline_from_the_mirror(tmp_path, data_mirror):
     done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     config = cfg.load(None, {"scale": "smoke"})
-    names = sorted(S.active_grids(config))
+    names = sorted(SEL.active_grids(config))
     assert names == ["entwc_alpha", "entwc_kappa", "gamma", "label_smoothing_beta", "lr_resnet8a", "mixmaxent_alpha"]
     with np.load(work / "results/data/validation.npz") as f:
         assert str(f["source"]) == "unused_split" and len(f["labels"]) == 100

@@ -127,8 +127,8 @@ def data(tmp_path):
 
 
 def test_protocols_dispatch_to_their_builders():
-    assert runs.protocol_entry("chapter4")[0] is chapter4.build_chapter4_set
-    assert runs.protocol_entry("chapter5")[0] is chapter5.build_chapter5_set
+    assert runs.training_set_builder("chapter4") is chapter4.build_chapter4_set
+    assert runs.training_set_builder("chapter5") is chapter5.build_chapter5_set
 
 
 # --------------------------------------------------------------------------------------------------------

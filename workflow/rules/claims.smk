@@ -4,7 +4,6 @@
 #   results/figures/{target}.png               forest plot of the reproduced against the thesis differences
 # One rule builds every target of `claims.targets` (wildcard claims_target); each target name is also a rule
 # (`snakemake claims`, `snakemake claims_chapter3`). `claims` is in `all` and first in the report (Overview).
-from softlabels.report.claims import claims_setting_keys
 
 CLAIM_TARGETS = list(config.get("claims", {}).get("targets", {}))
 

@@ -6,10 +6,43 @@ import os
 import re
 import sys
 
-
 from snakemake.utils import validate
 
-from softlabels import config as softlabels_config
+# Everything the rules use from the package comes from this one module.
+from softlabels.workflow import (
+    softlabels_config,
+    NO_NETWORK_HINT,
+    network_unreachable,
+    read_manifest,
+    discard_corrupt_downloads,
+    TrainingGroup,
+    config_groups,
+    HOW_TO_RUN_SPEC_KEYS,
+    file_digest,
+    run_dir,
+    run_is_current,
+    run_key,
+    runs_of,
+    spec_digest,
+    active_grids,
+    selection_file,
+    spec_sweeps,
+    point_spec,
+    sweep_dir,
+    sweep_points,
+    validation_settings,
+    claims_setting_keys,
+    target_tables,
+    FIGURE_CHAPTER,
+    FIGURE_INPUTS,
+    FIGURE_SETTINGS,
+    REPRODUCTION_METRICS,
+    SUMMARY_SETTINGS,
+    table_setting_keys,
+    PAPER_ON_CPU,
+    paper_on_cpu,
+    training_plan_text,
+)
 
 # Checks run in the main process only (a cluster or subprocess job re-reads this file; its run passed them).
 MAIN_PROCESS = not (workflow.remote_exec or workflow.subprocess_exec)
@@ -54,8 +87,6 @@ envvars:
 # A download damaged after it was fetched is deleted here, once per run (not in each job), so that its
 # fetch rule and everything built from it run again (softlabels.data.verify).
 if MAIN_PROCESS:
-    from softlabels.data.verify import discard_corrupt_downloads
-
     discard_corrupt_downloads(config, log=lambda msg: print(msg, file=sys.stderr))
 
 
@@ -83,8 +114,6 @@ def requested_targets():
 def missing_from_mirror(files):
     """The `files` (paths under resources_dir, relative) that are neither downloaded yet nor listed in the
     mirror's MANIFEST.tsv; [] without a mirror."""
-    from softlabels.data.download import read_manifest
-
     if not config.get("data_mirror"):
         return []
     listed = read_manifest(config["data_mirror"])
@@ -108,8 +137,6 @@ def network_stop():
     """When inputs must be downloaded (no mirror) and the sources' host names do not resolve: the one message
     naming data_mirror that ends a real run before its first job (instead of one failed fetch job per input).
     """
-    from softlabels.data.download import NO_NETWORK_HINT, network_unreachable
-
     if config.get("data_mirror"):
         return None
     todo = [s for s in config["sources"].values() if not os.path.exists(os.path.join(RESOURCES, s["file"]))]
@@ -162,8 +189,6 @@ def check_inputs_before_any_job():
 
 def paper_on_cpu_refused():
     """The paper scale on a CPU without `allow_paper_on_cpu: true`: a run that trains stops before any job."""
-    from softlabels.train.plan import paper_on_cpu
-
     return paper_on_cpu(config) and not config.get("allow_paper_on_cpu")
 
 
@@ -176,8 +201,6 @@ def note_stops_of_dry_run():
         pending = {job.rule.name for job in workflow.dag.needrun_jobs(exclude_finished=False)}
     except Exception:  # no DAG (the dry run failed earlier) or Snakemake-internal change: nothing to add
         return
-    from softlabels.train.plan import PAPER_ON_CPU
-
     messages = stops_before_any_job(pending)
     if any(r.startswith("train_chapter") for r in pending) and paper_on_cpu_refused():
         messages.append(PAPER_ON_CPU.format(estimate="its training takes days here"))
@@ -251,9 +274,6 @@ def get_final_output():
 
 
 # Helpers of the train and tables stages (kept here: `snakemake --lint` wants no functions beside rules).
-from softlabels.train.groups import config_groups
-from softlabels.train.plan import file_digest, run_is_current, run_key
-from softlabels.train.runs import run_dir, runs_of, spec_digest
 
 
 def run_metrics(runs):
@@ -294,8 +314,6 @@ def result_set_metrics(kind, wildcard):
 
 def claim_target_runs(wildcards):
     """The runs of every table/figure the claims target reads (config `claims.targets`)."""
-    from softlabels.report.claims import target_tables
-
     sets = {**config["tables"], **config.get("figures", {})}
     runs = [r for t in target_tables(config, wildcards.claims_target) for r in result_set_runs(sets[t])]
     return list(dict.fromkeys(runs))
@@ -304,8 +322,6 @@ def claim_target_runs(wildcards):
 def claims_scheme_keys(targets):
     """`schemes.<row>` of every row of the tables and figures the claims `targets` read: the claims command
     builds their runs and cells from them."""
-    from softlabels.report.claims import target_tables
-
     sets = {**config["tables"], **config.get("figures", {})}
     rows = {
         row for target in targets for table in target_tables(config, target) for row in sets[table]["rows"]
@@ -380,8 +396,6 @@ def group_specs(wildcards):
     """The specs of the group's members and aliases as JSON {"scheme/model/seed": spec}, without the how-to-run
     keys (the device comes with the run options): the group job's settings, what `softlabels train-group
     --specs` trains, and its params rerun trigger (an edit that changes a member's spec reruns the job)."""
-    from softlabels.train.plan import HOW_TO_RUN_SPEC_KEYS
-
     specs = {
         "/".join(map(str, run)): {k: v for k, v in RUN_SPECS[run].items() if k not in HOW_TO_RUN_SPEC_KEYS}
         for run in group_runs(group_of(wildcards))
@@ -457,9 +471,6 @@ def runs_to_train(groups):
 def print_training_plan():
     """The plan printed once when a workflow run starts (not in dry runs): runs and group jobs to do, the
     device, the time estimated from a measured step (`plan_measure_step: false` skips the measurement)."""
-    from softlabels.train.plan import training_plan_text
-    from softlabels.train.groups import TrainingGroup
-
     try:
         jobs = list(workflow.dag.needrun_jobs())
     except Exception:  # the DAG's job list is Snakemake-internal: plan every group
@@ -528,8 +539,6 @@ def report_category(name):
 
 
 # Helpers of the sweeps stage (sweeps.smk; TRAIN_DATA and DATA come from train.smk and data.smk).
-from softlabels.train.sweeps import point_spec, sweep_dir, sweep_points, validation_settings
-from softlabels.train.selections import active_grids, selection_file, spec_sweeps
 
 
 def sweep_protocol(wildcards):
@@ -565,8 +574,6 @@ def glove_option(wildcards, input):
 
 def sweep_run_spec(wildcards):
     """JSON of the sweep point's spec without the how-to-run keys (the device comes with --run-options)."""
-    from softlabels.train.plan import HOW_TO_RUN_SPEC_KEYS
-
     spec = point_spec(config, wildcards.sweep, wildcards.value, int(wildcards.seed))
     return json.dumps({k: v for k, v in spec.items() if k not in HOW_TO_RUN_SPEC_KEYS}, sort_keys=True)
 

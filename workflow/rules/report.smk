@@ -3,9 +3,6 @@
 #   results/tables/hmix_summary.csv       H-Mix statistics (§4.2 mixing-factor study, §5.1 soft labels)
 #   results/figures/{figure}.png/.pdf/.csv  figures 3.2-3.4, B.1-B.2, 4.2, 4.4, 4.5, 5.1 (+ the plotted data)
 
-from softlabels.report.data_figures import FIGURE_CHAPTER, FIGURE_INPUTS, FIGURE_SETTINGS
-from softlabels.report.summaries import SUMMARY_SETTINGS
-
 
 rule cifar10s_summary:
     input:
@@ -120,7 +117,6 @@ FINAL_OUTPUTS.extend(
 
 # How well the run reproduced the thesis: every result table and dataset summary against the thesis' intervals,
 # one reproduced-vs-thesis figure per metric; first in the report (category Overview).
-from softlabels.report.reproduction import REPRODUCTION_METRICS
 
 
 rule reproduction:

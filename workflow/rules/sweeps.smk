@@ -10,7 +10,8 @@
 #   results/sweeps/{sweep}/selected.json                 the selected value, which the runs of the tables and
 #                                                        claims use when sweeps.apply is true (train.smk)
 # A sweep point trains the sweep's scheme under the configuration with one key set to the value (config
-# `sweeps`, softlabels.train.sweeps). It runs one job per point (`softlabels train`), not in fused groups.
+# `sweeps`, softlabels.experiments.sweeps; its table: softlabels.report.sweeps). It runs one job per point
+# (`softlabels train`), not in fused groups.
 SWEEPS = list(active_grids(config))
 SWEEP_TABLES = [f"results/tables/sweep_{name}.csv" for name in SWEEPS]
 if config["sweeps"].get("apply"):

@@ -7,7 +7,6 @@
 #   results/tables/chapter{3,4,5}.md + .html  the tables of each part of the thesis in one document
 # One wildcard rule per kind (`table`, `run_figure`, `chapter_tables`); each wildcard is constrained to the names
 # the config defines, and the report caption of a kind picks the item's text by the wildcard.
-from softlabels.report.tables import table_setting_keys
 
 TABLES = list(config["tables"])
 RUN_FIGURES = [f for f in config.get("figures", {}) if f in ("fig3_5", "fig3_6", "figB_3")]

@@ -7,10 +7,10 @@
 #                                                          (+ train_log.csv, checkpoint.pt for resuming)
 #   results/runs/.groups/{protocol}/{group}.json           the group job's output: members, aliases, which of
 #                                                          them it trained, their run keys, seconds
-# The plan follows from the config alone (softlabels.train.groups.config_groups): every run a table or figure
+# The plan follows from the config alone (softlabels.experiments.groups.config_groups): every run a table or figure
 # reads, grouped per (protocol, model, training-set size) into chunks of `group_size`, a group named after its
 # first member (`resnet8a.hard.seed0`); `snakemake -n` names the same jobs whatever is on disk.
-# Whether a run is finished is decided in one place, softlabels.train.plan.run_is_current: its metrics.json
+# Whether a run is finished is decided in one place, softlabels.experiments.runs.run_is_current: its metrics.json
 # records its run_key, the digest of its spec (without the how-to-run `device`) and of its input files. It is
 # used by the job (it trains only its members that are not current, copies only stale aliases) and at start-up
 # (common.smk discard_stale_group_records: a group record whose runs are not all current is deleted, so the

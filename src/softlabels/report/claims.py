@@ -38,14 +38,14 @@ from softlabels.data.io import save_figure, write_csv, write_text
 from softlabels.report.html import html_page, markdown_table, markdown_to_html
 from softlabels.report.tables import (
     EVAL_SET_TITLES,
-    _metrics_paths,
+    metrics_paths,
     approximate_notes,
     provenance_markdown,
     read_metrics,
     row_provenance,
 )
 from softlabels.report.thesis import load_thesis_values, thesis_value
-from softlabels.train.runs import runs_of
+from softlabels.experiments.runs import runs_of
 
 #: Columns of results/tables/<target>.csv, in order.
 CLAIM_COLUMNS = (
@@ -380,7 +380,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         raise UserError(f"claims target '{args.name}' is not defined under 'claims.targets' "
                         f"(known: {', '.join(sorted(targets))})")
     try:
-        runs = read_metrics(_metrics_paths(args)) if args.metrics else []
+        runs = read_metrics(metrics_paths(args)) if args.metrics else []
     except ValueError as exc:
         raise UserError(str(exc)) from None
     frame = build_claims(config, args.name, runs)

@@ -17,7 +17,7 @@ import pandas as pd
 from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import save_figure, write_text
 from softlabels.numerics import mean_ci
-from softlabels.report.tables import EVAL_SET_TITLES, METRIC_TITLES, _metrics_paths, long_metrics, read_metrics
+from softlabels.report.tables import EVAL_SET_TITLES, METRIC_TITLES, metrics_paths, long_metrics, read_metrics
 
 #: The x axis of each figure: its column in the figure data and its title.
 FIGURE_X = {
@@ -98,7 +98,7 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     if args.name not in FIGURE_X or args.name not in config.get("figures", {}):
         raise UserError(f"figure '{args.name}' is not one of {', '.join(sorted(FIGURE_X))} defined under 'figures'")
     try:
-        runs = read_metrics(_metrics_paths(args))
+        runs = read_metrics(metrics_paths(args))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     frame = run_figure_data(args.name, config, runs)

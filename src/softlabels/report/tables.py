@@ -372,7 +372,8 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
 # ----------------------------------------------------------------------------------------------------------
 # Files and command line
 # ----------------------------------------------------------------------------------------------------------
-def _metrics_paths(args) -> list[str]:
+def metrics_paths(args) -> list[str]:
+    """The --metrics files of a command, each of which must exist (a UserError names the missing ones)."""
     paths = list(args.metrics or [])
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -385,7 +386,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
     if args.name not in config.get("tables", {}):
         raise UserError(f"table '{args.name}' is not defined under 'tables' (known: {', '.join(sorted(config['tables']))})")
     try:
-        runs = read_metrics(_metrics_paths(args))
+        runs = read_metrics(metrics_paths(args))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     frame = build_table(args.name, config, runs, load_thesis())

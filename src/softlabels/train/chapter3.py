@@ -35,29 +35,7 @@ from softlabels.train.run_data import (
     cifar10_test_eval_set,
 )
 
-#: Keys of `labels` / `evaluation` that chapter-3 runs depend on (copied into their spec.json). Every run reads
-#: the first three (its CIFAR-10S hold-out labels are T2-Clamp means); the others only where `label_keys` says.
-LABEL_KEYS = (
-    "gamma",
-    "redistribution_path",
-    "annotator_subsample_seed",
-    "semantic_base",
-    "label_smoothing_beta",
-    "label_smoothing_normalised",
-    "label_smoothing_scope",
-)
-EVALUATION_KEYS = ("calibration", "fgsm", "cifar10s_holdout", "cifar10h_holdout_limit")
 
-
-def label_keys(scheme: Mapping) -> tuple[str, ...]:
-    """The `labels` keys a run of `scheme` reads: label smoothing's keys for `labels: label_smoothing`,
-    `semantic_base` for the semantic varieties, the hold-out's three keys always. So an edit of β retrains
-    only the label-smoothing runs."""
-    smoothing = scheme["labels"] == "label_smoothing"
-    semantic = scheme["labels"] == "cifar10s" and "semantic" in scheme.get("variety", "t2_clamp")
-    wanted = {"semantic_base": semantic, "label_smoothing_beta": smoothing, "label_smoothing_normalised": smoothing,
-              "label_smoothing_scope": smoothing}
-    return tuple(k for k in LABEL_KEYS if wanted.get(k, True))
 def cifar10s_holdout(cifar10s_images: np.ndarray, size: int, seed: int) -> np.ndarray:
     """The held-out CIFAR-10S images, drawn as cambridge-mlg/cifar-10s does: Python `random.seed(seed)`, then
     `random.sample(list(set(images)), size)`; returned in sample order."""

@@ -26,15 +26,6 @@ from softlabels.train.run_data import (
     split_images,
 )
 
-#: Keys of `labels` / `evaluation` that chapter-4 runs depend on (copied into their spec.json; `label_keys`).
-LABEL_KEYS = ("confidence_gamma",)
-
-
-def label_keys(scheme: Mapping) -> tuple[str, ...]:
-    """The `labels` keys a run of `scheme` reads: the confidence smoothing's γ for the *_conf labels only."""
-    return LABEL_KEYS if str(scheme.get("augment")).endswith("_conf") else ()
-EVALUATION_KEYS = ("calibration", "fgsm", "cifar10h_holdout_limit")
-
 
 def augmenting_set(spec: Mapping, data: RunData):
     """(images uint8 [n,32,32,3], LabelPools, stimulus names) of the scheme's `augment` labels."""

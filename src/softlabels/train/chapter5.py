@@ -36,25 +36,6 @@ from softlabels.train.run_data import (
 )
 
 CORRUPTION_FILE = "cifar10c_holdout_s{severity}.npz"
-#: Keys of `labels` / `evaluation` that chapter-5 runs depend on (copied into their spec.json).
-LABEL_KEYS = (
-    "gamma",
-    "redistribution_path",
-    "annotator_subsample_seed",
-    "simulator_entropy_threshold",
-    "simulator_seed",
-    "simulator_use_beta_scale",
-    "tau_stimuli",
-)
-EVALUATION_KEYS = ("calibration", "fgsm", "cifar10h_holdout_limit", "corruption")
-
-
-def label_keys(scheme: Mapping) -> tuple[str, ...]:
-    """The `labels` keys a run of `scheme` reads: the CIFAR-10S construction and the simulator for soft
-    endpoints, `tau_stimuli` for τ mixing; none for plain hard endpoints."""
-    soft = scheme.get("endpoints", "hard") == "soft"
-    tau = scheme.get("target_mix", "linear") == "tau"
-    return tuple(k for k in LABEL_KEYS if (k == "tau_stimuli" and tau) or (k != "tau_stimuli" and soft))
 
 
 def expanded_cifar10s_pools(spec: Mapping, data: RunData, images: np.ndarray):

@@ -8,7 +8,7 @@ fused computation (`softlabels.train.fit_group`) and evaluates each member. Per 
 and the resumable `checkpoint.pt`, which is discarded when the spec it was made under differs from this one.
 An alias (`--alias A=C`: a scheme whose effective spec equals run C's but for its name) gets C's metrics
 under its own name, spec and `alias_of: C`. `train-group` trains only the members that are not current: a run
-is finished iff its metrics.json records its `run_key` (`softlabels.train.plan.run_key`: its spec and the sha256
+is finished iff its metrics.json records its `run_key` (`softlabels.experiments.runs.run_key`: its spec and the sha256
 of the --inputs files).
 """
 
@@ -25,10 +25,11 @@ from typing import Any, Mapping, Sequence
 from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import atomic_outputs, write_json
 from softlabels.train import sweeps
-from softlabels.train.plan import file_digest, run_is_current, run_key
+from softlabels.experiments.runs import file_digest, run_is_current, run_key
 from softlabels.train.run_data import RunData
-from softlabels.train.runs import build_run_sets, responses_file, run_dir, run_spec, spec_digest
-from softlabels.train.selections import read_selection, resolve_selected
+from softlabels.train.runs import build_run_sets
+from softlabels.experiments.runs import responses_file, run_dir, run_spec, spec_digest
+from softlabels.experiments.selections import read_selection, resolve_selected
 
 #: metrics.json layout version.
 METRICS_FORMAT = 1
@@ -352,7 +353,7 @@ def resolved(spec: Mapping, selections: Mapping) -> dict:
 
 
 def _cmd_train_group(args: argparse.Namespace) -> int:
-    """Train the members that are not current (`softlabels.train.plan.run_is_current`), copy the aliases whose
+    """Train the members that are not current (`softlabels.experiments.runs.run_is_current`), copy the aliases whose
     run was trained now or which are not current, and write the group record (--record), the job's output."""
     config = config_from_args(args)
     runs_root = Path(args.runs_dir)

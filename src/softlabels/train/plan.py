@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from softlabels.train.groups import approximate_train_size
+from softlabels.experiments.groups import approximate_train_size
 
 #: Largest batch measured for a plan on the CPU (a CPU step's cost per image hardly changes above it).
 CPU_PLAN_BATCH = 64
@@ -244,40 +244,3 @@ def training_plan_text(config: Mapping, groups: Sequence, specs: Mapping, measur
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The workflow's training jobs: groups formed from the config alone, and when a run counts as finished
-# ----------------------------------------------------------------------------------------------------------
-#: Spec keys that say how a run executes, not what it computes: recorded in metrics.json, left out of its key
-#: (`--config device=cpu` after a CUDA build retrains nothing).
-HOW_TO_RUN_SPEC_KEYS = ("device",)
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def run_key(spec: Mapping, input_digests: Sequence[str]) -> str:
-    """What a run's result depends on, as one digest: sha256 of its spec without the `HOW_TO_RUN_SPEC_KEYS`
-    and of the sorted sha256 of its input files. Recorded in metrics.json as `run_key`."""
-    what = {k: v for k, v in spec.items() if k not in HOW_TO_RUN_SPEC_KEYS}
-    text = json.dumps({"spec": what, "inputs": sorted(input_digests)}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def recorded_run_key(folder: str | Path) -> str | None:
-    """The `run_key` a run's metrics.json records (None: no metrics.json, unreadable, or none recorded)."""
-    try:
-        return json.loads((Path(folder) / "metrics.json").read_text()).get("run_key")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def run_is_current(folder: str | Path, key: str) -> bool:
-    """The one rerun decision for a training run: it is finished iff its metrics.json records `key`, the
-    `run_key` of its current spec and inputs (a diverged run's record counts: it is that spec's result)."""
-    return recorded_run_key(folder) == key

@@ -3,7 +3,7 @@
 `config_groups` cuts the runs of the config into training jobs, from the config alone: runs of one
 `spec_identity` train once (the others are aliases that copy its results), and the rest are grouped by
 `group_key` into fused groups of at most `protocols.<p>.group_size` runs (`softlabels.train.trainer.fit_group`).
-Which members of a group still need training is decided when the job runs (`softlabels.train.plan.run_is_current`).
+Which members of a group still need training is decided when the job runs (`softlabels.experiments.runs.run_is_current`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from softlabels.train.runs import run_spec, spec_digest
+from softlabels.experiments.runs import run_spec, spec_digest
 
 
 def spec_identity(spec: Mapping) -> str:
