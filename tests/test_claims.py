@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,12 @@ def base():
 
 def run(scheme, seed, ce, model="resnet8a", eval_set="cifar10h"):
     return {"scheme": scheme, "model": model, "seed": seed, eval_set: {"ce": ce}}
+
+
+def yaml_config():
+    import yaml
+
+    return yaml.safe_load(cfg.default_config_path().read_text())
 
 
 def claim(**overrides):
@@ -161,11 +168,59 @@ def test_the_cli_refuses_a_bad_claim_naming_it(tmp_path, capsys):
     import yaml
 
     raw = yaml.safe_load(cfg.default_config_path().read_text())
-    raw["claims"]["list"].append(claim(id="bad_row_claim", row_a="nope"))
+    raw["claims"]["list"] = [claim(id="bad_row_claim", row_a="nope")]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["claims", "claims", "--configfile", str(path), "--out-csv", str(tmp_path / "c.csv")]) != 0
     assert "bad_row_claim" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The claims table (softlabels/report/claims.tsv, or claims.file)
+# ----------------------------------------------------------------------------------------------------------
+def write_claims_table(path, claims):
+    lines = ["\t".join(cfg.CLAIM_COLUMNS)] + ["\t".join(c[k] for k in cfg.CLAIM_COLUMNS) for c in claims]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_thesis_claims_come_from_the_packaged_table_and_config_yaml_holds_none():
+    raw = yaml_config()
+    assert "list" not in raw["claims"] and raw["claims"]["file"] == ""
+    loaded = cfg.load()["claims"]["list"]
+    assert loaded == cfg.read_claims(cfg.thesis_claims_path())
+    assert len(loaded) == len(cfg.thesis_claims_path().read_text().strip().splitlines()) - 1
+
+
+def test_claims_file_replaces_the_thesis_claims_and_is_checked(tmp_path):
+    table = write_claims_table(tmp_path / "mine.tsv", [claim(id="mine"), claim(id="mine2", metric="fgsm")])
+    config = cfg.load(overrides={"claims": {"file": str(table)}})
+    assert [c["id"] for c in config["claims"]["list"]] == ["mine", "mine2"]
+    write_claims_table(table, [claim(id="mine"), claim(id="bad", row_b="nope")])
+    with pytest.raises(cfg.ConfigError, match="claim 'bad': row_b 'nope'"):
+        cfg.load(overrides={"claims": {"file": str(table)}})
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda lines: lines.__setitem__(0, lines[0].replace("expect", "direction")), "line 1: the header"),
+    (lambda lines: lines.__setitem__(2, lines[2].replace("\tlower\t", "\tsmaller\t")), "line 3 (claim 'c2'): expect 'smaller'"),
+    (lambda lines: lines.__setitem__(2, lines[2].replace("\tce\t", "\t\t")), "line 3: empty field(s) metric"),
+    (lambda lines: lines.__setitem__(1, lines[1] + "\textra"), "line 2: 10 tab-separated fields"),
+    (lambda lines: lines.__setitem__(1, "c 1" + lines[1][2:]), "line 2: id 'c 1'"),
+])  # fmt: skip
+def test_a_bad_claims_table_is_refused_naming_file_and_line(tmp_path, edit, message):
+    table = write_claims_table(tmp_path / "mine.tsv", [claim(id="c1"), claim(id="c2")])
+    lines = table.read_text().splitlines()
+    edit(lines)
+    table.write_text("\n".join(lines) + "\n")
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)) as err:
+        cfg.load(overrides={"claims": {"file": str(table)}})
+    assert str(table) in str(err.value)
+
+
+def test_a_missing_claims_file_names_the_key(tmp_path):
+    with pytest.raises(cfg.ConfigError, match="key 'claims.file'.*nowhere.tsv"):
+        cfg.load(overrides={"claims": {"file": str(tmp_path / "nowhere.tsv")}})
 
 
 def test_every_claim_expect_agrees_with_the_thesis_values():

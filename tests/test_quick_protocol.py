@@ -16,7 +16,9 @@ import pytest
 from softlabels import config as cfg
 from softlabels.cli import main
 from softlabels.data.splits import balanced_prefix
-from softlabels.train import chapter3, run_data, runs, selections as SEL, sweeps
+from softlabels.experiments import runs, sweeps
+from softlabels.experiments import selections as SEL
+from softlabels.train import chapter3, run_data
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import jsonschema
 import yaml
 
 MIRROR_ENV = "SOFTLABELS_DATA_MIRROR"
@@ -39,6 +38,17 @@ def schema_path() -> Path:
     return _package_default("config.schema.yaml")
 
 
+def pinned_inputs_path() -> Path:
+    """The pinned public inputs: `softlabels/data/pinned.yaml` (package data): `sources` and the CIFAR-10-C tar."""
+    return Path(str(resources.files("softlabels").joinpath("data", "pinned.yaml")))
+
+
+def with_pinned_inputs(config: Mapping[str, Any]) -> dict:
+    """`config` merged over the pinned public inputs (`pinned_inputs_path`): every source's file, URL and checksum
+    comes from the package unless the config sets it."""
+    return deep_merge(yaml.safe_load(pinned_inputs_path().read_text()), config)
+
+
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
     """Dicts merge key by key; any other value in `update` replaces the one in `base`."""
     merged = copy.deepcopy(dict(base))
@@ -56,6 +66,8 @@ def _key_path(parts) -> str:
 
 def validate(config: Mapping[str, Any], where: str = "config") -> None:
     """Check `config` against the JSON schema; raise ConfigError naming the offending key."""
+    import jsonschema  # not needed with schema=False (benchmarks/device runs without it)
+
     schema = yaml.safe_load(schema_path().read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -181,10 +193,64 @@ CLAIM_METRICS = {"cifar10h": ("ce", "calibration", "fgsm"), "cifar10s": ("ce", "
                  "corruption": ("ce",)}  # fmt: skip
 
 
+#: The columns of a claims table (softlabels/report/claims.tsv, or `claims.file`), in order.
+CLAIM_COLUMNS = ("id", "section", "table", "row_a", "row_b", "eval_set", "metric", "expect", "text")
+
+
+def thesis_claims_path() -> Path:
+    """The thesis' claims: `softlabels/report/claims.tsv`, package data beside thesis_values.csv."""
+    return Path(str(resources.files("softlabels").joinpath("report", "claims.tsv")))
+
+
+def read_claims(path: str | Path) -> list[dict]:
+    """The claims of a claims table: a tab-separated file whose header is `CLAIM_COLUMNS`, one claim per line.
+    Each field must be non-empty, `id` letters, digits and _, `expect` lower or higher; a refusal names the file
+    and line. The references (table, rows, eval set, metric, unique ids) are checked by `check_claims`."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"key 'claims.file': cannot read the claims table {path} ({exc.strerror})") from None
+    header = lines[0].split("\t") if lines else []
+    if tuple(header) != CLAIM_COLUMNS:
+        raise ConfigError(f"claims table {path}, line 1: the header must be the tab-separated columns "
+                          f"{', '.join(CLAIM_COLUMNS)} (found: {', '.join(header) or 'nothing'})")
+    claims = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        where = f"claims table {path}, line {number}"
+        if len(fields) != len(CLAIM_COLUMNS):
+            raise ConfigError(f"{where}: {len(fields)} tab-separated fields, expected {len(CLAIM_COLUMNS)}")
+        claim = dict(zip(CLAIM_COLUMNS, (field.strip() for field in fields)))
+        empty = [name for name, value in claim.items() if not value]
+        if empty:
+            raise ConfigError(f"{where}: empty field(s) {', '.join(empty)}")
+        if not claim["id"].replace("_", "").isalnum():
+            raise ConfigError(f"{where}: id '{claim['id']}' may hold only letters, digits and _")
+        if claim["expect"] not in ("lower", "higher"):
+            raise ConfigError(f"{where} (claim '{claim['id']}'): expect '{claim['expect']}' is not lower or higher")
+        claims.append(claim)
+    return claims
+
+
+def with_claims_list(config: Mapping[str, Any]) -> dict:
+    """`config` with `claims.list` filled from the claims table (`claims.file`, "" = the thesis' claims) unless
+    the config writes its own `claims.list`."""
+    claims = config.get("claims")
+    if not claims or "list" in claims:
+        return dict(config)
+    out = dict(config)
+    out["claims"] = {**claims, "list": read_claims(claims.get("file") or thesis_claims_path())}
+    return out
+
+
 def check_claims(config: Mapping[str, Any]) -> None:
-    """Refuse a claim (config `claims.list`) that names an unknown table/figure, a row not among that table's
-    rows, an eval set the table does not show or a metric that eval set lacks, and a duplicate id; each message
-    names the claim id. Refuse a `claims.targets` entry naming an unknown table/figure."""
+    """Refuse a claim (config `claims.list`, filled from the claims table by `with_claims_list`) that names an
+    unknown table/figure, a row not among that table's rows, an eval set the table does not show or a metric that
+    eval set lacks, and a duplicate id; each message names the claim id. Refuse a `claims.targets` entry naming an
+    unknown table/figure."""
     claims = config.get("claims")
     if not claims:
         return
@@ -301,13 +367,15 @@ def select(config: Mapping[str, Any], keys) -> dict:
 
 
 def resolve(config: Mapping[str, Any], schema: bool = True) -> dict:
-    """Effective configuration: the base validated, then `scales[scale]` merged over it and validated again.
+    """Effective configuration: the base over the pinned inputs, validated, then `scales[scale]` merged over it,
+    the claims table read (`with_claims_list`) and validated again.
     `schema=False` skips the JSON-schema checks (which need jsonschema) but keeps the reference checks: for
     tools that only read the checked-in config.yaml where jsonschema may be absent (benchmarks/paper_cost.py)."""
+    config = with_pinned_inputs(config)
     if schema:
         validate(config)
     scale = config["scale"]
-    effective = deep_merge(config, config["scales"][scale])
+    effective = with_claims_list(deep_merge(config, config["scales"][scale]))
     if not effective.get("data_mirror"):
         effective["data_mirror"] = os.environ.get(MIRROR_ENV, "")
     if schema:

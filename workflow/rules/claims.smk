@@ -1,4 +1,5 @@
-# Rules of the claims stage: the thesis' findings (config `claims.list`), each with a verdict at the scale run.
+# Rules of the claims stage: the thesis' findings (softlabels/report/claims.tsv, or config `claims.file`), each with a
+# verdict at the scale run.
 #   results/tables/{target}.csv + .md + .html  one row per claim: both thesis cells and their difference, the
 #                                              reproduced paired difference with its 95% interval, the verdict
 #   results/figures/{target}.png               forest plot of the reproduced against the thesis differences

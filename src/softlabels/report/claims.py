@@ -1,8 +1,8 @@
 """The thesis' findings as claims, each with a verdict at the scale that was run (docs/protocol.md#claims-and-verdicts).
 
-A claim (config `claims.list`) compares two cells of one table or figure: row B against row A on one evaluation set
-and metric, and says which way the thesis found B to lie (`expect: lower | higher`). Differences are oriented so
-that a positive value is the thesis' direction:
+A claim (a line of softlabels/report/claims.tsv, or of config `claims.file`) compares two cells of one table or
+figure: row B against row A on one evaluation set and metric, and says which way the thesis found B to lie
+(`expect: lower | higher`). Differences are oriented so that a positive value is the thesis' direction:
 
     d = A − B   when expect is lower,        d = B − A   when expect is higher.
 
@@ -397,7 +397,8 @@ def _cmd_claims(args: argparse.Namespace) -> int:
 def register_claims(sub) -> None:
     """The `claims` subcommand (called by softlabels.report.cli.register)."""
     p = sub.add_parser("claims", help="verdicts on the thesis' findings (config `claims`) from run metrics",
-                       description="Evaluate every claim of config `claims.list` for one claims target: CSV, "
+                       description="Evaluate every claim (softlabels/report/claims.tsv or config claims.file) for one "
+                       "claims target: CSV, "
                        "Markdown, HTML and a forest plot.")  # fmt: skip
     p.add_argument("name", help="claims target under config `claims.targets` (e.g. claims)")
     p.add_argument("--metrics", nargs="*", default=[], help="metrics.json files of the target's runs")
