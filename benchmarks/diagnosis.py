@@ -68,11 +68,7 @@ def arm_config(overlay: dict, selections: list[dict] = ()) -> dict:
     overlay = cfg.deep_merge(overlay, {"sweeps": {"apply": False}})
     for record in selections:
         for key in record["apply_to"]:
-            node = overlay
-            parts = key.split(".")
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = record["value"]
+            cfg.set_dotted(overlay, key, record["value"])
     return cfg.load(None, {"scale": "quick", "scales": {"quick": overlay}})
 
 

@@ -349,6 +349,14 @@ def settings_of(config: Mapping[str, Any], keys) -> dict:
     return {key: setting(config, key, None) for key in keys}
 
 
+def set_dotted(tree: dict, key: str, value: Any) -> None:
+    """tree[a][b][c] = value for the dotted key `a.b.c`, making the missing levels."""
+    parts = key.split(".")
+    for part in parts[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[parts[-1]] = value
+
+
 def select(config: Mapping[str, Any], keys) -> dict:
     """The nested sub-configuration holding only the dotted `keys` (absent ones left out). A subcommand that
     reads its config through this fails with a KeyError on any key it did not declare."""
@@ -356,13 +364,8 @@ def select(config: Mapping[str, Any], keys) -> dict:
     missing = object()
     for key in keys:
         value = setting(config, key, missing)
-        if value is missing:
-            continue
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = copy.deepcopy(value)
+        if value is not missing:
+            set_dotted(out, key, copy.deepcopy(value))
     return out
 
 
@@ -448,11 +451,7 @@ def declared_config(settings: Mapping[str, Any], run_options: Mapping[str, Any] 
     top. Nothing else is read: no config file, no scale preset (the workflow resolved them)."""
     root: dict = {}
     for key, value in {**dict(run_options or {}), **dict(settings)}.items():
-        parts = key.split(".")
-        node = root
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = copy.deepcopy(value)
+        set_dotted(root, key, copy.deepcopy(value))
 
     def wrap(node: dict, path: str, declared: set) -> DeclaredSettings:
         out = {}

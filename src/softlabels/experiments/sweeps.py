@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Mapping
 
-from softlabels.config import ConfigError, setting
+from softlabels.config import ConfigError, set_dotted, setting
 from softlabels.experiments.runs import run_spec
 from softlabels.experiments.selections import active_grids
 
@@ -51,15 +51,10 @@ def sweep_dir(sweep: str, value: str, model: str, seed: int) -> str:
 
 def _with_value(config: Mapping, key: str, value, where: str) -> dict:
     """A copy of the configuration with the dotted `key` (which must be set already) replaced by `value`."""
-    setting(config, key)  # ConfigError naming the key when it is absent
-    out = copy.deepcopy(dict(config))
-    node = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node[part]
-    if isinstance(node[parts[-1]], (dict, list)):
+    if isinstance(setting(config, key), (dict, list)):  # setting: a ConfigError naming the key when it is absent
         raise ConfigError(f"key '{where}': '{key}' is not a single setting")
-    node[parts[-1]] = value
+    out = copy.deepcopy(dict(config))
+    set_dotted(out, key, value)
     return out
 
 
