@@ -1,6 +1,7 @@
 """The configuration: schema validation names the key; scale presets merge; CLI and workflow agree."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from softlabels import config as cfg
 from softlabels.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = yaml.safe_load((REPO / "config.yaml").read_text())
+RAW = yaml.safe_load((REPO / "config.yaml").read_text())
+#: config.yaml over what the package ships (the pinned inputs and the thesis' schemes, tables, figures)
+BASE = cfg.with_package_defaults(RAW)
 
 
 def resolved(**changes):
@@ -185,3 +188,28 @@ def test_settings_of_and_select_name_only_the_declared_keys():
         sub["labels"]["redistribution_path"]  # an undeclared read fails instead of passing unnoticed
     with pytest.raises(cfg.ConfigError, match="key 'labels.nope'"):
         cfg.setting(config, "labels.nope")
+
+
+def test_config_yaml_holds_settings_and_the_package_ships_the_rest():
+    """config.yaml carries no checksum, no claim and no thesis scheme/table/figure: the pinned inputs, the claims
+    table and the experiment catalogue ship in the package and are merged under it."""
+    text = (REPO / "config.yaml").read_text()
+    assert not re.search(r"(sha256|md5):[0-9a-f]{32}", text)
+    assert not {"sources", "schemes", "tables", "figures"} & set(RAW) and "list" not in RAW["claims"]
+    config = cfg.load()
+    assert config["sources"]["cifar10"]["checksum"].startswith("md5:")
+    assert config["evaluation"]["corruption"]["cifar10c"]["checksum"].startswith("sha256:")
+    assert {"hard", "ch5_mixup_hard", "chC_tau"} <= set(config["schemes"]) and "table3_1" in config["tables"]
+
+
+def test_a_users_scheme_and_table_merge_with_the_catalogue():
+    overlay = {"schemes": {"my_hard": {"protocol": "chapter3", "labels": "hard"}},
+               "tables": {"table9_1": {"rows": ["hard", "my_hard"], "eval_sets": ["cifar10h"], "all_models": False}},
+               "sources": {"glove": {"url": "https://example.org/glove.zip"}}}
+    config = cfg.load(overrides=overlay)
+    assert config["schemes"]["my_hard"] == {"protocol": "chapter3", "labels": "hard"} and "cifar10h_agg" in config["schemes"]
+    assert config["tables"]["table9_1"]["rows"] == ["hard", "my_hard"] and "table3_1" in config["tables"]
+    assert config["sources"]["glove"]["url"] == "https://example.org/glove.zip"
+    assert config["sources"]["glove"]["checksum"].startswith("sha256:")  # the rest of the pinned entry stays
+    with pytest.raises(cfg.ConfigError, match="table9_2"):
+        cfg.load(overrides={"tables": {"table9_2": {"rows": ["nope"], "eval_sets": ["cifar10h"], "all_models": False}}})

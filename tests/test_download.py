@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from softlabels.config import with_pinned_inputs
+from softlabels.config import with_package_defaults
 from softlabels.data.download import (
     ChecksumError,
     DownloadError,
@@ -202,14 +202,14 @@ def test_stimulus_list_matches_pinned_checksum(data_mirror, tmp_path):
     js.write_text(f'var batches = [{{"0": [{records}]}}];\n')
     out = tmp_path / "derived.txt"
     derive_stimulus_list(js, out)
-    config = with_pinned_inputs(yaml.safe_load((REPO / "config.yaml").read_text()))
+    config = with_package_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
     assert f"sha256:{sha256(out.read_bytes())}" == config["sources"]["hmix_stimuli"]["checksum"]
 
 
 def test_glove_rows_match_pinned_checksum(data_mirror, server, tmp_path):
     rows = (data_mirror / "glove/glove.6B.50d.cifar10.txt").read_text().splitlines(keepends=True)
     server.files["/glove.6B.zip"] = _glove_zip(["the 0.1\n", *rows[::-1], "zebra 0.3\n"])
-    config = with_pinned_inputs(yaml.safe_load((REPO / "config.yaml").read_text()))
+    config = with_package_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
     spec = dict(config["sources"]["glove"], url=server.url("/glove.6B.zip"))
     path, _ = fetch_quietly(Source("glove", **spec), tmp_path)
     assert path.read_bytes() == (data_mirror / "glove/glove.6B.50d.cifar10.txt").read_bytes()
@@ -261,7 +261,7 @@ def test_mirror_without_entry_or_file(tmp_path):
 
 
 def test_real_manifest_covers_every_source(data_mirror):
-    config = with_pinned_inputs(yaml.safe_load((REPO / "config.yaml").read_text()))
+    config = with_package_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
     manifest = read_manifest(data_mirror)
     for key, spec in config["sources"].items():
         assert spec["file"] in manifest, key

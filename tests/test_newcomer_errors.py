@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
-from softlabels.config import with_pinned_inputs
+from softlabels.config import with_package_defaults
 
 
 def lines(done: subprocess.CompletedProcess) -> list[str]:
@@ -83,7 +83,7 @@ def test_no_network_names_data_mirror_before_any_job(tmp_path, monkeypatch):
     monkeypatch.delenv("SOFTLABELS_DATA_MIRROR", raising=False)
     for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    sources = with_pinned_inputs(yaml.safe_load((REPO / "config.yaml").read_text()))["sources"]
+    sources = with_package_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))["sources"]
     offline = {key: {"url": f"https://no-network.invalid/{key}"} for key in sources}
     extra = tmp_path / "offline.yaml"
     extra.write_text(yaml.safe_dump({"sources": offline}))

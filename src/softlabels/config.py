@@ -43,10 +43,17 @@ def pinned_inputs_path() -> Path:
     return Path(str(resources.files("softlabels").joinpath("data", "pinned.yaml")))
 
 
-def with_pinned_inputs(config: Mapping[str, Any]) -> dict:
-    """`config` merged over the pinned public inputs (`pinned_inputs_path`): every source's file, URL and checksum
-    comes from the package unless the config sets it."""
-    return deep_merge(yaml.safe_load(pinned_inputs_path().read_text()), config)
+def catalogue_path() -> Path:
+    """The thesis' experiments: `softlabels/experiments/catalogue.yaml` (package data): `schemes`, `tables`,
+    `figures`."""
+    return Path(str(resources.files("softlabels").joinpath("experiments", "catalogue.yaml")))
+
+
+def with_package_defaults(config: Mapping[str, Any]) -> dict:
+    """`config` merged over what the package ships (`pinned_inputs_path`, `catalogue_path`): every source's file,
+    URL and checksum and every thesis scheme, table and figure, unless the config sets it."""
+    shipped = deep_merge(yaml.safe_load(pinned_inputs_path().read_text()), yaml.safe_load(catalogue_path().read_text()))
+    return deep_merge(shipped, config)
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
@@ -370,11 +377,12 @@ def select(config: Mapping[str, Any], keys) -> dict:
 
 
 def resolve(config: Mapping[str, Any], schema: bool = True) -> dict:
-    """Effective configuration: the base over the pinned inputs, validated, then `scales[scale]` merged over it,
-    the claims table read (`with_claims_list`) and validated again.
+    """Effective configuration: the base over the package's defaults (`with_package_defaults`: the pinned inputs,
+    the thesis' experiments), validated, then `scales[scale]` merged over it, the claims table read
+    (`with_claims_list`), and validated again.
     `schema=False` skips the JSON-schema checks (which need jsonschema) but keeps the reference checks: for
     tools that only read the checked-in config.yaml where jsonschema may be absent (benchmarks/paper_cost.py)."""
-    config = with_pinned_inputs(config)
+    config = with_package_defaults(config)
     if schema:
         validate(config)
     scale = config["scale"]

@@ -57,8 +57,9 @@ def stop(message):
 # A config error is one line naming the key (a misspelled key: with the nearest valid keys), not Snakemake's
 # schema dump; a `data_mirror` that is not a mirror folder is refused here, before the DAG.
 softlabels_config.coerce_booleans(config)
-# The pinned public inputs (sources, checksums: src/softlabels/data/pinned.yaml) under the user's config.
-config.update(softlabels_config.with_pinned_inputs(config))
+# What the package ships under the user's config: the pinned inputs (src/softlabels/data/pinned.yaml) and the
+# thesis' schemes, tables and figures (src/softlabels/experiments/catalogue.yaml).
+config.update(softlabels_config.with_package_defaults(config))
 try:
     softlabels_config.validate(config)
 except softlabels_config.ConfigError as exc:
