@@ -27,7 +27,6 @@ SKIP = {
     ".venv/bin/pip install": "installs from PyPI: needs the network",
     "sh tests/browser/install-chromium.sh": "installs Debian packages as root: needs the network",
     ".venv/bin/python -m pytest": "runs this test suite itself",
-    ".venv/bin/python tests/mutation/run.py": "mutation testing: runs parts of this test suite thousands of times",
     "softlabels elicit serve": "a server: runs until stopped (tests/test_elicit*.py serve studies)",
     "softlabels elicit check study.yaml": "the README's example study file (tests/test_elicit.py checks it)",
     "softlabels elicit links study.yaml": "the README's example study file (tests/test_elicit.py makes links)",
