@@ -13,13 +13,10 @@ their FLOPs per image (`training_flops`); on CUDA a group of the real size (at m
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Mapping, Sequence
 
