@@ -730,3 +730,12 @@ def test_claims_page_names_the_note_of_an_approximate_input(base):
     frame = C.build_claims(with_claims(base, claim()), "claims", runs)
     md = C.claims_markdown(frame, "claims", {"cifar10h": "rebuilt from the counts"})
     assert "(cifar10h: rebuilt from the counts)" in md
+
+
+def test_a_claim_reads_only_the_group_of_its_table():
+    """A claims job whose target has tables only receives no `figures` block; looking up a table's block must
+    not touch it (a claims table of one's own without figure claims failed so)."""
+    config = cfg.declared_config({"tables.table9_1": {"rows": ["hard"], "eval_sets": ["cifar10h"], "all_models": False}})
+    assert C.result_set(config, "table9_1")["rows"] == ["hard"]
+    with pytest.raises(cfg.ConfigError, match="'figures'"):
+        C.result_set(config, "fig3_6")

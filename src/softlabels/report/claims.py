@@ -198,6 +198,12 @@ def thesis_side(claim: Mapping, thesis: pd.DataFrame) -> dict:
     return {"thesis_a": a, "thesis_b": b, "thesis_diff": diff, "thesis_overlap": overlap}
 
 
+def result_set(config: Mapping, name: str) -> Mapping:
+    """The `figures.<name>` (names fig...) or `tables.<name>` block of a claim's table. A job's config holds only
+    the blocks its target reads, so the other group may be absent."""
+    return config["figures" if name.startswith("fig") else "tables"][name]
+
+
 def evaluate_claim(claim: Mapping, config: Mapping, runs: Sequence[Mapping], tables: Sequence[str],
                    thesis: pd.DataFrame, level: float = 0.95) -> dict:
     """One output row: the claim, its thesis side, and the reproduced comparison over the runs of its table
@@ -209,7 +215,7 @@ def evaluate_claim(claim: Mapping, config: Mapping, runs: Sequence[Mapping], tab
              "seeds": "", "n_pairs": 0, "paired": False, "verdict": "not run"}  # fmt: skip
     if claim["table"] not in tables:
         return {**row, **empty}
-    spec = {**config.get("tables", {}), **config.get("figures", {})}[claim["table"]]
+    spec = result_set(config, claim["table"])
     cells, used = [], []
     for key in ("row_a", "row_b"):
         wanted = set(runs_of(config, claim[key], spec["all_models"], spec.get("seeds", "main")))
