@@ -147,7 +147,7 @@ def test_evaluate_model_combines_the_metrics():
     targets = rng.dirichlet(np.ones(10), 20).astype(np.float32)
     hard = rng.integers(0, 10, 20)
     result = evaluate_model(model, images, targets, EVAL_CFG, hard_labels=hard, fgsm_targets=hard, bin_size=5, batch_size=8)
-    assert set(result) == {"ce", "calibration", "fgsm", "accuracy", "n"}
+    assert {"ce", "calibration", "fgsm", "accuracy", "n"} <= set(result)
     assert result["n"] == 20
     pixel_model = with_normalization(model).eval()
     x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255

@@ -34,7 +34,7 @@ def inputs(tmp_path):
         ("cifar10h", "hard", "accuracy", 0.9, 0.01, float("nan"), float("nan")),  # no thesis value: left out
     ])  # fmt: skip
     t5 = table_csv(tmp_path / "table5_1.csv", "table5_1", [
-        ("corruption", "ch5_mixup_hard", "mean", 1.5, 0.1, 1.0, 0.1),  # d = 5: outside
+        ("corruption", "ch5_mixup_hard", "corruption_ce", 1.5, 0.1, 1.0, 0.1),  # d = 5: outside
         ("cifar10h", "ch5_mixup_hard", "ce", 0.5, 0.1, 0.45, 0.0),     # no interval
     ], approximate="none")  # fmt: skip
     summary = tmp_path / "hmix_summary.csv"
@@ -188,8 +188,9 @@ def test_command_outputs_in_full(inputs, tmp_path, capsys):
 
 
 def test_only_complete_cells_are_compared(tmp_path):
-    """A table cell needs both values; only the corruption mean becomes `corruption_ce`; a summary statistic
-    needs both values and has no eval set."""
+    """A table cell needs both values; a summary statistic needs both values and has no eval set. A table
+    written by an earlier release names corruption CE `mean` on eval set corruption: only that cell is renamed
+    `corruption_ce`."""
     t = table_csv(tmp_path / "t.csv", "table5_1", [
         ("corruption", "r", "mean", 1.0, 0.1, 1.0, 0.1),
         ("corruption", "r", "gaussian_noise", 1.0, 0.1, 1.0, 0.1),

@@ -64,7 +64,7 @@ def test_file_parses_with_numeric_values(values):
     assert tuple(values.columns) == COLUMNS
     assert values["value"].notna().all()
     assert (values["ci"].dropna() >= 0).all()
-    assert set(values["eval_set"]) <= {"cifar10h", "cifar10s", ""}
+    assert set(values["eval_set"]) <= {"cifar10h", "cifar10s", "corruption", ""}
     header = thesis_values_path().read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("#") and "ONLY hand-typed" in header
 
@@ -101,7 +101,7 @@ def test_garbled_cells_are_repaired(values):
 
 
 def test_corruption_lookup_and_missing_cell(values):
-    assert thesis_value("table5_2", "corruption", "ch5_mixmaxent_soft", "ce", values) == (1.252, 0.02)
+    assert thesis_value("table5_2", "corruption", "ch5_mixmaxent_soft", "corruption_ce", values) == (1.252, 0.02)
     assert all(math.isnan(x) for x in thesis_value("table3_1", "cifar10h", "nonexistent", "ce", values))
 
 

@@ -231,7 +231,7 @@ def test_corruption_metrics_hand_value(data):
     assert set(result["per_corruption"]) == set(arrays)
     for value in result["per_corruption"].values():
         assert value == pytest.approx(expected, rel=1e-5)
-    assert result["mean"] == pytest.approx(expected, rel=1e-5)
+    assert result["corruption_ce"] == pytest.approx(expected, rel=1e-5)
     assert result["n"] == 8
 
 
@@ -273,7 +273,7 @@ def test_corruption_metrics_average_over_corruptions(data):
     assert per["gaussian_noise"] == pytest.approx(noise, rel=1e-5)
     assert per["fog"] == pytest.approx(fog, rel=1e-5)
     assert len({round(noise, 4), round(fog, 4), round(clean, 4)}) == 3, (noise, fog, clean)
-    assert result["mean"] == pytest.approx((noise + fog) / 2, rel=1e-5)
+    assert result["corruption_ce"] == pytest.approx((noise + fog) / 2, rel=1e-5)
 
 
 def test_chapter5_soft_endpoints_mix_real_and_simulated_labels(data, tmp_path):
@@ -338,7 +338,7 @@ def test_chapter4_and_appendix_c_tables_smoke_build(smoke_workdir, data_mirror, 
         metrics = json.loads((smoke_workdir / f"results/runs/{row}/resnet8a/seed0/metrics.json").read_text())
         block = metrics["corruption"]
         assert len(block["per_corruption"]) == corruptions and block["n"] == 200
-        assert block["mean"] == pytest.approx(np.mean(list(block["per_corruption"].values())))
+        assert block["corruption_ce"] == pytest.approx(np.mean(list(block["per_corruption"].values())))
         assert metrics["train"]["n_train"] == 200 and metrics["train"]["endpoints"] == "hard"
     tau_run = json.loads((smoke_workdir / "results/runs/chC_tau/resnet8a/seed0/metrics.json").read_text())
     assert tau_run["train"]["tau_pairs_fitted"] == 45

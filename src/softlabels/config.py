@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from softlabels.vocabulary import keys_only_for, metrics_on
+
 MIRROR_ENV = "SOFTLABELS_DATA_MIRROR"
 
 
@@ -57,14 +59,26 @@ def with_package_defaults(config: Mapping[str, Any]) -> dict:
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
-    """Dicts merge key by key; any other value in `update` replaces the one in `base`."""
-    merged = copy.deepcopy(dict(base))
+    """Dicts merge key by key; any other value in `update` replaces the one in `base`. The result shares no
+    dict or list with its arguments, nor between its own branches (`unshared`)."""
+    merged = unshared(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = unshared(value)
     return merged
+
+
+def unshared(value: Any) -> Any:
+    """A copy of a tree of dicts and lists in which no two branches are the same object. YAML aliases
+    (`chapter5: *quick_mixing`) load as one shared object, which `copy.deepcopy` would keep shared: editing one
+    protocol's block would edit the other's."""
+    if isinstance(value, Mapping):
+        return {key: unshared(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(unshared(item) for item in value)
+    return copy.deepcopy(value)
 
 
 def _key_path(parts) -> str:
@@ -195,11 +209,6 @@ def check_sweeps(config: Mapping[str, Any]) -> None:
                 owner[key] = name
 
 
-#: Metrics a claim may compare on each evaluation set (on `corruption` the only metric is the mean corruption CE).
-CLAIM_METRICS = {"cifar10h": ("ce", "calibration", "fgsm"), "cifar10s": ("ce", "calibration", "fgsm"),
-                 "corruption": ("ce",)}  # fmt: skip
-
-
 #: The columns of a claims table (softlabels/report/claims.tsv, or `claims.file`), in order.
 CLAIM_COLUMNS = ("id", "section", "table", "row_a", "row_b", "eval_set", "metric", "expect", "text")
 
@@ -284,7 +293,7 @@ def check_claims(config: Mapping[str, Any]) -> None:
         if claim["eval_set"] not in spec["eval_sets"]:
             raise ConfigError(f"{where}: eval_set '{claim['eval_set']}' is not an eval set of {table} "
                               f"(eval_sets: {', '.join(spec['eval_sets'])})")
-        allowed = CLAIM_METRICS.get(claim["eval_set"], ())
+        allowed = metrics_on(claim["eval_set"], compared=True)
         if claim["metric"] not in allowed:
             raise ConfigError(f"{where}: metric '{claim['metric']}' is not measured on eval set "
                               f"'{claim['eval_set']}' (metrics: {', '.join(allowed)})")
@@ -298,18 +307,6 @@ PROTOCOL_KEYS = {
     "chapter5": ("protocol", "labels", "variety", "aggregate", "M", "endpoints", "objective", "alpha", "kappa",
                  "detach_weight", "maxent_weight", "partners", "target_mix"),
 }  # fmt: skip
-#: Scheme keys that apply only with some values of another key: key -> (the other key, its values, its default).
-CONDITIONAL_KEYS = {
-    "variety": ("labels", ("cifar10s",), None),
-    "aggregate": ("labels", ("cifar10h", "cifar10s"), None),
-    "M": ("labels", ("cifar10h", "cifar10s"), None),
-    "alpha": ("objective", ("mixup", "mixmaxent", "entwc"), "ce"),
-    "kappa": ("objective", ("entwc",), "ce"),
-    "detach_weight": ("objective", ("entwc",), "ce"),
-    "maxent_weight": ("objective", ("mixmaxent",), "ce"),
-    "partners": ("objective", ("mixmaxent",), "ce"),
-    "target_mix": ("objective", ("mixup", "entwc"), "ce"),
-}
 
 
 def check_scheme_keys(name: str, scheme: Mapping[str, Any]) -> None:
@@ -322,8 +319,9 @@ def check_scheme_keys(name: str, scheme: Mapping[str, Any]) -> None:
             users = [p for p, keys in PROTOCOL_KEYS.items() if key in keys]
             raise ConfigError(f"key 'schemes.{name}.{key}' does not apply to protocol '{protocol}' "
                               f"(only to {', '.join(users) or 'no protocol'})")
-        if key in CONDITIONAL_KEYS:
-            other, values, default = CONDITIONAL_KEYS[key]
+        condition = keys_only_for(key)  # the label sources or objectives it applies to (softlabels.vocabulary)
+        if condition is not None:
+            other, default, values = condition
             if scheme.get(other, default) not in values:
                 raise ConfigError(f"key 'schemes.{name}.{key}' applies only with {other}: {' | '.join(values)} "
                                   f"(this scheme has {other}: {scheme.get(other, default)})")
@@ -386,6 +384,9 @@ def resolve(config: Mapping[str, Any], schema: bool = True) -> dict:
     if schema:
         validate(config)
     scale = config["scale"]
+    if scale not in config["scales"]:
+        raise ConfigError(f"key 'scale': '{scale}' is not one of the presets under 'scales' "
+                          f"({', '.join(config['scales'])})")
     effective = with_claims_list(deep_merge(config, config["scales"][scale]))
     if not effective.get("data_mirror"):
         effective["data_mirror"] = os.environ.get(MIRROR_ENV, "")

@@ -13,6 +13,7 @@ from softlabels.experiments.groups import TrainingGroup, config_groups
 from softlabels.experiments.runs import (
     HOW_TO_RUN_SPEC_KEYS,
     file_digest,
+    result_set,
     run_dir,
     run_is_current,
     run_key,
@@ -27,12 +28,13 @@ from softlabels.report.reproduction import REPRODUCTION_METRICS
 from softlabels.report.summaries import SUMMARY_SETTINGS
 from softlabels.report.tables import table_setting_keys
 from softlabels.train.plan import PAPER_ON_CPU, paper_on_cpu, training_plan_text
+from softlabels.vocabulary import RUN_FIGURES
 
 __all__ = [
     "softlabels_config", "NO_NETWORK_HINT", "network_unreachable", "read_manifest", "discard_corrupt_downloads",
     "TrainingGroup", "config_groups", "HOW_TO_RUN_SPEC_KEYS", "file_digest", "run_dir", "run_is_current", "run_key",
     "runs_of", "spec_digest", "active_grids", "selection_file", "spec_sweeps", "point_spec", "sweep_dir",
     "sweep_points", "validation_settings", "claims_setting_keys", "target_tables", "FIGURE_CHAPTER",
-    "FIGURE_INPUTS", "FIGURE_SETTINGS", "REPRODUCTION_METRICS", "SUMMARY_SETTINGS", "table_setting_keys",
+    "FIGURE_INPUTS", "FIGURE_SETTINGS", "REPRODUCTION_METRICS", "RUN_FIGURES", "result_set", "SUMMARY_SETTINGS", "table_setting_keys",
     "PAPER_ON_CPU", "paper_on_cpu", "training_plan_text",
 ]

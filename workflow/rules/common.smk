@@ -37,6 +37,8 @@ from softlabels.workflow import (
     FIGURE_INPUTS,
     FIGURE_SETTINGS,
     REPRODUCTION_METRICS,
+    RUN_FIGURES,
+    result_set,
     SUMMARY_SETTINGS,
     table_setting_keys,
     PAPER_ON_CPU,
@@ -54,26 +56,20 @@ def stop(message):
     sys.exit(1)
 
 
-# A config error is one line naming the key (a misspelled key: with the nearest valid keys), not Snakemake's
-# schema dump; a `data_mirror` that is not a mirror folder is refused here, before the DAG.
+# The effective configuration (`softlabels.config.resolve`): the package's defaults (the pinned inputs of
+# src/softlabels/data/pinned.yaml, the thesis' schemes, tables and figures of
+# src/softlabels/experiments/catalogue.yaml) under the user's config, `scales.<scale>` merged over it, and
+# validated before and after the merge. A config error is one line naming the key (a misspelled key: with the
+# nearest valid keys), not Snakemake's schema dump; a `data_mirror` that is not a mirror folder is refused here,
+# before the DAG. Mutating the global dict keeps `config[...]` in every rule file equal to what the CLI sees.
 softlabels_config.coerce_booleans(config)
-# What the package ships under the user's config: the pinned inputs (src/softlabels/data/pinned.yaml) and the
-# thesis' schemes, tables and figures (src/softlabels/experiments/catalogue.yaml).
-config.update(softlabels_config.with_package_defaults(config))
-try:
-    softlabels_config.validate(config)
-except softlabels_config.ConfigError as exc:
-    stop(exc)
-validate(config, schema="../schemas/config.schema.yaml")
-
-# The effective configuration: the base with `scales.<scale>` merged over it, validated again.
-# Mutating the global dict keeps `config[...]` in every rule file equal to what the CLI sees.
 try:
     _effective = softlabels_config.resolve(config)
     if MAIN_PROCESS:
         softlabels_config.check_mirror(_effective)
 except softlabels_config.ConfigError as exc:
     stop(exc)
+validate(_effective, schema="../schemas/config.schema.yaml")
 config.clear()
 config.update(_effective)
 
@@ -317,17 +313,19 @@ def result_set_metrics(kind, wildcard):
 
 def claim_target_runs(wildcards):
     """The runs of every table/figure the claims target reads (config `claims.targets`)."""
-    sets = {**config["tables"], **config.get("figures", {})}
-    runs = [r for t in target_tables(config, wildcards.claims_target) for r in result_set_runs(sets[t])]
+    tables = target_tables(config, wildcards.claims_target)
+    runs = [r for t in tables for r in result_set_runs(result_set(config, t))]
     return list(dict.fromkeys(runs))
 
 
 def claims_scheme_keys(targets):
     """`schemes.<row>` of every row of the tables and figures the claims `targets` read: the claims command
     builds their runs and cells from them."""
-    sets = {**config["tables"], **config.get("figures", {})}
     rows = {
-        row for target in targets for table in target_tables(config, target) for row in sets[table]["rows"]
+        row
+        for target in targets
+        for table in target_tables(config, target)
+        for row in result_set(config, table)["rows"]
     }
     return [f"schemes.{row}" for row in sorted(rows)]
 

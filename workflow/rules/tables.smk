@@ -9,7 +9,7 @@
 # the config defines, and the report caption of a kind picks the item's text by the wildcard.
 
 TABLES = list(config["tables"])
-RUN_FIGURES = [f for f in config.get("figures", {}) if f in ("fig3_5", "fig3_6", "figB_3")]
+RUN_FIGURE_NAMES = [f for f in config.get("figures", {}) if f in RUN_FIGURES]
 # Which tables each collected document shows, by name prefix.
 TABLE_DOCUMENTS = {
     document: [t for t in TABLES if t.startswith(prefixes)]
@@ -29,7 +29,7 @@ DOCUMENT_TITLES = {
 
 wildcard_constraints:
     table="|".join(TABLES),
-    run_figure="|".join(RUN_FIGURES) or "no-run-figure",
+    run_figure="|".join(RUN_FIGURE_NAMES) or "no-run-figure",
     document="|".join(TABLE_DOCUMENTS) or "no-document",
 
 
@@ -118,6 +118,6 @@ rule chapter_tables:
 
 FINAL_OUTPUTS.extend(
     [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "html")]
-    + [f"results/figures/{f}.{ext}" for f in RUN_FIGURES for ext in ("png", "pdf", "csv")]
+    + [f"results/figures/{f}.{ext}" for f in RUN_FIGURE_NAMES for ext in ("png", "pdf", "csv")]
     + [f"results/tables/{d}.{ext}" for d in TABLE_DOCUMENTS for ext in ("md", "html")]
 )

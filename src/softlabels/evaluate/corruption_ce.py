@@ -3,8 +3,8 @@
 For each corruption c of `evaluation.corruption.corruptions` (severity `evaluation.corruption.severity`),
 CE_c = −(1/n) Σ_i Σ_k y_ik log softmax(f(x_i^c))_k over the CIFAR-10H hold-out images, with the CIFAR-10H
 distribution y_i as the target; the reported corruption CE is the mean of CE_c over the corruptions. Both
-go into metrics.json["corruption"] = {"mean": mean, "per_corruption": {c: CE_c}, "n": n} (tables show `mean`
-as "Corruption CE").
+go into metrics.json["corruption"] = {"corruption_ce": mean, "per_corruption": {c: CE_c}, "n": n}: the metric
+`corruption_ce` of `softlabels.vocabulary`, "Corruption CE" in the tables.
 
 The corrupted hold-out is the corruption stage's npz (`softlabels.evaluate.corruptions`): one uint8
 [n, 32, 32, 3] array per corruption plus `indices`, the CIFAR-10 test index of each row.
@@ -45,10 +45,10 @@ def load_corrupted_holdout(path: str | Path, indices: np.ndarray, corruptions: S
 
 def corruption_metrics(model: torch.nn.Module, corrupted: Mapping[str, np.ndarray], targets: np.ndarray,
                        device: str | torch.device = "cpu") -> dict:
-    """{"mean": CE averaged over corruptions, "per_corruption": {c: CE_c}, "n": images per corruption}; CE_c is
+    """{"corruption_ce": CE averaged over corruptions, "per_corruption": {c: CE_c}, "n": images per corruption}; CE_c is
     `soft_cross_entropy` of the model's logits on corruption c against `targets`."""
     targets = np.asarray(targets, dtype=np.float32)
     per = {name: float(soft_cross_entropy(model_logits(model, images, device), targets))
            for name, images in corrupted.items()}
     mean = float(np.mean(list(per.values())))
-    return {"mean": mean, "per_corruption": per, "n": int(len(targets))}
+    return {"corruption_ce": mean, "per_corruption": per, "n": int(len(targets))}

@@ -135,6 +135,18 @@ def responses_file(spec: Mapping) -> str:
     return "own_responses.csv" if spec.get("own_responses") else "cifar10s_responses.csv"
 
 
+def result_group(name: str) -> str:
+    """The config group that defines the result set `name`: `figures` for fig..., else `tables` (the schema
+    holds the names of each group to these prefixes)."""
+    return "figures" if name.startswith("fig") else "tables"
+
+
+def result_set(config: Mapping, name: str) -> Mapping:
+    """The block `tables.<name>` or `figures.<name>`. A job's config holds only the blocks its command reads, so
+    the other group may be absent."""
+    return config[result_group(name)][name]
+
+
 def runs_of(config: Mapping, scheme: str, all_models: bool, seeds: str = "main") -> list[tuple[str, str, int]]:
     """The (scheme, model, seed) runs behind one row of a table or figure: every model of the protocol when
     `all_models`, else `single_model[protocol]`; the protocol's `seeds`, or `seeds_extra` when seeds='extra'."""

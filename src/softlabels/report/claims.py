@@ -35,17 +35,17 @@ from scipy import stats
 
 from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import save_figure, write_csv, write_text
+from softlabels.experiments.runs import result_group, result_set, runs_of
 from softlabels.report.html import html_page, markdown_table, markdown_to_html
 from softlabels.report.tables import (
-    EVAL_SET_TITLES,
-    metrics_paths,
     approximate_notes,
+    metrics_paths,
     provenance_markdown,
     read_metrics,
     row_provenance,
 )
 from softlabels.report.thesis import load_thesis_values, thesis_value
-from softlabels.experiments.runs import runs_of
+from softlabels.vocabulary import EVAL_SETS, metric_title, metrics_on
 
 #: Columns of results/tables/<target>.csv, in order.
 CLAIM_COLUMNS = (
@@ -59,7 +59,6 @@ VERDICTS = ("reproduced", "same direction", "other direction", "opposite", "not 
 MIN_RELIABLE_PAIRS = 3
 #: Chapters in display order and their titles.
 CHAPTER_TITLES = {"3": "Chapter 3", "4": "Chapter 4", "5": "Chapter 5", "B": "Appendix B", "C": "Appendix C"}
-METRIC_TITLES = {"ce": "CE", "calibration": "Calibration", "fgsm": "FGSM loss"}
 ORIENTATION = ("Orientation: `diff` and `thesis_diff` are positive in the thesis' direction: A − B where the thesis "
                "reports B lower than A, B − A where it reports B higher.")  # fmt: skip
 
@@ -84,8 +83,8 @@ def target_tables(config: Mapping, target: str) -> list[str]:
 def claim_setting_keys(config: Mapping, target: str) -> list[str]:
     """The config keys the claims command reads for `target`: the claims list, the target and the tables of the
     target (their rows decide which runs form each cell)."""
-    groups = {name: ("tables" if name in config.get("tables", {}) else "figures") for name in target_tables(config, target)}
-    return ["claims.list", f"claims.targets.{target}", *(f"{g}.{n}" for n, g in groups.items()),
+    tables = target_tables(config, target)
+    return ["claims.list", f"claims.targets.{target}", *(f"{result_group(n)}.{n}" for n in tables),
             *(f"protocols.{p}.models" for p in config["protocols"]), *(f"protocols.{p}.seeds" for p in config["protocols"]),
             *(f"protocols.{p}.seeds_extra" for p in config["protocols"]), "single_model", "summaries.ci_level"]  # fmt: skip
 
@@ -102,20 +101,14 @@ def claims_setting_keys(config: Mapping) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------
 # Cells and their comparison
 # ----------------------------------------------------------------------------------------------------------
-def metric_key(eval_set: str, metric: str) -> str:
-    """The metrics.json key of a claim metric: the corruption block stores its CE as `mean`."""
-    return "mean" if eval_set == "corruption" and metric == "ce" else metric
-
-
 def cell_values(runs: Sequence[Mapping], row: str, eval_set: str, metric: str, wanted=None) -> dict:
     """{(model, seed): value} of the runs of `row` on one eval set and metric; `wanted` (a set of
     (scheme, model, seed)) keeps only the runs of the claim's table."""
-    key = metric_key(eval_set, metric)
     out = {}
     for run in runs:
         if run["scheme"] != row or (wanted is not None and (run["scheme"], run["model"], int(run["seed"])) not in wanted):
             continue
-        value = (run.get(eval_set) or {}).get(key)
+        value = (run.get(eval_set) or {}).get(metric)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[(run["model"], int(run["seed"]))] = float(value)
     return out
@@ -198,12 +191,6 @@ def thesis_side(claim: Mapping, thesis: pd.DataFrame) -> dict:
     return {"thesis_a": a, "thesis_b": b, "thesis_diff": diff, "thesis_overlap": overlap}
 
 
-def result_set(config: Mapping, name: str) -> Mapping:
-    """The `figures.<name>` (names fig...) or `tables.<name>` block of a claim's table. A job's config holds only
-    the blocks its target reads, so the other group may be absent."""
-    return config["figures" if name.startswith("fig") else "tables"][name]
-
-
 def evaluate_claim(claim: Mapping, config: Mapping, runs: Sequence[Mapping], tables: Sequence[str],
                    thesis: pd.DataFrame, level: float = 0.95) -> dict:
     """One output row: the claim, its thesis side, and the reproduced comparison over the runs of its table
@@ -270,8 +257,8 @@ def _num(value, digits: int = 3) -> str:
 
 def _claim_cells(r: Mapping) -> dict[str, str]:
     """One claim as a row of the claims table."""
-    cells = (f"{r['table']}: `{r['row_a']}` → `{r['row_b']}`, {EVAL_SET_TITLES.get(r['eval_set'], r['eval_set'])}, "
-             f"{METRIC_TITLES.get(r['metric'], r['metric'])}, B {r['expect']}")  # fmt: skip
+    cells = (f"{r['table']}: `{r['row_a']}` → `{r['row_b']}`, {EVAL_SETS.get(r['eval_set'], r['eval_set'])}, "
+             f"{metric_title(r['metric'])}, B {r['expect']}")  # fmt: skip
     interval = f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if _num(r["ci_low"]) else ""
     return {
         "Claim": f"`{r['claim']}`", "Section": str(r["section"]), "Finding": str(r["text"]), "Cells (A → B)": cells,
@@ -343,7 +330,7 @@ def plot_claims(frame: pd.DataFrame, png: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in METRIC_TITLES if m in set(frame["metric"])] or ["ce"]
+    metrics = [m for m in metrics_on("*", compared=True) if m in set(frame["metric"])] or ["ce"]
     labels = [f"{CHAPTER_TITLES.get(c, c)} · {i}" for c, i in zip(frame["chapter"], frame["claim"])]
     y = np.arange(len(frame))[::-1]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics) + 4, 0.22 * len(frame) + 1.5),
@@ -364,7 +351,7 @@ def plot_claims(frame: pd.DataFrame, png: str | Path) -> None:
                 ax.plot(r["diff"], yi, "o", color="black", ms=3)
             if not math.isnan(r["thesis_diff"]):
                 ax.plot(r["thesis_diff"], yi, "D", color="tab:red", ms=3)
-        ax.set_title(f"{METRIC_TITLES[metric]} (positive = thesis' direction)", fontsize=8)
+        ax.set_title(f"{metric_title(metric)} (positive = thesis' direction)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(y, labels, fontsize=6)
     axes[0][0].set_ylim(-1, len(frame))

@@ -24,10 +24,10 @@ import pandas as pd
 from softlabels.arguments import UserError
 from softlabels.data.io import save_figure, write_csv, write_text
 from softlabels.report.html import html_page, markdown_table, markdown_to_html
+from softlabels.vocabulary import FORMER_METRIC_NAMES, METRICS, metrics_on
 
-#: Metrics with one reproduced-vs-thesis figure each: (eval set or None for any, metric in the table CSV) -> name.
-REPRODUCTION_METRICS = {"ce": "CE", "calibration": "Calibration", "fgsm": "FGSM loss",
-                        "corruption_ce": "Corruption CE"}  # fmt: skip
+#: Metrics with one reproduced-vs-thesis figure each (those the thesis reports: `compared` in the vocabulary).
+REPRODUCTION_METRICS = {name: METRICS[name].title for name in metrics_on("*", compared=True)}
 #: Columns of results/tables/reproduction.csv.
 REPRODUCTION_COLUMNS = ("table", "kind", "cells", "inside", "inside_share", "outside", "median_distance_outside",
                         "max_distance_outside", "no_interval", "scale", "approximate_inputs")  # fmt: skip
@@ -37,11 +37,11 @@ CELL_COLUMNS = ("table", "eval_set", "row", "metric", "reproduced", "reproduced_
 
 
 def table_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Comparable cells of a result table CSV (softlabels.report.tables): corruption CE renamed
-    `corruption_ce`, per-label times left out (they are not results)."""
+    """Comparable cells of a result table CSV (softlabels.report.tables), per-label times left out (they are not
+    results); a table written by an earlier release has its metric names renamed (`FORMER_METRIC_NAMES`)."""
     cells = frame[frame["thesis_value"].notna() & frame["mean"].notna()].copy()
-    corruption = (cells["eval_set"] == "corruption") & (cells["metric"] == "mean")
-    cells.loc[corruption, "metric"] = "corruption_ce"
+    for (eval_set, former), name in FORMER_METRIC_NAMES.items():
+        cells.loc[(cells["eval_set"] == eval_set) & (cells["metric"] == former), "metric"] = name
     return pd.DataFrame({
         "table": cells["table"], "eval_set": cells["eval_set"], "row": cells["row"], "metric": cells["metric"],
         "reproduced": cells["mean"], "reproduced_ci": cells["ci"], "thesis": cells["thesis_value"],

@@ -17,15 +17,11 @@ import pandas as pd
 from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import save_figure, write_text
 from softlabels.numerics import mean_ci
-from softlabels.report.tables import EVAL_SET_TITLES, METRIC_TITLES, metrics_paths, long_metrics, read_metrics
+from softlabels.report.tables import long_metrics, metrics_paths, read_metrics
+from softlabels.vocabulary import EVAL_SETS, RUN_FIGURES, metric_title, metrics_on
 
-#: The x axis of each figure: its column in the figure data and its title.
-FIGURE_X = {
-    "fig3_5": ("cost_s", "estimated annotation cost M · t_per (s)"),
-    "figB_3": ("M", "annotators per image M"),
-    "fig3_6": ("n_soft", "soft-labelled training images N'"),
-}
-FIGURE_METRICS = ("ce", "calibration", "fgsm")
+#: The metrics plotted, one column of panels each.
+FIGURE_METRICS = metrics_on("*", plotted=True)
 
 
 def run_figure_data(name: str, config: Mapping, runs: Sequence[Mapping]) -> pd.DataFrame:
@@ -63,7 +59,7 @@ def plot_run_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | 
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    x, x_title = FIGURE_X[name]
+    x, x_title = RUN_FIGURES[name]
     sns.set_theme(style="whitegrid", context="paper")
     palette = {"cifar10h": "tab:red", "cifar10s": "tab:blue"}
     titles = {"cifar10h": "CIFAR-10H labels", "cifar10s": "CIFAR-10S labels (T2 Clamp)"}
@@ -82,8 +78,8 @@ def plot_run_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | 
             if x in ("cost_s", "M"):
                 ax.set_xscale("log")
             ax.set_xlabel(x_title)
-            ax.set_ylabel(METRIC_TITLES[metric])
-            ax.set_title(f"{METRIC_TITLES[metric]} on {EVAL_SET_TITLES.get(eval_set, eval_set)}")
+            ax.set_ylabel(metric_title(metric))
+            ax.set_title(f"{metric_title(metric)} on {EVAL_SETS.get(eval_set, eval_set)}")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False)
@@ -95,8 +91,8 @@ def plot_run_figure(name: str, frame: pd.DataFrame, png: str | Path, pdf: str | 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    if args.name not in FIGURE_X or args.name not in config.get("figures", {}):
-        raise UserError(f"figure '{args.name}' is not one of {', '.join(sorted(FIGURE_X))} defined under 'figures'")
+    if args.name not in RUN_FIGURES or args.name not in config.get("figures", {}):
+        raise UserError(f"figure '{args.name}' is not one of {', '.join(sorted(RUN_FIGURES))} defined under 'figures'")
     try:
         runs = read_metrics(metrics_paths(args))
     except ValueError as exc:
@@ -113,7 +109,7 @@ def register_run_figures(sub) -> None:
     p = sub.add_parser("run-figure", help="plot a figure from training runs (thesis figs 3.5, 3.6, B.3)",
                        description="Plot figure 3.5, 3.6 or B.3 from run metrics: PNG, and PDF + CSV of the "
                        "plotted values beside it.")  # fmt: skip
-    p.add_argument("name", choices=sorted(FIGURE_X))
+    p.add_argument("name", choices=sorted(RUN_FIGURES))
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files of the runs")
     p.add_argument("--out", default=None, help="output .png (default results/figures/<name>.png)")
     add_config_arguments(p)

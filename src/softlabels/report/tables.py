@@ -29,14 +29,20 @@ import pandas as pd
 
 from softlabels.arguments import UserError, add_config_arguments, config_from_args
 from softlabels.data.io import write_text
+from softlabels.experiments.runs import result_group, result_set
 from softlabels.numerics import mean_ci
 from softlabels.report.html import csv_to_html_page, html_page, markdown_table, markdown_to_html
 from softlabels.report.thesis import load_thesis_values
+from softlabels.vocabulary import (
+    AUGMENTS,
+    EVAL_SETS,
+    FORMER_METRIC_NAMES,
+    LABEL_SOURCES,
+    METRICS,
+    OBJECTIVES,
+    metric_title,
+)
 
-#: Metrics in display order (others found in metrics.json follow alphabetically).
-METRIC_ORDER = ("ce", "calibration", "fgsm", "accuracy", "mean")
-METRIC_TITLES = {"ce": "CE", "calibration": "Calibration", "fgsm": "FGSM loss", "accuracy": "Accuracy", "mean": "Corruption CE"}
-EVAL_SET_TITLES = {"cifar10h": "CIFAR-10H hold-out", "cifar10s": "CIFAR-10S hold-out", "corruption": "CIFAR-10-C"}
 #: Columns of results/tables/<name>.csv, in order.
 TABLE_COLUMNS = (
     "table", "eval_set", "row", "label", "metric", "mean", "ci", "n_runs", "thesis_value", "thesis_ci",
@@ -51,15 +57,16 @@ UNRECORDED = "unrecorded"
 def table_setting_keys(config: Mapping, name: str) -> list[str]:
     """The config keys the table (or run figure) `name` reads: its own entry, the schemes of its rows and the
     annotation times. Everything else it shows comes from the runs' metrics.json (their spec and provenance)."""
-    group = "tables" if name in config.get("tables", {}) else "figures"
-    rows = dict.fromkeys(config[group][name]["rows"])
-    return [f"{group}.{name}", *(f"schemes.{row}" for row in rows), "annotation_time"]
+    rows = dict.fromkeys(result_set(config, name)["rows"])
+    return [f"{result_group(name)}.{name}", *(f"schemes.{row}" for row in rows), "annotation_time"]
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading runs
 # ----------------------------------------------------------------------------------------------------------
 def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
+    """The runs' metrics.json files, with the metric names of earlier releases renamed
+    (`vocabulary.FORMER_METRIC_NAMES`: a run built before keeps its results)."""
     runs = []
     for path in paths:
         try:
@@ -69,6 +76,10 @@ def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
         for key in ("scheme", "model", "seed"):
             if key not in runs[-1]:
                 raise ValueError(f"{path}: metrics file lacks key '{key}'")
+        for (eval_set, former), name in FORMER_METRIC_NAMES.items():
+            block = runs[-1].get(eval_set)
+            if isinstance(block, dict) and former in block and name not in block:
+                block[name] = block.pop(former)
     return runs
 
 
@@ -92,7 +103,9 @@ def long_metrics(runs: Sequence[Mapping], eval_sets: Sequence[str] | None = None
 
 
 def _metric_rank(metric: str) -> tuple:
-    return (METRIC_ORDER.index(metric), "") if metric in METRIC_ORDER else (len(METRIC_ORDER), metric)
+    """Metrics in `vocabulary.METRICS` order; others found in metrics.json follow alphabetically."""
+    order = list(METRICS)
+    return (order.index(metric), "") if metric in order else (len(order), metric)
 
 
 def _joined(values: Iterable) -> str:
@@ -112,14 +125,10 @@ def row_label(scheme: Mapping) -> str:
     if scheme.get("protocol") in ("chapter4", "chapter5"):
         return mixing_row_label(scheme)
     kind = scheme["labels"]
-    base = {"hard": "Hard labels", "random": "Random labels", "uniform": "Uniform labels",
-            "label_smoothing": "Label smoothing", "cifar10h": "CIFAR-10H"}.get(kind)  # fmt: skip
+    base = LABEL_SOURCES[kind].title if kind in LABEL_SOURCES else kind
     if kind == "cifar10s":
-        variety = scheme.get("variety", "t2_clamp")
-        top, redist = variety.split("_", 1)
-        base = f"CIFAR-10S ({top.upper()}, {redist.capitalize()})"
-    if base is None:
-        base = kind
+        top, redist = scheme.get("variety", "t2_clamp").split("_", 1)
+        base = f"{base} ({top.upper()}, {redist.capitalize()})"
     details = []
     if kind in ("cifar10h", "cifar10s"):
         details.append("agg" if scheme.get("aggregate", "none") == "mean" else "sep")
@@ -223,19 +232,12 @@ def load_thesis() -> pd.DataFrame | None:
     return load_thesis_values()
 
 
-#: Chapter-4 labels of the 810 mixed stimuli (`augment`) and chapter-5 objectives, as the thesis names them.
-AUGMENT_LABELS = {None: "Regular (No Aug)", "uniform": "+ Uniform labels", "random": "+ Random labels",
-                  "mixup": "+ mixup labels (λ_f)", "agg": "Agg (mean λ_h)", "sep": "Sep (λ_h^m)",
-                  "agg_conf": "Agg (mean λ_h, mean ω)", "sep_conf": "Sep (λ_h^m, ω_m)"}  # fmt: skip
-OBJECTIVE_LABELS = {"ce": "CE", "mixup": "mixup", "mixmaxent": "Mix-MaxEnt", "entwc": "Ent-WC"}
-
-
 def mixing_row_label(scheme: Mapping) -> str:
     """Name of a chapter-4 (augmenting-set labels) or chapter-5 / appendix-C (mixing objective) scheme."""
     if scheme["protocol"] == "chapter4":
-        return AUGMENT_LABELS.get(scheme.get("augment"), str(scheme.get("augment")))
+        return AUGMENTS.get(scheme.get("augment"), str(scheme.get("augment")))
     objective = scheme.get("objective", "ce")
-    name = OBJECTIVE_LABELS.get(objective, objective)
+    name = OBJECTIVES[objective].title if objective in OBJECTIVES else objective
     if scheme.get("target_mix") == "tau":
         name = f"τ mixing{' + Ent-WC' if objective == 'entwc' else ''}"
     details = [f"{scheme.get('endpoints', 'hard')} endpoints"]
@@ -249,8 +251,6 @@ def mixing_row_label(scheme: Mapping) -> str:
 def _thesis_lookup(thesis: pd.DataFrame | None, table: str, eval_set: str, row: str, metric: str) -> tuple[float, float]:
     if thesis is None:
         return float("nan"), float("nan")
-    if eval_set == "corruption" and metric == "mean":  # the thesis' "Corruption CE" column (chapter 5)
-        eval_set, metric = "cifar10h", "corruption_ce"
     hit = thesis[(thesis["table"] == table) & (thesis["eval_set"] == eval_set) & (thesis["row"] == row) & (thesis["metric"] == metric)]
     if hit.empty:
         return float("nan"), float("nan")
@@ -262,7 +262,7 @@ def _thesis_lookup(thesis: pd.DataFrame | None, table: str, eval_set: str, row: 
 # ----------------------------------------------------------------------------------------------------------
 def build_table(name: str, config: Mapping, runs: Sequence[Mapping], thesis: pd.DataFrame | None = None) -> pd.DataFrame:
     """The long table `name`: one line per (eval set, row, metric) with our mean ± CI beside the thesis'."""
-    table = config["tables"][name] if name in config.get("tables", {}) else config["figures"][name]
+    table = result_set(config, name)
     rows, eval_sets = table["rows"], table["eval_sets"]
     data = long_metrics([r for r in runs if r["scheme"] in rows], eval_sets)
     metrics = sorted(set(data["metric"]), key=_metric_rank)
@@ -332,7 +332,7 @@ def _eval_set_block(block: pd.DataFrame, metrics: list[str], show_time: bool) ->
             record["Thesis time (s)"] = _fmt(first["thesis_time_s"], digits=1)
         diverged = first.get("diverged") or ""
         for m in metrics:
-            c, title = by_metric.loc[m], METRIC_TITLES.get(m, m)
+            c, title = by_metric.loc[m], metric_title(m)
             record[title] = "diverged" if diverged and int(c["n_runs"]) == 0 else _fmt(c["mean"], c["ci"])
             if with_thesis[m]:
                 record[f"{title} (thesis)"] = _fmt(c["thesis_value"], c["thesis_ci"])
@@ -364,7 +364,7 @@ def table_markdown(frame: pd.DataFrame, title: str = "", notes: Mapping[str, str
     show_time = frame["time_per_label_s"].notna().any() and frame["thesis_time_s"].notna().any()
     for eval_set, block in frame.groupby("eval_set", sort=False):
         metrics = list(dict.fromkeys(block["metric"]))  # eval sets may differ (CIFAR-10-C: corruption CE only)
-        lines += [f"**{EVAL_SET_TITLES.get(eval_set, eval_set)}** (table {first['table']})", ""]
+        lines += [f"**{EVAL_SETS.get(eval_set, eval_set)}** (table {first['table']})", ""]
         lines += [markdown_table(_eval_set_block(block, metrics, show_time)), ""]
     return "\n".join(lines)
 

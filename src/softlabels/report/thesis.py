@@ -10,10 +10,12 @@ from importlib import resources
 
 import pandas as pd
 
+from softlabels.vocabulary import ELICITATION_TIME, METRICS
+
 #: Columns of thesis_values.csv, in file order.
 COLUMNS = ("table", "eval_set", "row", "metric", "value", "ci", "note")
 #: Metrics of the result tables (other names are summary statistics).
-TABLE_METRICS = ("ce", "calibration", "fgsm", "corruption_ce", "time_s")
+TABLE_METRICS = (*METRICS, ELICITATION_TIME)
 
 
 def thesis_values_path():
@@ -25,7 +27,8 @@ def load_thesis_values(path=None) -> pd.DataFrame:
     """All thesis values as a DataFrame with columns `COLUMNS`.
 
     `value` and `ci` are floats (`ci` NaN where the thesis gives no ±); `table`, `eval_set`, `row`, `metric`
-    and `note` are strings ("" where empty). Raises ValueError naming the file and line of a malformed row.
+    and `note` are strings ("" where empty). Raises ValueError naming the file and line of a malformed row, or
+    of a table cell whose eval set or metric is not in `softlabels.vocabulary`.
     """
     source = path if path is not None else thesis_values_path()
     with open(source, encoding="utf-8") as handle:
@@ -42,6 +45,14 @@ def load_thesis_values(path=None) -> pd.DataFrame:
             i = int(bad.to_numpy().nonzero()[0][0])
             raise ValueError(f"{source}:{n_header + i + 1}: {column} {frame[column].iloc[i]!r} is not a number")
         frame[column] = numbers.astype(float)
+    measured = frame["eval_set"] != ""  # a cell of a result table, not a summary statistic
+    pairs = {(e, m) for m, metric in METRICS.items() for e in metric.eval_sets}
+    unknown = measured & ~pd.Series([pair in pairs for pair in zip(frame["eval_set"], frame["metric"])], dtype=bool)
+    if unknown.any():
+        i = int(unknown.to_numpy().nonzero()[0][0])
+        e, m = frame["eval_set"].iloc[i], frame["metric"].iloc[i]
+        raise ValueError(f"{source}:{n_header + i + 1}: metric {m!r} is not measured on eval set {e!r} "
+                         f"(softlabels.vocabulary.METRICS: {', '.join(f'{m} on {e}' for e, m in sorted(pairs))})")
     key = ["table", "eval_set", "row", "metric"]
     duplicated = frame.duplicated(key)
     if duplicated.any():
@@ -68,14 +79,8 @@ def thesis_table(table: str, values: pd.DataFrame | None = None) -> pd.DataFrame
 def thesis_value(
     table: str, eval_set: str, row: str, metric: str, values: pd.DataFrame | None = None
 ) -> tuple[float, float]:
-    """(value, ci) the thesis reports for one cell; (NaN, NaN) when it reports none.
-
-    The corruption CE of chapter 5 is stored as metric `corruption_ce` of eval set `cifar10h` (it is a column of
-    the CIFAR-10H tables); asking for eval set `corruption` with metric `ce` or `corruption_ce` finds it too.
-    """
+    """(value, ci) the thesis reports for one cell; (NaN, NaN) when it reports none."""
     values = load_thesis_values() if values is None else values
-    if eval_set == "corruption":
-        eval_set, metric = "cifar10h", "corruption_ce"
     hit = values[
         (values["table"] == table)
         & (values["eval_set"] == eval_set)

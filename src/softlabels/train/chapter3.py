@@ -30,9 +30,9 @@ from softlabels.train.run_data import (
     EvalSet,
     RunData,
     RunSets,
+    cifar10_test_eval_set,
     cifar10h_eval_set,
     cifar10h_holdout_images,
-    cifar10_test_eval_set,
 )
 
 
@@ -82,48 +82,64 @@ def _pool_sizes(pools) -> np.ndarray:
     return np.asarray(pools.sizes)
 
 
-def soft_label_pools(spec: Mapping, data: RunData, images: np.ndarray):
-    """Label pools of the soft-labelled images under the scheme (thesis §3.2-3.3, appendix B.2/B.4).
+def smoothed_label_pools(spec: Mapping, labels: np.ndarray):
+    """Label smoothing of hard labels: (1-β)·y + β/K with β = `labels.label_smoothing_beta` (appendix B.2)."""
+    lab = spec["labels"]
+    return L.label_smoothing_pools(labels, lab["label_smoothing_beta"], normalised=lab["label_smoothing_normalised"])
 
-    hard / uniform / random (seeded by the run seed) / label_smoothing ((1-β)·y + β/K) / cifar10h (per-annotator
-    one-hots, M of them) / cifar10s (one label per response of the variety, M of them); `aggregate: mean`
-    replaces each pool by its mean. Returns (pools, annotators per image before aggregation).
-    """
+
+def cifar10h_source_pools(spec: Mapping, data: RunData, images: np.ndarray):
+    """Per-annotator one-hots of M CIFAR-10H annotators per image (`schemes.<s>.M`, subsampled with
+    `labels.annotator_subsample_seed`)."""
+    M, lab = spec["scheme_spec"].get("M", "all"), spec["labels"]
+    return L.cifar10h_pools(data.cifar10h_counts[images], M, lab["annotator_subsample_seed"], image_ids=images)
+
+
+def cifar10s_source_pools(spec: Mapping, data: RunData, images: np.ndarray):
+    """One label per CIFAR-10S response of the scheme's variety, M per image; the semantic varieties read the
+    GloVe rows."""
     scheme, lab = spec["scheme_spec"], spec["labels"]
+    variety = scheme.get("variety", "t2_clamp")
+    similarity = None
+    if "semantic" in variety:
+        if data.glove_path is None:
+            raise ValueError(f"scheme '{spec['scheme']}' (variety {variety}) needs the GloVe rows (--glove)")
+        similarity = L.semantic_similarity(data.glove_path)
+    return L.cifar10s_pools(
+        data.cifar10s_responses,
+        images,
+        variety,
+        scheme.get("M", "all"),
+        lab["annotator_subsample_seed"],
+        lab["gamma"],
+        similarity=similarity,
+        path=lab["redistribution_path"],
+        **({"semantic_base": lab["semantic_base"]} if similarity is not None else {}),
+    )
+
+
+#: The label pools of each label source of `softlabels.vocabulary.LABEL_SOURCES`: (spec, data, soft-labelled
+#: image indices) -> pools. Random labels are seeded by the run seed.
+SOURCE_POOLS = {
+    "hard": lambda spec, data, images: L.hard_pools(data.labels[images]),
+    "random": lambda spec, data, images: L.random_pools(len(images), int(spec["seed"])),
+    "uniform": lambda spec, data, images: L.uniform_pools(len(images)),
+    "label_smoothing": lambda spec, data, images: smoothed_label_pools(spec, data.labels[images]),
+    "cifar10h": cifar10h_source_pools,
+    "cifar10s": cifar10s_source_pools,
+}  # fmt: skip
+
+
+def soft_label_pools(spec: Mapping, data: RunData, images: np.ndarray):
+    """Label pools of the soft-labelled images under the scheme (thesis §3.2-3.3, appendix B.2/B.4): those of its
+    label source (`SOURCE_POOLS`); `aggregate: mean` replaces each pool by its mean. Returns (pools, annotators
+    per image before aggregation).
+    """
+    scheme = spec["scheme_spec"]
     kind = scheme["labels"]
-    y = data.labels[images]
-    if kind == "hard":
-        pools = L.hard_pools(y)
-    elif kind == "uniform":
-        pools = L.uniform_pools(len(images))
-    elif kind == "random":
-        pools = L.random_pools(len(images), int(spec["seed"]))
-    elif kind == "label_smoothing":
-        pools = L.label_smoothing_pools(y, lab["label_smoothing_beta"], normalised=lab["label_smoothing_normalised"])
-    elif kind in ("cifar10h", "cifar10s"):
-        M = scheme.get("M", "all")
-        if kind == "cifar10h":
-            pools = L.cifar10h_pools(data.cifar10h_counts[images], M, lab["annotator_subsample_seed"], image_ids=images)
-        else:
-            variety = scheme.get("variety", "t2_clamp")
-            similarity = None
-            if "semantic" in variety:
-                if data.glove_path is None:
-                    raise ValueError(f"scheme '{spec['scheme']}' (variety {variety}) needs the GloVe rows (--glove)")
-                similarity = L.semantic_similarity(data.glove_path)
-            pools = L.cifar10s_pools(
-                data.cifar10s_responses,
-                images,
-                variety,
-                M,
-                lab["annotator_subsample_seed"],
-                lab["gamma"],
-                similarity=similarity,
-                path=lab["redistribution_path"],
-                **({"semantic_base": lab["semantic_base"]} if similarity is not None else {}),
-            )
-    else:
+    if kind not in SOURCE_POOLS:
         raise ValueError(f"key 'schemes.{spec['scheme']}.labels': unknown label source '{kind}'")
+    pools = SOURCE_POOLS[kind](spec, data, images)
     annotators = float(_pool_sizes(pools).mean()) if len(images) else 0.0
     if scheme.get("aggregate", "none") == "mean":
         pools = pools.mean()
@@ -136,8 +152,7 @@ def hard_image_pools(spec: Mapping, data: RunData, images: np.ndarray):
     examples"; `soft_images`, the released code, leaves them hard)."""
     lab = spec["labels"]
     if spec["scheme_spec"]["labels"] == "label_smoothing" and lab["label_smoothing_scope"] == "all":
-        return L.label_smoothing_pools(data.labels[images], lab["label_smoothing_beta"],
-                                       normalised=lab["label_smoothing_normalised"])
+        return smoothed_label_pools(spec, data.labels[images])
     return L.hard_pools(data.labels[images])
 
 

@@ -44,9 +44,7 @@ import torch.nn.functional as F
 
 from softlabels.evaluate.metrics import soft_cross_entropy
 from softlabels.labels import class_pair_tau, pair_parameters
-
-#: Objectives a scheme may name (config key `schemes.<s>.objective`).
-MIXING_OBJECTIVES = ("mixup", "mixmaxent", "entwc")
+from softlabels.vocabulary import MIXING_OBJECTIVES
 
 
 # ----------------------------------------------------------------------------------------------------------
