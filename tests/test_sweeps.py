@@ -220,7 +220,7 @@ def test_sweep_table_smoke_build(tmp_path, data_mirror, snakemake_runner):
     rerun = snakemake_runner(work, "-n", "--cores", "2", target, *config)
     assert re.search(r"^sweep_table\s+1$", rerun.stdout, flags=re.M), rerun.stdout[-2000:]
     assert re.search(r"^total\s+1$", rerun.stdout, flags=re.M), rerun.stdout[-2000:]
-    smoke_epochs = "seeds: [0], seeds_extra: [0], epochs: 1,"
+    smoke_epochs = "seeds: [0], epochs: 1,"  # in the smoke preset's shared protocol keys (&smoke_runs)
     assert smoke_epochs in text
     config_file.write_text(text.replace(smoke_epochs, smoke_epochs.replace("epochs: 1", "epochs: 2")))
     rerun = snakemake_runner(work, "-n", "--cores", "2", target, *config)
