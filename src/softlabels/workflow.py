@@ -35,6 +35,6 @@ __all__ = [
     "TrainingGroup", "config_groups", "HOW_TO_RUN_SPEC_KEYS", "file_digest", "run_dir", "run_is_current", "run_key",
     "runs_of", "spec_digest", "active_grids", "selection_file", "spec_sweeps", "point_spec", "sweep_dir",
     "sweep_points", "validation_settings", "claims_setting_keys", "target_tables", "FIGURE_CHAPTER",
-    "FIGURE_INPUTS", "FIGURE_SETTINGS", "REPRODUCTION_METRICS", "RUN_FIGURES", "result_set", "SUMMARY_SETTINGS", "table_setting_keys",
-    "PAPER_ON_CPU", "paper_on_cpu", "training_plan_text",
+    "FIGURE_INPUTS", "FIGURE_SETTINGS", "REPRODUCTION_METRICS", "RUN_FIGURES", "result_set", "SUMMARY_SETTINGS",
+    "table_setting_keys", "PAPER_ON_CPU", "paper_on_cpu", "training_plan_text",
 ]

@@ -32,9 +32,10 @@ from softlabels.data.io import write_text
 from softlabels.experiments.runs import result_group, result_set
 from softlabels.numerics import mean_ci
 from softlabels.report.html import csv_to_html_page, html_page, markdown_table, markdown_to_html
-from softlabels.report.thesis import load_thesis_values
+from softlabels.report.thesis import load_thesis_values, thesis_value
 from softlabels.vocabulary import (
     AUGMENTS,
+    ELICITATION_TIME,
     EVAL_SETS,
     FORMER_METRIC_NAMES,
     LABEL_SOURCES,
@@ -249,12 +250,8 @@ def mixing_row_label(scheme: Mapping) -> str:
 
 
 def _thesis_lookup(thesis: pd.DataFrame | None, table: str, eval_set: str, row: str, metric: str) -> tuple[float, float]:
-    if thesis is None:
-        return float("nan"), float("nan")
-    hit = thesis[(thesis["table"] == table) & (thesis["eval_set"] == eval_set) & (thesis["row"] == row) & (thesis["metric"] == metric)]
-    if hit.empty:
-        return float("nan"), float("nan")
-    return float(hit["value"].iloc[0]), float(hit["ci"].iloc[0])
+    """`thesis_value` of the cell; (NaN, NaN) for a table built without thesis values."""
+    return (float("nan"), float("nan")) if thesis is None else thesis_value(table, eval_set, row, metric, thesis)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -277,7 +274,7 @@ def build_table(name: str, config: Mapping, runs: Sequence[Mapping], thesis: pd.
             row_runs = [r for r in runs if r["scheme"] == row]
             settings = {**row_settings(row_runs), **row_provenance(row_runs), "diverged": diverged_text(row_runs)}
             time_s = time_per_label(scheme, annotation_time) if annotation_time else float("nan")
-            thesis_time, _ = _thesis_lookup(thesis, name, "", row, "time_s")
+            thesis_time, _ = _thesis_lookup(thesis, name, "", row, ELICITATION_TIME)
             for metric in set_metrics:
                 cell = data[(data["eval_set"] == eval_set) & (data["scheme"] == row) & (data["metric"] == metric)]
                 mean, ci = mean_ci(cell["value"].tolist())

@@ -10,12 +10,10 @@ from importlib import resources
 
 import pandas as pd
 
-from softlabels.vocabulary import ELICITATION_TIME, METRICS
+from softlabels.vocabulary import METRICS
 
 #: Columns of thesis_values.csv, in file order.
 COLUMNS = ("table", "eval_set", "row", "metric", "value", "ci", "note")
-#: Metrics of the result tables (other names are summary statistics).
-TABLE_METRICS = (*METRICS, ELICITATION_TIME)
 
 
 def thesis_values_path():
