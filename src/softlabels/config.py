@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 from importlib import resources
 from pathlib import Path
@@ -38,6 +39,13 @@ def default_config_path() -> Path:
 def schema_path() -> Path:
     """The configuration's JSON schema: the card's `workflow/schemas/config.schema.yaml`."""
     return _package_default("config.schema.yaml")
+
+
+@functools.lru_cache(maxsize=1)
+def config_schema() -> dict:
+    """The config's JSON schema (`schema_path`), parsed once per process: the boolean coercion and the two
+    validations of `resolve` read it (read-only)."""
+    return yaml.safe_load(schema_path().read_text())
 
 
 def pinned_inputs_path() -> Path:
@@ -89,7 +97,7 @@ def validate(config: Mapping[str, Any], where: str = "config") -> None:
     """Check `config` against the JSON schema; raise ConfigError naming the offending key."""
     import jsonschema  # not needed with schema=False (benchmarks/device runs without it)
 
-    schema = yaml.safe_load(schema_path().read_text())
+    schema = config_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if not errors:
@@ -127,7 +135,7 @@ def unknown_key_message(path, valid) -> str:
 def coerce_booleans(config: dict) -> None:
     """Snakemake's --config reads only `True`/`False` as booleans: turn a top-level boolean key given as
     `true`/`false` (any case) into the boolean, in place, so `--config allow_paper_on_cpu=true` works."""
-    schema = yaml.safe_load(schema_path().read_text())
+    schema = config_schema()
     for key, spec in schema.get("properties", {}).items():
         value = config.get(key)
         if spec.get("type") == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
