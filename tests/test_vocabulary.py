@@ -103,7 +103,8 @@ def test_a_run_built_before_the_rename_keeps_its_corruption_ce(tmp_path):
 
 def test_a_preset_alias_is_not_shared_after_loading(tmp_path):
     """config.yaml's quick preset writes chapter 5 as an alias of chapter 4 (`*quick_mixing`): an override of one
-    changes only that one, through softlabels' loader and through Snakemake's own config merge."""
+    changes only that one, through softlabels' loader and through Snakemake's own config merge, and the loaded
+    config shares no block between protocols (`config.unshared`)."""
     from snakemake.common.configfile import load_configfile
     from snakemake.utils import update_config
 
@@ -113,6 +114,12 @@ def test_a_preset_alias_is_not_shared_after_loading(tmp_path):
     loaded = softlabels_config.load([REPO / "config.yaml", mine], {"scale": "quick"}, schema=False)
     assert loaded["protocols"]["chapter4"]["epochs"] == 3 and loaded["protocols"]["chapter5"]["epochs"] == 40
     assert loaded["protocols"]["chapter3"]["base_lr"]["resnet8a"] == 0.1
+    # no block is shared, so an in-place edit stays where it is made
+    plain = softlabels_config.load([REPO / "config.yaml"], {"scale": "quick"}, schema=False)
+    presets = plain["scales"]["quick"]["protocols"]
+    assert presets["chapter5"] is not presets["chapter4"] and presets["chapter5"]["models"] is not presets["chapter4"]["models"]
+    presets["chapter4"]["lr_milestones"].append(35)
+    assert presets["chapter5"]["lr_milestones"] == [20, 30]
     snakemake_config = {}
     update_config(snakemake_config, load_configfile(str(REPO / "config.yaml")))
     update_config(snakemake_config, override)
